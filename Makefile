@@ -1,0 +1,31 @@
+# `make demo` and `make test` work on a fresh clone: each installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first and by itself: a bare `torch` requirement could otherwise pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/python examples/make_dataset.py --out examples/data
+	$(BIN)/gantrans train --method cyclegan --data examples/data/photo2vintage \
+		--size 64 --load-size 72 --ngf 16 --ndf 16 --n-blocks 4 --batch-size 4 \
+		--steps 1200 --sample-every 200 --out runs/demo --overwrite
+	$(BIN)/gantrans translate examples/data/test --to vintage --model runs/demo --out examples/out
+	$(BIN)/python examples/before_after.py examples/data/test examples/out --to vintage --out examples/before_after.png
+	@echo "demo: before/after picture in examples/before_after.png"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs examples/data examples/out .pytest_cache

@@ -1,0 +1,3 @@
+from gantrans.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""Model files: safetensors only, so a checkpoint from the internet cannot run code.
+
+A run directory holds
+  generators.safetensors      what `translate` needs: generator weights + metadata (method, config,
+                              domains, image size, normalisation, step, format version)
+  training_state.safetensors  everything `--resume` needs: all weights, optimizer moments and step
+                              counts, the method's random state and image pools
+Both are written to a temporary file and renamed into place, so a crash never leaves a
+half-written file as the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from gantrans.config import TrainConfig
+from gantrans.errors import GantransError
+from gantrans.images import NORMALIZATION
+from gantrans.methods import METHODS, Method
+
+FORMAT = "gantrans-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "generators.safetensors"
+STATE_FILE = "training_state.safetensors"
+
+
+class CheckpointError(GantransError):
+    """A model file that is missing, unreadable or not a gantrans model."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The metadata of a model file (read without loading weights)."""
+
+    path: Path
+    config: TrainConfig
+    domains: tuple[str, ...]
+    image_size: int
+    step: int
+    generators: tuple[str, ...]  # generator modules stored in the file
+
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+
+def model_file(path: Path | str) -> Path:
+    """A run directory or a .safetensors file -> the generators file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no model at {path}" + ("" if path.parent.exists() else f" ({path.parent} does not exist)"))
+    return path
+
+
+def atomic_save(tensors: Mapping[str, Tensor], path: Path, metadata: Mapping[str, str]) -> None:
+    """save_file to a temporary name, flush to disk, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    cpu_tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
+    save_file(cpu_tensors, str(temporary), metadata=dict(metadata))
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _prefixed(prefix: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {f"{prefix}.{name}": tensor for name, tensor in state.items()}
+
+
+def _unprefixed(prefix: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {name[len(prefix) + 1 :]: tensor for name, tensor in state.items() if name.startswith(prefix + ".")}
+
+
+def _metadata(config: TrainConfig, domains: tuple[str, ...], step: int, generators: tuple[str, ...]) -> dict[str, str]:
+    return {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "method": config.method,
+        "config": config.to_json(),
+        "domains": json.dumps(list(domains)),
+        "image_size": str(config.data.size),
+        "normalization": NORMALIZATION,
+        "step": str(step),
+        "generators": json.dumps(list(generators)),
+    }
+
+
+def save_model(path: Path, method: Method, config: TrainConfig, step: int) -> None:
+    """Write the generators and their metadata (the file `translate` and sharing need)."""
+    tensors = {}
+    for name, generator in method.generators.items():
+        tensors.update(_prefixed(name, generator.state_dict()))
+    atomic_save(tensors, path, _metadata(config, method.domains, step, tuple(method.generators)))
+
+
+def read_model_info(path: Path | str) -> ModelInfo:
+    """Metadata of a model file or run directory, without loading the weights."""
+    path = model_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a gantrans model (no '{FORMAT}' metadata); import reference weights with `gantrans import`")
+    if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: model format {metadata['format_version']} is newer than this gantrans reads ({FORMAT_VERSION}); upgrade gantrans")
+    config = TrainConfig.from_dict(json.loads(metadata["config"]))
+    return ModelInfo(
+        path=path, config=config, domains=tuple(json.loads(metadata["domains"])), image_size=int(metadata["image_size"]),
+        step=int(metadata["step"]), generators=tuple(json.loads(metadata["generators"])),
+    )  # fmt: skip
+
+
+def build_method(config: TrainConfig, domains: tuple[str, ...], training: bool, seed: int = 0) -> Method:
+    """Instantiate the method of `config`, initialised reproducibly from `seed` (on the CPU)."""
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's random state
+        torch.manual_seed(seed)
+        return METHODS[config.method](config.model, domains, training=training)
+
+
+def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[Method, ModelInfo]:
+    """Rebuild a model from its saved config and load its generators, ready for inference."""
+    info = read_model_info(path)
+    method = build_method(info.config, info.domains, training=False)
+    tensors = load_file(str(info.path))
+    for name in list(method.generators):
+        if name not in info.generators:
+            del method.generators[name]  # e.g. a one-direction import
+            continue
+        try:
+            method.generators[name].load_state_dict(_unprefixed(name, tensors))
+        except RuntimeError as error:
+            raise CheckpointError(f"{info.path}: weights of {name} do not fit its saved config ({str(error).splitlines()[0]})") from None
+    return method.to(device).eval(), info
+
+
+def save_training_state(path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int) -> None:
+    """Everything a resume needs, in one file (so it can never disagree with itself)."""
+    tensors = _prefixed("method", method.state_dict())
+    tensors.update(_prefixed("extra", method.training_state()))
+    metadata = _metadata(config, method.domains, step, tuple(method.generators))
+    for name, optimizer in optimizers.items():
+        state = optimizer.state_dict()
+        for index, values in state["state"].items():
+            tensors.update({f"{name}.{index}.{key}": value for key, value in values.items()})
+        metadata[f"{name}.param_groups"] = json.dumps(state["param_groups"])
+    atomic_save(tensors, path, metadata)
+
+
+def load_training_state(path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer]) -> int:
+    """Restore weights, optimizer and method state written by `save_training_state`; returns the step."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: cannot read the training state ({error})") from None
+    device = next(method.parameters()).device
+    method.load_state_dict(_unprefixed("method", tensors))
+    method.load_training_state(_unprefixed("extra", tensors))
+    for name, optimizer in optimizers.items():
+        groups = json.loads(metadata[f"{name}.param_groups"])
+        for group in groups:
+            group["betas"] = tuple(group.get("betas", ()))
+        state: dict[int, dict[str, Tensor]] = {}
+        for key, tensor in _unprefixed(name, tensors).items():
+            index, field = key.split(".", 1)
+            # Adam keeps its step counter on the CPU; the moments live with the parameters.
+            state.setdefault(int(index), {})[field] = tensor if field == "step" else tensor.to(device)
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return int(metadata["step"])

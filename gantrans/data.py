@@ -1,0 +1,238 @@
+"""Image folders -> training batches.
+
+Layouts: DATA/<domain>/** (any number of domains), DATA/train/<domain>/** with DATA/test/<domain>,
+and the CycleGAN layout DATA/trainA, trainB, testA, testB.
+
+Sampling is a pure function of (seed, sample number): every crop, flip and draw of a sample
+comes from a generator seeded with its number, so results do not depend on the number of
+worker processes and a resumed run sees exactly the batches an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from gantrans.config import DataConfig
+from gantrans.errors import GantransError
+from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb
+
+log = logging.getLogger(__name__)
+
+
+class DataError(GantransError):
+    """Missing folders, empty domains, undecodable data sets."""
+
+
+def discover_domains(root: Path | str, domains: Sequence[str] = (), split: str = "train") -> dict[str, list[Path]]:
+    """Map each domain name to its image files for `split` ("train" or "test")."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
+    if (root / f"{split}A").is_dir() or (root / f"{split}B").is_dir():  # CycleGAN layout
+        names = tuple(domains) or ("A", "B")
+        if len(names) != 2:
+            raise DataError(f"{root} has the {split}A/{split}B layout: --domains needs exactly 2 names, got {','.join(names)}")
+        return {name: _domain_images(root / f"{split}{letter}", name) for name, letter in zip(names, "AB")}
+    if (root / split).is_dir() and _subfolders(root / split):
+        root = root / split
+    present = _subfolders(root)
+    names = tuple(domains) or tuple(present)
+    if not names:
+        loose = len([path for path in root.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS])
+        found = f" (it holds {loose} images directly)" if loose else ""
+        raise DataError(f"{root} has no domain folders{found}: expected {root}/<domain>/ for each domain, or trainA/trainB")
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise DataError(f"domain folder {root / missing[0]} not found; {root} has: {', '.join(present) or 'no sub-folders'}")
+    return {name: _domain_images(root / name, name) for name in names}
+
+
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+
+
+def _domain_images(folder: Path, name: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"domain {name!r}: folder {folder} not found")
+    images = find_images(folder)
+    if not images:
+        others = sum(len(files) for _, _, files in os.walk(folder))
+        what = f"{others} files, none with an image extension ({' '.join(IMAGE_EXTENSIONS)})" if others else "nothing"
+        raise DataError(f"domain {name!r}: no images in {folder} (found {what})")
+    return images
+
+
+@dataclass(frozen=True)
+class Sample:
+    images: tuple[torch.Tensor, ...]  # uint8 [3, H, W], one per domain
+    skipped: tuple[str, ...]  # files that failed to decode while making this sample
+
+
+class UnpairedDataset(Dataset):
+    """Sample n of the run -> one image of each domain, cropped and flipped.
+
+    An epoch is max(|X|, |Y|) samples: the largest domain is walked in a fresh random order each
+    epoch, the others are drawn at random (as in the CycleGAN paper's unaligned sampling).
+    """
+
+    def __init__(self, files: dict[str, list[Path]], config: DataConfig, seed: int, multiple: int = 4) -> None:
+        self.domains = tuple(files)
+        self.files = [files[name] for name in self.domains]
+        self.config = config
+        self.seed = seed
+        self.multiple = multiple  # side lengths the networks need when the preprocess does not crop
+        self.epoch_length = max(len(paths) for paths in self.files)
+        self.cache_enabled = False
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._permutations: dict[tuple[int, int], np.ndarray] = {}
+        self._bad: set[tuple[int, int]] = set()
+
+    def __len__(self) -> int:
+        return self.epoch_length
+
+    def enable_cache(self) -> None:
+        """Keep decoded (resized, not yet cropped) images in memory: small data sets decode once."""
+        self.cache_enabled = True
+
+    def estimated_bytes(self) -> int:
+        """Memory the cache would take, from the load size (exact for resize-crop, approximate otherwise)."""
+        side = self.config.size if self.config.preprocess == "scale-width" else self.config.load_size
+        return sum(len(paths) for paths in self.files) * side * side * 3
+
+    def __getitem__(self, sample: int) -> Sample:
+        epoch, position = divmod(sample, self.epoch_length)
+        images, skipped = [], []
+        for domain, paths in enumerate(self.files):
+            rng = np.random.default_rng([self.seed, sample, domain])
+            if len(paths) == self.epoch_length:
+                index = int(self._permutation(domain, epoch)[position])
+            else:
+                index = int(rng.integers(len(paths)))
+            array, failed = self._decoded(domain, index)
+            skipped += failed
+            images.append(self._random_part(array, rng))
+        return Sample(tuple(images), tuple(skipped))
+
+    def _permutation(self, domain: int, epoch: int) -> np.ndarray:
+        key = (domain, epoch)
+        if key not in self._permutations:
+            self._permutations = {k: v for k, v in self._permutations.items() if k[1] >= epoch - 1}
+            rng = np.random.default_rng([self.seed, epoch, domain, 1])  # distinct stream from the samples'
+            self._permutations[key] = rng.permutation(len(self.files[domain]))
+        return self._permutations[key]
+
+    def _decoded(self, domain: int, index: int) -> tuple[np.ndarray, list[str]]:
+        """The deterministic part of preprocessing; an undecodable file is replaced by the next one."""
+        paths, failed = self.files[domain], []
+        for attempt in range(len(paths)):
+            key = (domain, (index + attempt) % len(paths))
+            if key in self._bad:
+                continue
+            if key in self._cache:
+                return self._cache[key], failed
+            try:
+                array = np.asarray(self._resize(load_rgb(paths[key[1]])))
+            except ImageDecodeError as error:
+                self._bad.add(key)
+                failed.append(str(error))
+                continue
+            if self.cache_enabled:
+                self._cache[key] = array
+            return array, failed
+        raise DataError(f"domain {self.domains[domain]!r}: none of its {len(paths)} images could be decoded")
+
+    def _resize(self, image: Image.Image) -> Image.Image:
+        config, (width, height) = self.config, image.size
+        if config.preprocess == "resize-crop":
+            return image.resize((config.load_size, config.load_size), Image.BICUBIC)
+        if config.preprocess in ("scale-width", "scale-width-crop"):
+            target = config.size if config.preprocess == "scale-width" else config.load_size
+            new_height = max(1, round(height * target / width))
+            if config.preprocess == "scale-width":  # no crop follows: make the height fit the networks
+                new_height = max(self.multiple, round(new_height / self.multiple) * self.multiple)
+            image = image.resize((target, new_height), Image.BICUBIC)
+        elif config.preprocess == "none":
+            multiple = self.multiple
+            size = (max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple))
+            image = image.resize(size, Image.BICUBIC) if size != image.size else image
+        if config.preprocess in ("crop", "scale-width-crop") and min(image.size) < config.size:
+            # Too small to crop from: enlarge so the shorter side equals the crop size.
+            scale = config.size / min(image.size)
+            image = image.resize((max(config.size, round(image.width * scale)), max(config.size, round(image.height * scale))), Image.BICUBIC)
+        return image
+
+    def _random_part(self, array: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        if self.config.preprocess in ("resize-crop", "crop", "scale-width-crop"):
+            size = self.config.size
+            top = int(rng.integers(array.shape[0] - size + 1))
+            left = int(rng.integers(array.shape[1] - size + 1))
+            array = array[top : top + size, left : left + size]
+        if self.config.flip and rng.random() < 0.5:
+            array = array[:, ::-1]
+        return image_to_uint8(array)
+
+
+def collate(samples: Sequence[Sample]) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+    """Stack samples into one uint8 batch per domain; gather the skipped-file messages."""
+    domains = len(samples[0].images)
+    shapes = {sample.images[d].shape for sample in samples for d in range(domains)}
+    if len(shapes) > 1:
+        raise DataError("images of different sizes in one batch (preprocess scale-width or none): use --batch-size 1 or a cropping --preprocess")
+    batch = tuple(torch.stack([sample.images[d] for sample in samples]) for d in range(domains))
+    return batch, [message for sample in samples for message in sample.skipped]
+
+
+Batches = Iterator[tuple[tuple[torch.Tensor, ...], list[str]]]
+
+
+class _BatchStream(IterableDataset):
+    """Batches of steps start .. stop-1; batch k holds samples k*B .. k*B+B-1.
+
+    Worker w of W makes batches start+w, start+w+W, ...; the loader takes one batch from each
+    worker in turn, so the step order is kept whatever the number of workers.
+    """
+
+    def __init__(self, dataset: UnpairedDataset, batch_size: int, start: int, stop: int) -> None:
+        self.dataset, self.batch_size, self.start, self.stop = dataset, batch_size, start, stop
+
+    def __iter__(self) -> Batches:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        for step in range(self.start + worker, self.stop, workers):
+            yield collate([self.dataset[step * self.batch_size + i] for i in range(self.batch_size)])
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    # Ctrl-C reaches every process of the terminal's group; the main process saves a checkpoint
+    # and stops, so workers must not die first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def batches(dataset: UnpairedDataset, batch_size: int, start_step: int, stop_step: int, workers: int, pin_memory: bool) -> Batches:
+    """uint8 batches (one tensor per domain) for steps start_step .. stop_step-1, with skipped-file messages."""
+    stream = _BatchStream(dataset, batch_size, start_step, stop_step)
+    if workers == 0:
+        return iter(stream)
+    loader = DataLoader(
+        stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, worker_init_fn=_ignore_sigint, prefetch_factor=4
+    )
+    return iter(loader)
+
+
+def default_workers(dataset: UnpairedDataset, config: DataConfig) -> int:
+    """0 (decode in the main process, once, into memory) when the data set fits the cache budget."""
+    if config.workers is not None:
+        return config.workers
+    if dataset.estimated_bytes() <= config.cache_mb * 2**20:
+        return 0
+    return min(8, os.cpu_count() or 1)

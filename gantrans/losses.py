@@ -1,0 +1,80 @@
+"""Pure loss functions shared by every method. No backward(), no optimizers, no state.
+
+Discriminator outputs are raw scores (logits); each GAN objective turns them into a loss
+for the discriminator and one for the generator.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GAN_LOSSES = ("lsgan", "nonsaturating", "wgan", "wgan-gp", "hinge")
+
+
+def _check_gan_loss(kind: str) -> None:
+    if kind not in GAN_LOSSES:
+        raise ValueError(f"unknown GAN loss {kind!r}; known: {', '.join(GAN_LOSSES)}")
+
+
+def discriminator_adversarial_loss(kind: str, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """The discriminator's loss for scores on real and on generated images.
+
+    lsgan: E[(D(x)-1)^2] + E[D(G(z))^2]  (Mao et al. 2017)
+    nonsaturating: -E[log sigmoid(D(x))] - E[log(1 - sigmoid(D(G(z))))]  (Goodfellow et al. 2014)
+    wgan / wgan-gp: E[D(G(z))] - E[D(x)]  (Arjovsky et al. 2017; the penalty is `gradient_penalty`)
+    hinge: E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]  (Lim & Ye 2017; Miyato et al. 2018)
+    """
+    _check_gan_loss(kind)
+    real_scores, fake_scores = real_scores.float(), fake_scores.float()
+    if kind == "lsgan":
+        return (real_scores - 1).pow(2).mean() + fake_scores.pow(2).mean()
+    if kind == "nonsaturating":
+        real = F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores))
+        fake = F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores))
+        return real + fake
+    if kind == "hinge":
+        return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+    return fake_scores.mean() - real_scores.mean()  # wgan, wgan-gp
+
+
+def generator_adversarial_loss(kind: str, fake_scores: Tensor) -> Tensor:
+    """The generator's loss for the discriminator's scores on its images.
+
+    lsgan: E[(D(G(z))-1)^2]; nonsaturating: -E[log sigmoid(D(G(z)))] (the "non-saturating" trick of
+    Goodfellow et al. 2014, strong gradients early on); wgan, wgan-gp, hinge: -E[D(G(z))].
+    """
+    _check_gan_loss(kind)
+    fake_scores = fake_scores.float()
+    if kind == "lsgan":
+        return (fake_scores - 1).pow(2).mean()
+    if kind == "nonsaturating":
+        return F.binary_cross_entropy_with_logits(fake_scores, torch.ones_like(fake_scores))
+    return -fake_scores.mean()
+
+
+def gradient_penalty(
+    discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates x_hat of real and fake (Gulrajani et al. 2017, eq. 3).
+
+    The caller multiplies by lambda (10 in the paper). Needs double backward, so the graph is kept.
+    """
+    alpha = torch.rand((real.shape[0], 1, 1, 1), generator=generator, device="cpu").to(real)
+    interpolates = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    scores = discriminator(interpolates)
+    (gradients,) = torch.autograd.grad(scores.float().sum(), interpolates, create_graph=True)
+    return (gradients.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
+    """||F(G(x)) - x||_1, the cycle-consistency loss (Zhu et al. 2017, eq. 2), as a mean over pixels."""
+    return F.l1_loss(reconstructed.float(), original.float())
+
+
+def identity_loss(mapped: Tensor, original: Tensor) -> Tensor:
+    """||G(y) - y||_1 for y already in G's target domain (Zhu et al. 2017, sec. 5.2; Taigman et al. 2017)."""
+    return F.l1_loss(mapped.float(), original.float())

@@ -1,0 +1,65 @@
+"""The contract between a method and the one training loop: a method computes, the trainer updates.
+
+A method owns its networks (`generators`, `discriminators`) and returns losses; it never calls
+`backward()`, steps optimizers or keeps results between calls. State that must survive a
+resume (an image pool, its random generator) is returned by `training_state()` and restored by
+`load_training_state()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+Batch = Sequence[Tensor]  # one image batch per domain, in the order of `Method.domains`
+
+
+@dataclass
+class Losses:
+    """What one loss computation hands to the trainer."""
+
+    total: Tensor  # the scalar the trainer backpropagates
+    terms: dict[str, Tensor]  # detached components, for logging
+    images: dict[str, Tensor] = field(default_factory=dict)  # detached images: reused by the D step, shown in samples
+
+
+class Method(nn.Module):
+    """Base class of every method. Subclasses set `config_class` and fill the two module dicts."""
+
+    config_class: ClassVar[type]
+    stride: ClassVar[int] = 1  # image sides must be multiples of this for the generators
+
+    def __init__(self, config: Any, domains: Sequence[str], training: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.domains = tuple(domains)
+        self.generators = nn.ModuleDict()
+        self.discriminators = nn.ModuleDict()  # left empty when built for inference only
+        self.rng = torch.Generator().manual_seed(0)  # reseeded by the trainer; checkpointed
+
+    def generator_loss(self, batch: Batch) -> Losses:
+        """Losses of the generators for one batch (discriminators are frozen by the trainer)."""
+        raise NotImplementedError
+
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+        """Losses of the discriminators; `fakes` are the detached images of the preceding generator
+        step, or None when the method must generate its own (extra critic steps)."""
+        raise NotImplementedError
+
+    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
+        """Map images in [-1, 1] (NCHW, sides multiples of `stride`) to domain `target`."""
+        raise NotImplementedError
+
+    def generators_for(self, target: str) -> tuple[str, ...]:
+        """Names of the generator modules that translating into `target` uses."""
+        raise NotImplementedError
+
+    def training_state(self) -> dict[str, Tensor]:
+        """Tensors beyond the weights that a resume needs (the method's random state, pools...)."""
+        return {"rng": self.rng.get_state()}
+
+    def load_training_state(self, state: Mapping[str, Tensor]) -> None:
+        self.rng.set_state(state["rng"])

@@ -1,0 +1,264 @@
+"""The one training loop for every method.
+
+Update order of step s (the same for all methods):
+  1. if (s + 1) % n_critic == 0: generator step, discriminators frozen; its fakes are kept
+  2. discriminator step, on the fakes of step 1 (or fresh ones when no generator step ran)
+This is the reference CycleGAN order for n_critic = 1, and one G step per n_critic D steps otherwise.
+
+`train()` yields events (progress, samples, checkpoints); the CLI renders them, tests and
+notebooks iterate them. Stopping early (Ctrl-C) is a `should_stop` callable checked between
+steps, so a checkpoint is only ever written from a consistent state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Union
+
+import torch
+from torch import Tensor
+
+from gantrans import checkpoint
+from gantrans.config import TrainConfig
+from gantrans.data import UnpairedDataset, batches, default_workers, discover_domains
+from gantrans.errors import GantransError, UsageError
+from gantrans.images import image_grid, save_image, to_model_range
+from gantrans.methods import METHODS, Losses, Method
+
+
+@dataclass(frozen=True)
+class Started:
+    run_dir: Path
+    start_step: int  # > 0 when resuming
+    total_steps: int
+    steps_per_epoch: int
+    domain_sizes: dict[str, int]
+    device: str
+    workers: int
+    cached: bool  # decoded images kept in memory
+
+
+@dataclass(frozen=True)
+class StepDone:
+    step: int  # steps completed
+    total_steps: int
+    losses: dict[str, float] | None  # means since the last log line, on log steps only
+    images_per_second: float | None  # on log steps only
+    lr: float
+
+
+@dataclass(frozen=True)
+class FileSkipped:
+    message: str  # names the file and why it could not be decoded
+
+
+@dataclass(frozen=True)
+class SamplesWritten:
+    step: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class CheckpointWritten:
+    step: int
+    path: Path
+    snapshot: bool  # a kept copy rather than the latest
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    run_dir: Path
+    seconds: float
+    interrupted: bool
+    skipped_files: int
+
+
+Event = Union[Started, StepDone, FileSkipped, SamplesWritten, CheckpointWritten, Finished]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when present, else CPU; a requested but absent CUDA device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    return device
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    return Path("runs") / f"{Path(config.data.root).resolve().name}-{config.method}"
+
+
+def learning_rate_factor(step: int, decay_start: int, total: int) -> float:
+    """1 until `decay_start`, then linearly down towards 0 at `total` (CycleGAN's schedule)."""
+    if step < decay_start or total <= decay_start:
+        return 1.0
+    return max(0.0, (total - step) / (total - decay_start))
+
+
+def saved_config(run_dir: Path) -> TrainConfig:
+    """The config of the run in `run_dir` (for `--resume`)."""
+    path = Path(run_dir) / checkpoint.STATE_FILE
+    if not path.is_file():
+        raise GantransError(f"nothing to resume in {run_dir}: no {checkpoint.STATE_FILE}")
+    return checkpoint.read_model_info(path).config
+
+
+def train(
+    config: TrainConfig, resume: bool = False, overwrite: bool = False, should_stop: Callable[[], bool] = lambda: False
+) -> Iterator[Event]:
+    """Train `config`, yielding events. With `resume`, continue the run in `config.out` exactly."""
+    started_at = time.perf_counter()
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick the fastest kernels
+    files = discover_domains(config.data.root, config.data.domains)
+    config = dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, domains=tuple(files)),
+        out=config.out or str(default_run_dir(config)),
+    )
+    run_dir = Path(config.out)
+    _check_run_dir(run_dir, resume, overwrite)
+
+    dataset = UnpairedDataset(files, config.data, config.seed, multiple=METHODS[config.method].stride)
+    workers = default_workers(dataset, config.data)
+    if workers == 0 and dataset.estimated_bytes() <= config.data.cache_mb * 2**20:
+        dataset.enable_cache()
+    steps_per_epoch = max(1, len(dataset) // config.batch_size)
+    total = config.total_steps(steps_per_epoch)
+    decay_start = config.decay_start(steps_per_epoch)
+
+    method = checkpoint.build_method(config, tuple(files), training=True, seed=config.seed).to(device)
+    method.rng.manual_seed(config.seed)
+    optimizers = {
+        "optimizer_g": _adam(method.generators.parameters(), config, device),
+        "optimizer_d": _adam(method.discriminators.parameters(), config, device),
+    }
+    start = checkpoint.load_training_state(run_dir / checkpoint.STATE_FILE, method, optimizers) if resume else 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(config.to_json() + "\n")
+    log_path = run_dir / "log.jsonl"
+    _truncate_log(log_path, start)
+    yield Started(run_dir, start, total, steps_per_epoch, {d: len(f) for d, f in files.items()}, str(device), workers, dataset.cache_enabled)
+
+    step, interrupted, skipped = start, False, 0
+    sums: dict[str, tuple[Tensor, int]] = {}  # loss name -> (sum since the last log line, count)
+    last_log_step, last_log_time, last_images = start, time.perf_counter(), {}
+    stream = batches(dataset, config.batch_size, start, total, workers, pin_memory=device.type == "cuda")
+    try:
+        for step in range(start, total):
+            if should_stop():
+                interrupted = True
+                break
+            uint8_batch, skipped_messages = next(stream)
+            for message in skipped_messages:
+                skipped += 1
+                yield FileSkipped(message)
+            batch = tuple(to_model_range(images.to(device, non_blocking=True)) for images in uint8_batch)
+            lr = config.lr * learning_rate_factor(step, decay_start, total)
+            for optimizer in optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            g_losses, d_losses = _train_step(method, optimizers, batch, generator_due=(step + 1) % config.n_critic == 0)
+            for losses in (g_losses, d_losses):
+                if losses is not None:
+                    for name, value in losses.terms.items():
+                        total_so_far, count = sums.get(name, (0.0, 0))
+                        sums[name] = (total_so_far + value, count + 1)
+            last_images = g_losses.images if g_losses is not None else last_images
+            done = step + 1
+            losses_logged, speed = None, None
+            if done % config.log_every == 0 or done == total:
+                now = time.perf_counter()
+                speed = (done - last_log_step) * config.batch_size * len(files) / max(now - last_log_time, 1e-9)
+                losses_logged = _write_log(log_path, done, lr, speed, sums)
+                sums, last_log_step, last_log_time = {}, done, now
+            yield StepDone(done, total, losses_logged, speed, lr)
+            if done % config.sample_every == 0 and last_images:
+                path = run_dir / "samples" / f"step_{done:07d}.png"
+                path.parent.mkdir(exist_ok=True)
+                save_image(image_grid(list(last_images.values())), path)
+                yield SamplesWritten(done, path)
+            if done % config.checkpoint_every == 0 and done < total:
+                yield from _save(run_dir, method, optimizers, config, done)
+            if config.snapshot_every and done % config.snapshot_every == 0:
+                path = run_dir / "snapshots" / f"generators_step{done:07d}.safetensors"
+                checkpoint.save_model(path, method, config, done)
+                yield CheckpointWritten(done, path, snapshot=True)
+        else:
+            step = total
+    except GantransError:
+        # A data problem surfaces while fetching a batch, before the step changes anything:
+        # keep the work done so far, then report.
+        if step > start:
+            list(_save(run_dir, method, optimizers, config, step))
+        raise
+    yield from _save(run_dir, method, optimizers, config, step)
+    yield Finished(step, run_dir, time.perf_counter() - started_at, interrupted, skipped)
+
+
+def _train_step(
+    method: Method, optimizers: dict[str, torch.optim.Optimizer], batch: tuple[Tensor, ...], generator_due: bool
+) -> tuple[Losses | None, Losses]:
+    g_losses = None
+    if generator_due:
+        # Frozen discriminators: the generator loss backpropagates through them without
+        # computing gradients for their weights.
+        method.discriminators.requires_grad_(False)
+        optimizers["optimizer_g"].zero_grad(set_to_none=True)
+        g_losses = method.generator_loss(batch)
+        g_losses.total.backward()
+        optimizers["optimizer_g"].step()
+        method.discriminators.requires_grad_(True)
+    optimizers["optimizer_d"].zero_grad(set_to_none=True)
+    d_losses = method.discriminator_loss(batch, g_losses.images if g_losses is not None else None)
+    d_losses.total.backward()
+    optimizers["optimizer_d"].step()
+    return g_losses, d_losses
+
+
+def _adam(parameters: Iterator[torch.nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    # foreach kernels batch the per-parameter updates into a few launches on the GPU.
+    return torch.optim.Adam(parameters, lr=config.lr, betas=(config.beta1, config.beta2), foreach=device.type == "cuda")
+
+
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    has_model = (run_dir / checkpoint.STATE_FILE).exists() or (run_dir / checkpoint.MODEL_FILE).exists()
+    if resume and not (run_dir / checkpoint.STATE_FILE).exists():
+        raise GantransError(f"nothing to resume in {run_dir}: no {checkpoint.STATE_FILE}")
+    if has_model and not resume and not overwrite:
+        step = checkpoint.read_model_info(run_dir).step if (run_dir / checkpoint.MODEL_FILE).exists() else "?"
+        raise GantransError(f"{run_dir} already holds a model (step {step}): pass --resume to continue it, --out DIR for a new run, or --overwrite")
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Keep log lines up to `step` (a resumed run rewrites what came after its checkpoint)."""
+    if not log_path.exists():
+        return
+    kept = [line for line in log_path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    log_path.write_text("".join(line + "\n" for line in kept))
+
+
+def _write_log(path: Path, step: int, lr: float, speed: float, sums: dict[str, tuple[Tensor, int]]) -> dict[str, float]:
+    """Append one JSON line of mean losses (the loop's only host sync)."""
+    losses = {name: float(total) / count for name, (total, count) in sums.items()}
+    with path.open("a") as handle:
+        handle.write(json.dumps({"step": step, "lr": lr, "images_per_second": round(speed, 3), **losses}) + "\n")
+    return losses
+
+
+def _save(run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, step: int) -> Iterator[Event]:
+    # Training state first: if we die between the two writes, resume still finds a consistent state.
+    checkpoint.save_training_state(run_dir / checkpoint.STATE_FILE, method, optimizers, config, step)
+    checkpoint.save_model(run_dir / checkpoint.MODEL_FILE, method, config, step)
+    yield CheckpointWritten(step, run_dir / checkpoint.MODEL_FILE, snapshot=False)
