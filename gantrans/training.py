@@ -17,17 +17,17 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Union
 
 import torch
 from torch import Tensor
 
 from gantrans import checkpoint
-from gantrans.config import TrainConfig
+from gantrans.config import DataConfig, TrainConfig
 from gantrans.data import UnpairedDataset, batches, default_workers, discover_domains
 from gantrans.errors import GantransError, UsageError
 from gantrans.images import image_grid, save_image, to_model_range
-from gantrans.methods import METHODS, Losses, Method
+from gantrans.methods import METHODS, PRESETS, Losses, Method
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,50 @@ def learning_rate_factor(step: int, decay_start: int, total: int) -> float:
     if step < decay_start or total <= decay_start:
         return 1.0
     return max(0.0, (total - step) / (total - decay_start))
+
+
+# Settings that may change when a run is resumed; everything else must stay as saved.
+RESUMABLE_SETTINGS = ("steps", "epochs", "decay_epochs", "device", "log_every", "sample_every", "checkpoint_every", "snapshot_every", "workers")
+
+
+def make_train_config(method: str, overrides: dict[str, Any], config_file: dict[str, Any] | None = None) -> TrainConfig:
+    """The preset of `method`, then a `--config` file's values, then `overrides` (flag name -> value).
+
+    Each override goes to the dataclass that has a field of its name: TrainConfig, DataConfig or
+    the method's own config; a setting the method does not have is an error.
+    """
+    if method not in PRESETS:
+        raise UsageError(f"unknown method {method!r}; choose one of: {', '.join(PRESETS)}")
+    values = PRESETS[method].to_dict()
+    for key, value in (config_file or {}).items():
+        values[key] = {**values[key], **value} if isinstance(values.get(key), dict) and isinstance(value, dict) else value
+    model_fields = {f.name for f in dataclasses.fields(METHODS[values["method"]].config_class)}
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data", "method"}
+    for name, value in overrides.items():
+        if name in train_fields:
+            values[name] = value
+        elif name in data_fields:
+            values["data"][name] = value
+        elif name in model_fields:
+            values["model"][name] = value
+        else:
+            raise UsageError(f"--{name.replace('_', '-')} does not apply to --method {method}")
+    return TrainConfig.from_dict(values)
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config of the run in `run_dir`, with the few settings that may change on resume."""
+    config = saved_config(run_dir)
+    fixed = [name for name in overrides if name not in RESUMABLE_SETTINGS]
+    if fixed:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in fixed)
+        raise UsageError(f"{flags}: cannot change when resuming (the run keeps its saved config); start a new run with --out DIR")
+    data_changes = {name: value for name, value in overrides.items() if name in ("workers",)}
+    train_changes = {name: value for name, value in overrides.items() if name not in data_changes}
+    if "epochs" in train_changes or "decay_epochs" in train_changes:
+        train_changes.setdefault("steps", None)  # epochs given: they replace a step count
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, **data_changes), out=str(run_dir), **train_changes)
 
 
 def saved_config(run_dir: Path) -> TrainConfig:

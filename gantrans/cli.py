@@ -1,0 +1,294 @@
+"""The `gantrans` command: a thin Typer layer over the library.
+
+stdout carries results (paths, JSON); progress, warnings and errors go to stderr.
+Exit codes: 0 success, 1 user error (one line, no traceback), 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from gantrans import __version__
+from gantrans.errors import GantransError, UsageError
+
+app = typer.Typer(
+    name="gantrans",
+    help="Learn image-to-image translation from unpaired folders of images, then translate from the shell.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+stderr = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """One plain line on stderr (no rich wrapping: it must stay one line in logs and pipelines)."""
+    print(f"gantrans: error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn GantransError into one line on stderr and its exit code; Ctrl-C into exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except GantransError as error:
+            fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            print("gantrans: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader of stdout went away (`... | head -1`): stop quietly, as SIGPIPE would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
+
+    return wrapper
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"gantrans {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """gantrans: unpaired image-to-image translation (CycleGAN and friends)."""
+
+
+DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
+
+
+@app.command(no_args_is_help=True)
+@user_errors
+def train(
+    method: str = typer.Option("cyclegan", "--method", "-m", help="Method (or preset) to train: cyclegan."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB."),
+    domains: Optional[str] = typer.Option(None, help="Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for the model, samples and log.  [default: runs/<data>-<method>]"),
+    size: Optional[int] = typer.Option(None, help="Training crop size.  [default: 256]"),
+    load_size: Optional[int] = typer.Option(None, help="Resize to this before cropping.  [default: 286]"),
+    preprocess: Optional[str] = typer.Option(None, help="resize-crop, crop, scale-width, scale-width-crop or none.  [default: resize-crop]"),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Random horizontal flips.  [default: flip]"),
+    batch_size: Optional[int] = typer.Option(None, help="Images per domain per step.  [default: 1]"),
+    epochs: Optional[int] = typer.Option(None, help="Epochs at the initial learning rate.  [default: 100]"),
+    decay_epochs: Optional[int] = typer.Option(None, help="Further epochs decaying the learning rate to 0.  [default: 100]"),
+    steps: Optional[int] = typer.Option(None, help="Train this many steps instead (decaying over the last half)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate.  [default: 0.0002]"),
+    ngf: Optional[int] = typer.Option(None, help="Generator width.  [default: 64]"),
+    ndf: Optional[int] = typer.Option(None, help="Discriminator width.  [default: 64]"),
+    n_blocks: Optional[int] = typer.Option(None, help="Generator residual blocks (9 for 256 px, 6 for 128 px).  [default: 9]"),
+    n_layers_d: Optional[int] = typer.Option(None, help="PatchGAN layers (3 = 70x70 patches).  [default: 3]"),
+    upsample: Optional[str] = typer.Option(None, help="transpose, or resize (no checkerboard artifacts).  [default: transpose]"),
+    spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm", help="Spectral normalisation in the discriminators.  [default: off]"),
+    gan_loss: Optional[str] = typer.Option(None, help="lsgan, nonsaturating, wgan-gp or hinge.  [default: lsgan]"),
+    lambda_cycle: Optional[float] = typer.Option(None, help="Cycle-consistency weight.  [default: 10]"),
+    lambda_identity: Optional[float] = typer.Option(None, help="Identity loss weight, relative to --lambda-cycle (0: off).  [default: 0.5]"),
+    pool_size: Optional[int] = typer.Option(None, help="Image history shown to the discriminators (0: off).  [default: 50]"),
+    seed: Optional[int] = typer.Option(None, help="Random seed: same seed, same run (on CPU).  [default: 0]"),
+    device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu, cuda or cuda:N.  [default: auto]"),
+    workers: Optional[int] = typer.Option(None, help="Image decoding processes.  [default: 0 for data that fits in memory, else up to 8]"),
+    sample_every: Optional[int] = typer.Option(None, help="Steps between sample grids in <out>/samples.  [default: 500]"),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints.  [default: 1000]"),
+    snapshot_every: Optional[int] = typer.Option(None, help="Steps between kept generator snapshots (0: none).  [default: 10000]"),
+    log_every: Optional[int] = typer.Option(None, help="Steps between loss lines in <out>/log.jsonl.  [default: 10]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of settings (as printed by --dry-run); flags override it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit."),
+) -> None:
+    """Train a translation model on unpaired image folders.
+
+    Example: gantrans train --method cyclegan --data data/horse2zebra --domains horse,zebra
+    Ctrl-C saves a checkpoint and stops; --resume continues it. Prints the run folder on stdout.
+    """
+    from gantrans import training
+    from gantrans.config import load_config_file
+
+    flags = {
+        "size": size, "load_size": load_size, "preprocess": preprocess, "flip": flip, "batch_size": batch_size,
+        "epochs": epochs, "decay_epochs": decay_epochs, "steps": steps, "lr": lr, "ngf": ngf, "ndf": ndf,
+        "n_blocks": n_blocks, "n_layers_d": n_layers_d, "upsample": upsample, "spectral_norm": spectral_norm,
+        "gan_loss": gan_loss, "lambda_cycle": lambda_cycle, "lambda_identity": lambda_identity, "pool_size": pool_size,
+        "seed": seed, "device": device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
+        "snapshot_every": snapshot_every, "log_every": log_every,
+        "root": str(data) if data is not None else None, "domains": tuple(domains.split(",")) if domains else None,
+    }  # fmt: skip
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    if resume:
+        if out is None and data is None:
+            raise UsageError("--resume needs --out RUN (or the --data and --method of the run)")
+        run_dir = out or training.default_run_dir(training.make_train_config(method, overrides))
+        overrides.pop("root", None)
+        resolved = training.resume_config(run_dir, overrides)
+    else:
+        file_values = load_config_file(config) if config else None
+        if data is None and not (file_values or {}).get("data", {}).get("root"):
+            raise UsageError("--data DIR is required (a folder with one sub-folder of images per domain)")
+        resolved = training.make_train_config(method, {**overrides, **({"out": str(out)} if out else {})}, file_values)
+    if dry_run:
+        print(resolved.to_json())
+        return
+    _run_training(resolved, resume, overwrite)
+
+
+def _run_training(config: Any, resume: bool, overwrite: bool) -> None:
+    from gantrans import training
+    from gantrans.progress import TrainingDisplay
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C aborts at once
+            raise KeyboardInterrupt
+        stop.set()
+        stderr.print("[yellow]stopping: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]")
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with TrainingDisplay(stderr) as display:
+            for event in training.train(config, resume=resume, overwrite=overwrite, should_stop=stop.is_set):
+                display.show(event)
+                if isinstance(event, training.Finished):
+                    finished = event
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(finished.run_dir)
+    if finished.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command(no_args_is_help=True)
+@user_errors
+def translate(
+    inputs: Optional[list[str]] = typer.Argument(None, help="Image files, folders (recursive), or - for image bytes on stdin. None: image paths on stdin, one a line."),
+    to: str = typer.Option(..., "--to", "-t", help="Target domain."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Run folder or .safetensors file.  [default: newest model under ./runs (or $GANTRANS_HOME) that knows --to]"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder, or a file for a single input.  [default: next to each input, as <stem>.<domain>.png]"),
+    source: Optional[str] = typer.Option(None, "--from", help="Source domain, for methods that need it."),
+    size: Optional[int] = typer.Option(None, help="Resize inputs so the shorter side has this many pixels.  [default: keep the input size]"),
+    batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
+    device: str = DeviceOption,
+) -> None:
+    """Translate images into domain --to; prints each written path on stdout.
+
+    Examples: gantrans translate photo.jpg --to vangogh
+              find shots -name '*.jpg' | gantrans translate --to vangogh --out out/
+              gantrans translate - --to vangogh < in.jpg > out.png
+    """
+    from gantrans import translate as translation
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive (got {batch_size})")
+    if size is not None and size < 1:
+        raise UsageError(f"--size must be positive (got {size})")
+    inputs = list(inputs or [])
+    if "-" in inputs and len(inputs) > 1:
+        raise UsageError("'-' (image bytes on stdin) cannot be combined with other inputs")
+    if not inputs and sys.stdin.isatty():
+        raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
+    model_path = model or translation.find_model(to)
+    translator = translation.Translator.load(model_path, device)
+    translator.check_target(to)
+    if model is None:
+        stderr.print(f"using model {model_path}", soft_wrap=True)
+    if inputs == ["-"]:
+        _translate_stdin_bytes(translator, to, out, source, size)
+        return
+    out_is_file = out is not None and translation.looks_like_image_file(out)
+    if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir()):
+        raise UsageError(f"--out {out} is a file name, but there is more than one input: give a folder")
+    items = translation.expand_inputs(inputs or (line.strip() for line in sys.stdin if line.strip()), translator.domains)
+    failures = 0
+    for result in translation.translate_files(translator, items, to, out, out_is_file, batch_size, source, size):
+        if result.error:
+            failures += 1
+            print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
+        else:
+            print(result.output, flush=True)
+    if failures:
+        fail(f"{failures} input(s) could not be translated")
+
+
+def _translate_stdin_bytes(translator: Any, to: str, out: Optional[Path], source: Optional[str], size: Optional[int]) -> None:
+    from gantrans.images import load_rgb, save_image
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise UsageError("'-' given but stdin is empty: pipe an image file in (gantrans translate - --to D < in.jpg)")
+    (result,) = translator.translate_images([load_rgb(data, "<stdin>")], to, source, size)
+    if out is None:
+        save_image(result, sys.stdout.buffer, format="PNG")
+        sys.stdout.buffer.flush()
+        return
+    destination = out / f"stdin.{to}.png" if out.is_dir() else out
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    save_image(result, destination)
+    print(destination)
+
+
+@app.command("import", no_args_is_help=True)
+@user_errors
+def import_model(
+    files: list[Path] = typer.Argument(..., help="latest_net_G_A.pth (A -> B) and optionally latest_net_G_B.pth (B -> A)."),
+    domains: str = typer.Option(..., help="Names of domains A and B, comma-separated (e.g. horse,zebra)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the gantrans model."),
+) -> None:
+    """Import generators of the reference CycleGAN project (resnet_6blocks/resnet_9blocks) as a gantrans model.
+
+    The .pth files are read with torch.load(weights_only=True): no code in them can run.
+    """
+    from gantrans.interop import import_reference_cyclegan
+
+    path = import_reference_cyclegan(files, tuple(name for name in domains.split(",") if name), out)
+    stderr.print(f"imported {len(files)} generator(s) into {path}", soft_wrap=True)
+    print(path.parent)
+
+
+@app.command()
+@user_errors
+def models(
+    home: Optional[Path] = typer.Argument(None, help="Folder of runs.  [default: $GANTRANS_HOME, else ./runs]"),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per model on stdout."),
+) -> None:
+    """List trained models: path, method, domains, step, image size."""
+    import json
+
+    from rich.table import Table
+
+    from gantrans import checkpoint
+
+    home = home or Path(os.environ.get("GANTRANS_HOME") or "runs")
+    infos = []
+    for path in sorted(home.glob(f"*/{checkpoint.MODEL_FILE}")):
+        try:
+            infos.append(checkpoint.read_model_info(path))
+        except GantransError as error:
+            print(f"gantrans: warning: {error}", file=sys.stderr)
+    if json_output:
+        for info in infos:
+            print(json.dumps({"path": str(info.path.parent), "method": info.method, "domains": list(info.domains), "step": info.step, "image_size": info.image_size}))
+        return
+    table = Table("model", "method", "domains", "step", "size")
+    for info in infos:
+        table.add_row(str(info.path.parent), info.method, ", ".join(info.domains), str(info.step), str(info.image_size))
+    Console().print(table if infos else f"no models under {home}/")
+
+
+def main() -> None:
+    app(prog_name="gantrans")

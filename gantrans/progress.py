@@ -1,0 +1,90 @@
+"""Rendering of training events on stderr: a live rich progress bar in a terminal, plain lines in logs."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from gantrans import training
+
+
+def format_losses(losses: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.3f}" for name, value in losses.items())
+
+
+def format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class TrainingDisplay:
+    """Shows `training` events; use as a context manager around the event loop."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.interactive = console.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+        )  # fmt: skip
+        self.losses = Text("")
+        self.live = Live(Group(self.progress, self.losses), console=console, refresh_per_second=4, transient=False)
+        self.task = None
+        self.last_speed: float | None = None
+
+    def __enter__(self) -> TrainingDisplay:
+        if self.interactive:
+            self.live.start()
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        if self.interactive:
+            self.live.stop()
+
+    def show(self, event: training.Event) -> None:
+        if isinstance(event, training.Started):
+            self._started(event)
+        elif isinstance(event, training.StepDone):
+            self._step(event)
+        elif isinstance(event, training.FileSkipped):
+            self.console.print(f"[yellow]warning:[/] skipped {event.message}", soft_wrap=True, markup=True, highlight=False)
+        elif isinstance(event, training.CheckpointWritten) and not self.interactive:
+            self.console.print(f"checkpoint at step {event.step}: {event.path}", soft_wrap=True)
+        elif isinstance(event, training.Finished):
+            self._finished(event)
+
+    def _started(self, event: training.Started) -> None:
+        sizes = ", ".join(f"{name} {count}" for name, count in event.domain_sizes.items())
+        resumed = f", resuming at step {event.start_step}" if event.start_step else ""
+        memory = "decoded once into memory" if event.cached else f"{event.workers} decoding workers"
+        self.console.print(
+            f"training {event.run_dir}: {event.total_steps} steps ({event.steps_per_epoch}/epoch) on {event.device}; "
+            f"images: {sizes}; {memory}{resumed}", soft_wrap=True,
+        )  # fmt: skip
+        self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step, speed="")
+
+    def _step(self, event: training.StepDone) -> None:
+        if event.images_per_second is not None:
+            self.last_speed = event.images_per_second
+        speed = f"{self.last_speed:.1f} img/s" if self.last_speed is not None else ""
+        self.progress.update(self.task, completed=event.step, speed=speed)
+        if event.losses is not None:
+            self.losses.plain = f"  lr {event.lr:.2e}  {format_losses(event.losses)}"
+            if not self.interactive:
+                self.console.print(f"step {event.step}/{event.total_steps}  {speed}  {self.losses.plain.strip()}", soft_wrap=True)
+
+    def _finished(self, event: training.Finished) -> None:
+        if self.interactive:
+            self.live.stop()
+        how = "stopped" if event.interrupted else "finished"
+        skipped = f"; skipped {event.skipped_files} unreadable image(s)" if event.skipped_files else ""
+        speed = f" ({self.last_speed:.1f} img/s)" if self.last_speed else ""
+        self.console.print(f"{how} at step {event.step} after {format_duration(event.seconds)}{speed}{skipped}", soft_wrap=True)
+        self.console.print(f"model: {event.run_dir}/generators.safetensors  samples: {event.run_dir}/samples/", soft_wrap=True)
+        if event.interrupted:
+            self.console.print(f"continue with: gantrans train --resume --out {event.run_dir}", soft_wrap=True)
