@@ -52,8 +52,8 @@ class Translator:
         """Images in [-1, 1], NCHW of any size -> translated images of the same size."""
         self.check_target(target)
         height, width = images.shape[-2:]
-        stride = self.method.stride
-        pad_bottom, pad_right = -height % stride, -width % stride
+        stride, min_side = self.method.stride, self.method.min_side
+        pad_bottom, pad_right = max(-height % stride, min_side - height), max(-width % stride, min_side - width)
         images = images.to(self.device)
         if pad_bottom or pad_right:
             # Reflection continues the image naturally; it needs the pad to be smaller than the side.

@@ -31,6 +31,7 @@ class Method(nn.Module):
 
     config_class: ClassVar[type]
     stride: ClassVar[int] = 1  # image sides must be multiples of this for the generators
+    min_side: ClassVar[int] = 1  # and at least this long
 
     def __init__(self, config: Any, domains: Sequence[str], training: bool = True) -> None:
         super().__init__()

@@ -93,6 +93,7 @@ class CycleGAN(Method):
 
     config_class = CycleGANConfig
     stride = ResnetGenerator.stride
+    min_side = ResnetGenerator.min_side
 
     def __init__(self, config: CycleGANConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)

@@ -57,6 +57,7 @@ class ResnetGenerator(nn.Module):
     """
 
     stride = 4  # two stride-2 downsamplings
+    min_side = 8  # the residual blocks' reflection padding needs a bottleneck of at least 2x2
 
     def __init__(
         self, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose", in_channels: int = 3, out_channels: int = 3

@@ -1,0 +1,238 @@
+"""The command line: through Typer's CliRunner, and through real subprocesses for pipelines and signals."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from gantrans import checkpoint
+from gantrans.cli import app
+from gantrans.nn import ResnetGenerator
+
+from conftest import tiny_config, write_images
+
+TINY = ["--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--device", "cpu", "--workers", "0"]
+
+
+def invoke(*args: str, env: dict | None = None, input: bytes | str | None = None):
+    return CliRunner(env=env).invoke(app, list(args), input=input)
+
+
+def assert_one_line_error(result, code: int, fragment: str) -> None:
+    """Exit code `code`, exactly one line on stderr, naming `fragment`, and no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gantrans: error:") and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny trained horse <-> zebra model (trained once for the module, through the library)."""
+    from gantrans.training import train
+
+    root = tmp_path_factory.mktemp("data")
+    write_images(root / "horse", 4, seed=1)
+    write_images(root / "zebra", 4, seed=2)
+    config = tiny_config(root, root.parent / "runs" / "h2z", steps=2)
+    list(train(config))
+    return Path(config.out)
+
+
+def make_inputs(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, (width, height) in [("a.png", (37, 51)), ("b.jpg", (20, 20)), ("c.png", (5, 3))]:
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)).save(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+# --- train ----------------------------------------------------------------------------------------
+
+
+def test_train_prints_the_run_folder_and_writes_the_model(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", "--data", str(tiny_data), *TINY, "--steps", "3", "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    assert {"generators.safetensors", "training_state.safetensors", "config.json", "log.jsonl"} <= {p.name for p in out.iterdir()}
+    assert "finished at step 3" in result.stderr
+
+
+def test_dry_run_prints_the_config_and_config_files_are_overridden_by_flags(tiny_data, tmp_path):
+    result = invoke("train", "--data", str(tiny_data), "--ngf", "4", "--out", str(tmp_path / "dry"), "--dry-run")
+    config = json.loads(result.stdout)
+    assert result.exit_code == 0 and config["model"]["ngf"] == 4 and config["data"]["root"] == str(tiny_data)
+    assert not (tmp_path / "dry").exists()
+    config["model"]["ngf"], config["steps"] = 6, 7
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    again = json.loads(invoke("train", "--config", str(tmp_path / "c.json"), "--ngf", "5", "--dry-run").stdout)
+    assert (again["model"]["ngf"], again["steps"]) == (5, 7)
+
+
+@pytest.mark.parametrize(
+    "args, code, fragment",
+    [
+        (["--size", "16"], 2, "--data DIR is required"),
+        (["--data", "nowhere"], 1, "data folder nowhere does not exist"),
+        (["--data", "{data}", "--size", "0"], 2, "--size must be positive"),
+        (["--data", "{data}", "--method", "pix2pix"], 2, "unknown method 'pix2pix'"),
+        (["--data", "{data}", "--gan-loss", "magic"], 2, "--gan-loss must be one of"),
+        (["--data", "{data}", "--preprocess", "zoom"], 2, "--preprocess must be one of"),
+        (["--data", "{data}", "--domains", "horse,cat"], 1, "cat not found"),
+        (["--data", "{data}", "--config", "{bad_json}"], 2, "not valid JSON"),
+        (["--resume", "--out", "{empty}"], 1, "nothing to resume"),
+    ],
+)
+def test_train_errors_are_one_clear_line(tiny_data, tmp_path, args, code, fragment):
+    (tmp_path / "bad.json").write_text("{not json")
+    values = {"data": str(tiny_data), "bad_json": str(tmp_path / "bad.json"), "empty": str(tmp_path / "empty")}
+    assert_one_line_error(invoke("train", *[a.format(**values) for a in args]), code, fragment)
+
+
+def test_empty_domain_is_one_clear_line(tmp_path):
+    write_images(tmp_path / "d" / "horse", 2)
+    (tmp_path / "d" / "zebra").mkdir()
+    assert_one_line_error(invoke("train", "--data", str(tmp_path / "d")), 1, "domain 'zebra': no images")
+
+
+def test_existing_model_is_kept_and_resume_extends_it(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", "--data", str(tiny_data), *TINY, "--steps", "2", "--out", str(out)).exit_code == 0
+    before = (out / "generators.safetensors").read_bytes()
+    assert_one_line_error(invoke("train", "--data", str(tiny_data), *TINY, "--steps", "2", "--out", str(out)), 1, "already holds a model")
+    assert (out / "generators.safetensors").read_bytes() == before
+    assert_one_line_error(invoke("train", "--resume", "--out", str(out), "--ngf", "8"), 2, "cannot change when resuming")
+    result = invoke("train", "--resume", "--out", str(out), "--steps", "4")
+    assert result.exit_code == 0 and "resuming at step 2" in result.stderr
+    assert checkpoint.read_model_info(out).step == 4
+
+
+# --- translate ------------------------------------------------------------------------------------
+
+
+def test_translate_file_folder_and_out_file(model_dir, tmp_path):
+    inputs = make_inputs(tmp_path / "in")
+    (tmp_path / "in" / "sub").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "sub" / "d.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "old.zebra.png")  # an earlier output: skipped
+    result = invoke("translate", str(inputs[0]), "--to", "zebra", "--model", str(model_dir))
+    assert result.exit_code == 0 and result.stdout.strip() == str(tmp_path / "in" / "a.zebra.png")
+    assert Image.open(tmp_path / "in" / "a.zebra.png").size == (37, 51)
+    result = invoke("translate", str(tmp_path / "in"), "--to", "horse", "--model", str(model_dir), "--out", str(tmp_path / "out"))
+    written = [Path(line).relative_to(tmp_path / "out").as_posix() for line in result.stdout.split()]
+    assert result.exit_code == 0 and written == ["a.horse.png", "b.horse.png", "c.horse.png", "sub/d.horse.png"]
+    result = invoke("translate", str(inputs[1]), "--to", "zebra", "--model", str(model_dir), "--out", str(tmp_path / "one.jpg"))
+    assert result.exit_code == 0 and Image.open(tmp_path / "one.jpg").format == "JPEG"
+    assert_one_line_error(
+        invoke("translate", str(inputs[0]), str(inputs[1]), "--to", "zebra", "--model", str(model_dir), "--out", str(tmp_path / "x.png")),
+        2, "is a file name, but there is more than one input",
+    )  # fmt: skip
+
+
+def test_translate_unknown_domain_lists_the_models_domains(model_dir, tmp_path):
+    (path,) = make_inputs(tmp_path)[:1]
+    assert_one_line_error(invoke("translate", str(path), "--to", "giraffe", "--model", str(model_dir)), 2, "knows horse, zebra")
+
+
+def test_translate_reports_bad_inputs_and_translates_the_rest(model_dir, tmp_path):
+    good = make_inputs(tmp_path)[0]
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    result = invoke("translate", str(tmp_path / "bad.png"), str(tmp_path / "missing.png"), str(good), "--to", "zebra", "--model", str(model_dir), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert result.stdout.split() == [str(tmp_path / "out" / "a.zebra.png")]
+    assert "bad.png: not a readable image" in result.stderr and "missing.png: no such file" in result.stderr
+    assert "2 input(s) could not be translated" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_translate_finds_the_newest_model_that_knows_the_domain(model_dir, tmp_path):
+    (path,) = make_inputs(tmp_path)[:1]
+    result = invoke("translate", str(path), "--to", "zebra", env={"GANTRANS_HOME": str(model_dir.parent)})
+    assert result.exit_code == 0 and f"using model {model_dir}" in result.stderr
+    assert_one_line_error(invoke("translate", str(path), "--to", "cat", env={"GANTRANS_HOME": str(model_dir.parent)}), 1, "no model under")
+
+
+def test_import_reference_generator_then_translate_one_way(tmp_path):
+    torch.save(ResnetGenerator(ngf=4, n_blocks=6).state_dict(), tmp_path / "latest_net_G_A.pth")
+    result = invoke("import", str(tmp_path / "latest_net_G_A.pth"), "--domains", "horse,zebra", "--out", str(tmp_path / "model"))
+    assert result.exit_code == 0 and result.stdout.strip() == str(tmp_path / "model")
+    (path,) = make_inputs(tmp_path / "in")[:1]
+    assert invoke("translate", str(path), "--to", "zebra", "--model", str(tmp_path / "model")).exit_code == 0
+    assert_one_line_error(invoke("translate", str(path), "--to", "horse", "--model", str(tmp_path / "model")), 2, "no generator into 'horse'")
+    assert_one_line_error(invoke("import", str(tmp_path / "missing.pth"), "--domains", "a,b", "--out", str(tmp_path / "m2")), 1, "no such file")
+
+
+def test_models_lists_runs(model_dir):
+    result = invoke("models", str(model_dir.parent), "--json")
+    (entry,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert entry["domains"] == ["horse", "zebra"] and entry["method"] == "cyclegan" and entry["step"] == 2
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["translate"], ["import"], ["models"]])
+def test_help_works(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+# --- real processes ---------------------------------------------------------------------------------
+
+
+def gantrans(*args: str, cwd: Path, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gantrans", *args], cwd=cwd, input=stdin, capture_output=True, timeout=timeout)
+
+
+def test_pipelines_paths_and_bytes_on_stdin(model_dir, tmp_path):
+    """Paths in -> paths out, in order; bytes in -> PNG bytes out; odd sizes kept exactly."""
+    inputs = make_inputs(tmp_path / "in")
+    paths = "".join(f"{p}\n" for p in inputs).encode()
+    result = gantrans("translate", "--to", "zebra", "--model", str(model_dir), "--out", "out", cwd=tmp_path, stdin=paths)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split() == ["out/a.zebra.png", "out/b.zebra.png", "out/c.zebra.png"]
+    assert [Image.open(tmp_path / p).size for p in result.stdout.decode().split()] == [(37, 51), (20, 20), (5, 3)]
+
+    result = gantrans("translate", "-", "--to", "zebra", "--model", str(model_dir), cwd=tmp_path, stdin=inputs[0].read_bytes())
+    assert result.returncode == 0 and Image.open(io.BytesIO(result.stdout)).size == (37, 51)
+
+    shell = f"find in -name '*.png' | sort | {sys.executable} -m gantrans translate --to horse --model {model_dir} --out piped | head -1"
+    result = subprocess.run(["bash", "-c", f"set -o pipefail; {shell}"], cwd=tmp_path, capture_output=True, timeout=120)
+    assert result.stdout.decode().strip() == "piped/a.horse.png"
+    assert b"Traceback" not in result.stderr  # the reader closing the pipe early is no crash
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_writes_a_checkpoint_and_resume_continues(tiny_data, tmp_path, sig):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    while not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") >= 2):
+        assert time.time() < deadline and process.poll() is None, "training did not start"
+        time.sleep(0.2)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and b"Traceback" not in stderr
+    assert b"stopped at step" in stderr and b"gantrans train --resume --out" in stderr
+    assert stdout.decode().strip() == str(out)
+    saved = checkpoint.read_model_info(out).step
+    last_logged = json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"]
+    assert saved == last_logged > 0
+    resumed = gantrans("train", "--resume", "--out", str(out), "--steps", str(saved + 2), cwd=tmp_path)
+    assert resumed.returncode == 0 and checkpoint.read_model_info(out).step == saved + 2
+
+
+def test_python_dash_m_works(tmp_path):
+    result = gantrans("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.decode().startswith("gantrans ")
