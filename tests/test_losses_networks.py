@@ -1,0 +1,106 @@
+"""Loss values on known inputs; network shapes, parameter counts and reference parameter names."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gantrans import losses
+from gantrans.nn import PatchDiscriminator, ResnetGenerator, init_weights
+
+REAL, FAKE = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 1.0])
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+@pytest.mark.parametrize(
+    "kind, d_loss, g_loss",
+    [
+        # E[(D(x)-1)^2] + E[D(G(z))^2] = (1+1)/2 + (1+1)/2 ; G: E[(D(G(z))-1)^2] = (4+0)/2
+        ("lsgan", 2.0, 2.0),
+        # -log sigmoid(s) = softplus(-s); -log(1 - sigmoid(s)) = softplus(s)
+        ("nonsaturating", (softplus(-2) + softplus(0)) / 2 + (softplus(-1) + softplus(1)) / 2, (softplus(1) + softplus(-1)) / 2),
+        ("wgan", 0.0 - 1.0, 0.0),  # E[D(G(z))] - E[D(x)] ; G: -E[D(G(z))]
+        ("wgan-gp", -1.0, 0.0),
+        ("hinge", (0 + 1) / 2 + (0 + 2) / 2, 0.0),  # E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]
+    ],
+)
+def test_gan_objectives_on_known_scores(kind, d_loss, g_loss):
+    assert losses.discriminator_adversarial_loss(kind, REAL, FAKE).item() == pytest.approx(d_loss)
+    assert losses.generator_adversarial_loss(kind, FAKE).item() == pytest.approx(g_loss)
+
+
+def test_perfect_discriminator_has_zero_lsgan_and_hinge_loss():
+    assert losses.discriminator_adversarial_loss("lsgan", torch.ones(4), torch.zeros(4)).item() == 0
+    assert losses.discriminator_adversarial_loss("hinge", torch.full((4,), 1.5), torch.full((4,), -1.5)).item() == 0
+
+
+def test_unknown_objective_is_refused():
+    with pytest.raises(ValueError, match="unknown GAN loss 'magic'"):
+        losses.generator_adversarial_loss("magic", FAKE)
+
+
+def test_gradient_penalty_is_zero_for_a_unit_gradient_critic():
+    weight = torch.zeros(1, 3, 2, 2)
+    weight[0, 0, 0, 0] = 1.0  # d(score)/d(input) has norm exactly 1
+    critic = lambda images: F.conv2d(images, weight).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.rand(4, 3, 2, 2), torch.rand(4, 3, 2, 2)
+    assert losses.gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-12)
+    steep = lambda images: 3 * critic(images)  # noqa: E731  gradient norm 3: penalty (3 - 1)^2
+    assert losses.gradient_penalty(steep, real, fake).item() == pytest.approx(4.0)
+
+
+def test_cycle_and_identity_losses_are_mean_absolute_error():
+    a, b = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    assert losses.cycle_loss(a, b).item() == 0.5 and losses.identity_loss(b, b).item() == 0
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_parameter_counts_match_the_reference_networks():
+    assert count(ResnetGenerator(ngf=64, n_blocks=9)) == 11_378_179
+    assert count(PatchDiscriminator(ndf=64, n_layers=3)) == 2_764_737
+
+
+@pytest.mark.parametrize("n_blocks, upsampling", [(9, (19, 22, 26)), (6, (16, 19, 23))])
+def test_generator_parameter_names_follow_the_reference_layout(n_blocks, upsampling):
+    names = set(ResnetGenerator(ngf=4, n_blocks=n_blocks).state_dict())
+    expected = {"model.1.weight", "model.4.weight", "model.7.weight", f"model.{upsampling[0]}.weight", f"model.{upsampling[1]}.weight", f"model.{upsampling[2]}.bias"}
+    expected |= {f"model.{10 + block}.conv_block.{conv}.weight" for block in range(n_blocks) for conv in (1, 5)}
+    assert expected <= names and not any("running" in name for name in names)
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+@pytest.mark.parametrize("height, width", [(16, 16), (24, 40)])
+def test_generator_keeps_the_image_size_and_range(upsample, height, width):
+    output = ResnetGenerator(ngf=4, n_blocks=2, upsample=upsample)(torch.rand(2, 3, height, width) * 2 - 1)
+    assert output.shape == (2, 3, height, width) and output.abs().max() <= 1
+
+
+def test_patch_discriminator_sees_70x70_patches_on_a_30x30_map():
+    assert PatchDiscriminator(ndf=4, n_layers=3)(torch.rand(1, 3, 256, 256)).shape == (1, 1, 30, 30)
+
+
+def test_spectral_norm_bounds_the_largest_singular_value():
+    torch.manual_seed(0)
+    discriminator = init_weights(PatchDiscriminator(ndf=4, n_layers=2), gain=1.0).use_spectral_norm()
+    for _ in range(20):  # power iteration runs once per forward pass in training mode
+        discriminator(torch.rand(1, 3, 32, 32))
+    conv = discriminator.model[2]
+    assert hasattr(conv, "parametrizations")
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+    assert sigma.item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_init_is_normal_with_small_std_and_zero_bias():
+    torch.manual_seed(0)
+    generator = init_weights(ResnetGenerator(ngf=16, n_blocks=1), gain=0.02)
+    weight = generator.model[1].weight
+    assert abs(weight.std().item() - 0.02) < 0.003 and generator.model[1].bias.abs().max() == 0
