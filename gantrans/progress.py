@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 
 from rich.console import Console, Group
@@ -10,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from gantrans import training
+
+PLAIN_LINE_SECONDS = 10.0
 
 
 def format_losses(losses: dict[str, float]) -> str:
@@ -36,6 +39,7 @@ class TrainingDisplay:
         self.live = Live(Group(self.progress, self.losses), console=console, refresh_per_second=4, transient=False)
         self.task = None
         self.last_speed: float | None = None
+        self.last_line = float("-inf")
 
     def __enter__(self) -> TrainingDisplay:
         if self.interactive:
@@ -75,7 +79,10 @@ class TrainingDisplay:
         self.progress.update(self.task, completed=event.step, speed=speed)
         if event.losses is not None:
             self.losses.plain = f"  lr {event.lr:.2e}  {format_losses(event.losses)}"
-            if not self.interactive:
+            # In a log, one line per PLAIN_LINE_SECONDS is plenty (the full record is log.jsonl).
+            now = time.monotonic()
+            if not self.interactive and (now - self.last_line >= PLAIN_LINE_SECONDS or event.step == event.total_steps):
+                self.last_line = now
                 self.console.print(f"step {event.step}/{event.total_steps}  {speed}  {self.losses.plain.strip()}", soft_wrap=True)
 
     def _finished(self, event: training.Finished) -> None:

@@ -165,19 +165,10 @@ def train(
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick the fastest kernels
-    files = discover_domains(config.data.root, config.data.domains)
-    config = dataclasses.replace(
-        config,
-        data=dataclasses.replace(config.data, domains=tuple(files)),
-        out=config.out or str(default_run_dir(config)),
-    )
+    config, dataset, workers = _prepare_data(config)
+    files = dict(zip(dataset.domains, dataset.files))
     run_dir = Path(config.out)
     _check_run_dir(run_dir, resume, overwrite)
-
-    dataset = UnpairedDataset(files, config.data, config.seed, multiple=METHODS[config.method].stride)
-    workers = default_workers(dataset, config.data)
-    if workers == 0 and dataset.estimated_bytes() <= config.data.cache_mb * 2**20:
-        dataset.enable_cache()
     steps_per_epoch = max(1, len(dataset) // config.batch_size)
     total = config.total_steps(steps_per_epoch)
     decay_start = config.decay_start(steps_per_epoch)
@@ -196,8 +187,7 @@ def train(
     yield Started(run_dir, start, total, steps_per_epoch, {d: len(f) for d, f in files.items()}, str(device), workers, dataset.cache_enabled)
 
     step, interrupted, skipped = start, False, 0
-    sums: dict[str, tuple[Tensor, int]] = {}  # loss name -> (sum since the last log line, count)
-    last_log_step, last_log_time, last_images = start, time.perf_counter(), {}
+    meter, last_log_step, last_log_time, last_images = LossMeter(), start, time.perf_counter(), {}
     stream = batches(dataset, config.batch_size, start, total, workers, pin_memory=device.type == "cuda")
     try:
         for step in range(start, total):
@@ -210,35 +200,21 @@ def train(
                 yield FileSkipped(message)
             batch = tuple(to_model_range(images.to(device, non_blocking=True)) for images in uint8_batch)
             lr = config.lr * learning_rate_factor(step, decay_start, total)
-            for optimizer in optimizers.values():
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+            _set_learning_rate(optimizers, lr)
             g_losses, d_losses = _train_step(method, optimizers, batch, generator_due=(step + 1) % config.n_critic == 0)
-            for losses in (g_losses, d_losses):
-                if losses is not None:
-                    for name, value in losses.terms.items():
-                        total_so_far, count = sums.get(name, (0.0, 0))
-                        sums[name] = (total_so_far + value, count + 1)
+            meter.add(g_losses)
+            meter.add(d_losses)
             last_images = g_losses.images if g_losses is not None else last_images
             done = step + 1
             losses_logged, speed = None, None
             if done % config.log_every == 0 or done == total:
                 now = time.perf_counter()
                 speed = (done - last_log_step) * config.batch_size * len(files) / max(now - last_log_time, 1e-9)
-                losses_logged = _write_log(log_path, done, lr, speed, sums)
-                sums, last_log_step, last_log_time = {}, done, now
+                losses_logged = meter.means()
+                _append_log(log_path, {"step": done, "lr": lr, "images_per_second": round(speed, 3), **losses_logged})
+                last_log_step, last_log_time = done, now
             yield StepDone(done, total, losses_logged, speed, lr)
-            if done % config.sample_every == 0 and last_images:
-                path = run_dir / "samples" / f"step_{done:07d}.png"
-                path.parent.mkdir(exist_ok=True)
-                save_image(image_grid(list(last_images.values())), path)
-                yield SamplesWritten(done, path)
-            if done % config.checkpoint_every == 0 and done < total:
-                yield from _save(run_dir, method, optimizers, config, done)
-            if config.snapshot_every and done % config.snapshot_every == 0:
-                path = run_dir / "snapshots" / f"generators_step{done:07d}.safetensors"
-                checkpoint.save_model(path, method, config, done)
-                yield CheckpointWritten(done, path, snapshot=True)
+            yield from _periodic_outputs(run_dir, method, optimizers, config, done, total, last_images)
         else:
             step = total
     except GantransError:
@@ -249,6 +225,20 @@ def train(
         raise
     yield from _save(run_dir, method, optimizers, config, step)
     yield Finished(step, run_dir, time.perf_counter() - started_at, interrupted, skipped)
+
+
+def _prepare_data(config: TrainConfig) -> tuple[TrainConfig, UnpairedDataset, int]:
+    """Find the images; record the resolved domain names and run folder in the config; choose
+    between decoding once into memory (small data) and worker processes."""
+    files = discover_domains(config.data.root, config.data.domains)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, domains=tuple(files)), out=config.out or str(default_run_dir(config))
+    )
+    dataset = UnpairedDataset(files, config.data, config.seed, multiple=METHODS[config.method].stride)
+    workers = default_workers(dataset, config.data)
+    if workers == 0 and dataset.estimated_bytes() <= config.data.cache_mb * 2**20:
+        dataset.enable_cache()
+    return config, dataset, workers
 
 
 def _train_step(
@@ -293,12 +283,50 @@ def _truncate_log(log_path: Path, step: int) -> None:
     log_path.write_text("".join(line + "\n" for line in kept))
 
 
-def _write_log(path: Path, step: int, lr: float, speed: float, sums: dict[str, tuple[Tensor, int]]) -> dict[str, float]:
-    """Append one JSON line of mean losses (the loop's only host sync)."""
-    losses = {name: float(total) / count for name, (total, count) in sums.items()}
+class LossMeter:
+    """Sums of loss terms since the last log line, kept on the device: reading them is the loop's only host sync."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, tuple[Tensor, int]] = {}
+
+    def add(self, losses: Losses | None) -> None:
+        for name, value in (losses.terms.items() if losses is not None else ()):
+            total, count = self.sums.get(name, (0.0, 0))
+            self.sums[name] = (total + value, count + 1)
+
+    def means(self) -> dict[str, float]:
+        """Mean of each term since the last call (D and G terms may have different counts: n_critic)."""
+        means = {name: float(total) / count for name, (total, count) in self.sums.items()}
+        self.sums = {}
+        return means
+
+
+def _set_learning_rate(optimizers: dict[str, torch.optim.Optimizer], lr: float) -> None:
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
+def _append_log(path: Path, record: dict[str, float]) -> None:
     with path.open("a") as handle:
-        handle.write(json.dumps({"step": step, "lr": lr, "images_per_second": round(speed, 3), **losses}) + "\n")
-    return losses
+        handle.write(json.dumps(record) + "\n")
+
+
+def _periodic_outputs(
+    run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, done: int, total: int, images: dict[str, Tensor]
+) -> Iterator[Event]:
+    """Sample grids, the latest checkpoint and kept snapshots, each on its own schedule."""
+    if done % config.sample_every == 0 and images:
+        path = run_dir / "samples" / f"step_{done:07d}.png"
+        path.parent.mkdir(exist_ok=True)
+        save_image(image_grid(list(images.values())), path)
+        yield SamplesWritten(done, path)
+    if done % config.checkpoint_every == 0 and done < total:  # the final checkpoint is written after the loop
+        yield from _save(run_dir, method, optimizers, config, done)
+    if config.snapshot_every and done % config.snapshot_every == 0:
+        path = run_dir / "snapshots" / f"generators_step{done:07d}.safetensors"
+        checkpoint.save_model(path, method, config, done)
+        yield CheckpointWritten(done, path, snapshot=True)
 
 
 def _save(run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, step: int) -> Iterator[Event]:
