@@ -212,16 +212,22 @@ def test_pipelines_paths_and_bytes_on_stdin(model_dir, tmp_path):
     assert b"Traceback" not in result.stderr  # the reader closing the pipe early is no crash
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_writes_a_checkpoint_and_resume_continues(tiny_data, tmp_path, sig):
+@pytest.mark.parametrize(
+    "sig, workers, whole_group",
+    [(signal.SIGINT, "0", False), (signal.SIGTERM, "0", False), (signal.SIGINT, "2", True)],  # a terminal's Ctrl-C reaches the workers too
+)
+def test_signal_writes_a_checkpoint_and_resume_continues(tiny_data, tmp_path, sig, workers, whole_group):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--workers", workers, "--steps", "100000", "--log-every", "1", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=whole_group)
     deadline = time.time() + 90
     while not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") >= 2):
         assert time.time() < deadline and process.poll() is None, "training did not start"
         time.sleep(0.2)
-    process.send_signal(sig)
+    if whole_group:
+        os.killpg(process.pid, sig)
+    else:
+        process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and b"Traceback" not in stderr
     assert b"stopped at step" in stderr and b"gantrans train --resume --out" in stderr
