@@ -6,13 +6,14 @@ Exit codes: 0 success, 1 user error (one line, no traceback), 2 usage error, 130
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -214,15 +215,32 @@ def translate(
     if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir()):
         raise UsageError(f"--out {out} is a file name, but there is more than one input: give a folder")
     items = translation.expand_inputs(inputs or (line.strip() for line in sys.stdin if line.strip()), translator.domains)
+    if inputs:
+        items = list(items)  # files and folders: count them, for the progress bar
     failures = 0
-    for result in translation.translate_files(translator, items, to, out, out_is_file, batch_size, source, size):
-        if result.error:
-            failures += 1
-            print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
-        else:
-            print(result.output, flush=True)
+    with _translate_progress(len(items) if isinstance(items, list) else None) as advance:
+        for result in translation.translate_files(translator, items, to, out, out_is_file, batch_size, source, size):
+            if result.error:
+                failures += 1
+                print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
+            else:
+                print(result.output, flush=True)
+            advance()
     if failures:
         fail(f"{failures} input(s) could not be translated")
+
+
+@contextlib.contextmanager
+def _translate_progress(total: Optional[int]) -> Iterator[Callable[[], None]]:
+    """A transient progress bar on stderr when it is a terminal and there is more than one image."""
+    if not stderr.is_terminal or total == 1:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr, transient=True, redirect_stdout=False) as progress:
+        task = progress.add_task("translate", total=total)
+        yield lambda: progress.advance(task)
 
 
 def _translate_stdin_bytes(translator: Any, to: str, out: Optional[Path], source: Optional[str], size: Optional[int]) -> None:

@@ -10,7 +10,6 @@ worker processes and a resumed run sees exactly the batches an uninterrupted one
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from gantrans.config import DataConfig
 from gantrans.errors import GantransError
 from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb
 
-log = logging.getLogger(__name__)
 
 
 class DataError(GantransError):

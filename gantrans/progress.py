@@ -36,7 +36,7 @@ class TrainingDisplay:
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
         )  # fmt: skip
         self.losses = Text("")
-        self.live = Live(Group(self.progress, self.losses), console=console, refresh_per_second=4, transient=False)
+        self.live = Live(Group(self.progress, self.losses), console=console, refresh_per_second=4, transient=False, redirect_stdout=False)
         self.task = None
         self.last_speed: float | None = None
         self.last_line = float("-inf")

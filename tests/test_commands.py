@@ -242,3 +242,18 @@ def test_signal_writes_a_checkpoint_and_resume_continues(tiny_data, tmp_path, si
 def test_python_dash_m_works(tmp_path):
     result = gantrans("--version", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.decode().startswith("gantrans ")
+
+
+def test_progress_in_a_terminal_leaves_stdout_to_the_results(model_dir, tiny_data, tmp_path, monkeypatch):
+    """With stderr a terminal (live progress bars), stdout still carries only the results."""
+    import gantrans.cli
+    from rich.console import Console
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(gantrans.cli, "stderr", Console(file=terminal, force_terminal=True, width=100, highlight=False))
+    make_inputs(tmp_path / "in")
+    result = invoke("translate", str(tmp_path / "in"), "--to", "zebra", "--model", str(model_dir), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0 and result.stdout.split() == [str(tmp_path / "out" / f"{s}.zebra.png") for s in "abc"]
+    result = invoke("train", "--data", str(tiny_data), *TINY, "--steps", "3", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0 and result.stdout.strip() == str(tmp_path / "run")
+    assert "finished at step 3" in terminal.getvalue()
