@@ -103,6 +103,11 @@ def test_train_errors_are_one_clear_line(tiny_data, tmp_path, args, code, fragme
     assert_one_line_error(invoke("train", *[a.format(**values) for a in args]), code, fragment)
 
 
+def test_three_domains_for_cyclegan_says_how_to_pick_two(tiny_data):
+    write_images(tiny_data / "donkey", 2)
+    assert_one_line_error(invoke("train", "--data", str(tiny_data), *TINY), 2, "got 3 (donkey, horse, zebra): pick two with --domains donkey,horse")
+
+
 def test_empty_domain_is_one_clear_line(tmp_path):
     write_images(tmp_path / "d" / "horse", 2)
     (tmp_path / "d" / "zebra").mkdir()

@@ -102,7 +102,10 @@ class CycleGAN(Method):
     def __init__(self, config: CycleGANConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
         if len(self.domains) != 2:
-            raise UsageError(f"cyclegan translates between exactly 2 domains, got {len(self.domains)}: {', '.join(self.domains)}")
+            raise UsageError(
+                f"cyclegan translates between exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)}): "
+                f"pick two with --domains {','.join(self.domains[:2])}"
+            )
         for name in ("generator_xy", "generator_yx"):
             self.generators[name] = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample), config.init_gain)
         if training:
