@@ -75,6 +75,7 @@ class TrainConfig:
     beta1: float = 0.5  # Adam beta1 (0.5 as in DCGAN/CycleGAN: less momentum steadies GAN training)
     beta2: float = 0.999  # Adam beta2
     n_critic: int = 1  # discriminator steps per generator step
+    clip: float = 0.0  # clamp discriminator weights to [-clip, clip] after each D step (WGAN); 0: off
     seed: int = 0  # seeds initialisation, data order, crops, flips and the image pool
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
     log_every: int = 10  # steps between loss log lines (losses are averaged over them)
@@ -90,6 +91,11 @@ class TrainConfig:
         _check(self.lr > 0, f"--lr must be positive (got {self.lr})")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)")
         _check(self.n_critic >= 1, f"--n-critic must be >= 1 (got {self.n_critic})")
+        _check(self.clip >= 0, f"--clip must be >= 0 (got {self.clip})")
+        _check(
+            getattr(self.model, "gan_loss", None) != "wgan" or self.clip > 0,
+            "--gan-loss wgan needs --clip (e.g. 0.01): clipping the critic's weights is what makes it a WGAN (Arjovsky et al. 2017)",
+        )
         for name in ("log_every", "sample_every", "checkpoint_every"):
             _check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
         _check(self.snapshot_every >= 0, "--snapshot-every must be >= 0")

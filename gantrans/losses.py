@@ -70,6 +70,13 @@ def gradient_penalty(
     return (gradients.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
+def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+    """E[||grad D(x)||^2] on real images (Mescheder et al. 2018, eq. 9); the caller multiplies by gamma / 2."""
+    real = real.detach().requires_grad_(True)
+    (gradients,) = torch.autograd.grad(discriminator(real).float().sum(), real, create_graph=True)
+    return gradients.flatten(1).pow(2).sum(1).mean()
+
+
 def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
     """||F(G(x)) - x||_1, the cycle-consistency loss (Zhu et al. 2017, eq. 2), as a mean over pixels."""
     return F.l1_loss(reconstructed.float(), original.float())

@@ -187,7 +187,7 @@ def train(
     yield Started(run_dir, start, total, steps_per_epoch, {d: len(f) for d, f in files.items()}, str(device), workers, dataset.cache_enabled)
 
     step, interrupted, skipped = start, False, 0
-    meter, last_log_step, last_log_time, last_images = LossMeter(), start, time.perf_counter(), {}
+    meter, last_log_step, last_log_time = LossMeter(), start, time.perf_counter()
     stream = batches(dataset, config.batch_size, start, total, workers, pin_memory=device.type == "cuda")
     try:
         for step in range(start, total):
@@ -201,10 +201,9 @@ def train(
             batch = tuple(to_model_range(images.to(device, non_blocking=True)) for images in uint8_batch)
             lr = config.lr * learning_rate_factor(step, decay_start, total)
             _set_learning_rate(optimizers, lr)
-            g_losses, d_losses = _train_step(method, optimizers, batch, generator_due=(step + 1) % config.n_critic == 0)
+            g_losses, d_losses = _train_step(method, optimizers, batch, (step + 1) % config.n_critic == 0, config.clip)
             meter.add(g_losses)
             meter.add(d_losses)
-            last_images = g_losses.images if g_losses is not None else last_images
             done = step + 1
             losses_logged, speed = None, None
             if done % config.log_every == 0 or done == total:
@@ -214,7 +213,7 @@ def train(
                 _append_log(log_path, {"step": done, "lr": lr, "images_per_second": round(speed, 3), **losses_logged})
                 last_log_step, last_log_time = done, now
             yield StepDone(done, total, losses_logged, speed, lr)
-            yield from _periodic_outputs(run_dir, method, optimizers, config, done, total, last_images)
+            yield from _periodic_outputs(run_dir, method, optimizers, config, done, total, batch)
         else:
             step = total
     except GantransError:
@@ -242,7 +241,7 @@ def _prepare_data(config: TrainConfig) -> tuple[TrainConfig, UnpairedDataset, in
 
 
 def _train_step(
-    method: Method, optimizers: dict[str, torch.optim.Optimizer], batch: tuple[Tensor, ...], generator_due: bool
+    method: Method, optimizers: dict[str, torch.optim.Optimizer], batch: tuple[Tensor, ...], generator_due: bool, clip: float = 0.0
 ) -> tuple[Losses | None, Losses]:
     g_losses = None
     if generator_due:
@@ -255,9 +254,14 @@ def _train_step(
         optimizers["optimizer_g"].step()
         method.discriminators.requires_grad_(True)
     optimizers["optimizer_d"].zero_grad(set_to_none=True)
-    d_losses = method.discriminator_loss(batch, g_losses.images if g_losses is not None else None)
+    d_losses = method.discriminator_loss(batch, g_losses.fakes if g_losses is not None else None)
     d_losses.total.backward()
     optimizers["optimizer_d"].step()
+    if clip > 0:
+        # WGAN's weight clipping keeps the critic (roughly) K-Lipschitz (Arjovsky et al. 2017, algorithm 1).
+        with torch.no_grad():
+            for parameter in method.discriminators.parameters():
+                parameter.clamp_(-clip, clip)
     return g_losses, d_losses
 
 
@@ -313,13 +317,15 @@ def _append_log(path: Path, record: dict[str, float]) -> None:
 
 
 def _periodic_outputs(
-    run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, done: int, total: int, images: dict[str, Tensor]
+    run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, done: int, total: int, batch: tuple[Tensor, ...]
 ) -> Iterator[Event]:
     """Sample grids, the latest checkpoint and kept snapshots, each on its own schedule."""
-    if done % config.sample_every == 0 and images:
+    if done % config.sample_every == 0:
         path = run_dir / "samples" / f"step_{done:07d}.png"
         path.parent.mkdir(exist_ok=True)
-        save_image(image_grid(list(images.values())), path)
+        with torch.no_grad():
+            columns = method.samples(batch)
+        save_image(image_grid(list(columns.values())), path)
         yield SamplesWritten(done, path)
     if done % config.checkpoint_every == 0 and done < total:  # the final checkpoint is written after the loop
         yield from _save(run_dir, method, optimizers, config, done)

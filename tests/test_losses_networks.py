@@ -55,6 +55,11 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_critic():
     assert losses.gradient_penalty(steep, real, fake).item() == pytest.approx(4.0)
 
 
+def test_r1_penalty_is_the_squared_gradient_norm_on_real_images():
+    critic = lambda images: 2 * images.flatten(1).sum(1)  # noqa: E731  gradient 2 everywhere
+    assert losses.r1_penalty(critic, torch.rand(3, 1, 2, 2)).item() == pytest.approx(4 * 4)  # 4 pixels x 2^2
+
+
 def test_cycle_and_identity_losses_are_mean_absolute_error():
     a, b = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
     assert losses.cycle_loss(a, b).item() == 0.5 and losses.identity_loss(b, b).item() == 0

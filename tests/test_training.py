@@ -85,7 +85,7 @@ def test_generator_and_discriminator_step_both_update(make_config):
     method, optimizers, batch = tiny_method(make_config)
     generators, discriminators = snapshot(method.generators), snapshot(method.discriminators)
     g_losses, d_losses = _train_step(method, optimizers, batch, generator_due=True)
-    assert g_losses is not None and set(g_losses.images) >= {"fake_x", "fake_y"}
+    assert g_losses is not None and set(g_losses.fakes) == {"fake_x", "fake_y"}
     assert changed(generators, method.generators) and changed(discriminators, method.discriminators)
 
 
@@ -246,3 +246,25 @@ def test_config_round_trips_through_json():
     config = make_train_config("cyclegan", {"root": "d", "domains": ("a", "b"), "steps": 5, "spectral_norm": True})
     assert type(config).from_dict(json.loads(config.to_json())) == config
     assert dataclasses.is_dataclass(config.model) and set(METHODS) >= {config.method}
+
+
+def test_weight_clipping_bounds_every_discriminator_weight(make_config):
+    method, optimizers, batch = tiny_method(make_config, gan_loss="wgan", clip=0.01, lr=0.5)
+    _train_step(method, optimizers, batch, generator_due=True, clip=0.01)
+    assert max(p.abs().max().item() for p in method.discriminators.parameters()) <= 0.01
+    assert any(p.abs().max().item() > 0.01 for p in method.generators.parameters())  # generators are not clipped
+
+
+def test_plain_wgan_requires_clipping():
+    with pytest.raises(UsageError, match="--gan-loss wgan needs --clip"):
+        make_train_config("cyclegan", {"root": "d", "gan_loss": "wgan"})
+    assert make_train_config("cyclegan", {"root": "d", "gan_loss": "wgan", "clip": 0.01}).clip == 0.01
+
+
+def test_r1_penalty_adds_to_the_discriminator_loss_only(make_config):
+    plain, _, batch = tiny_method(make_config)
+    penalised, _, _ = tiny_method(make_config, lambda_r1=10.0)
+    penalised.load_state_dict(plain.state_dict())
+    fakes = {"fake_x": batch[0], "fake_y": batch[1]}
+    assert penalised.discriminator_loss(batch, fakes).total > plain.discriminator_loss(batch, fakes).total
+    assert torch.equal(penalised.generator_loss(batch).total, plain.generator_loss(batch).total)

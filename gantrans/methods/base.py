@@ -23,7 +23,7 @@ class Losses:
 
     total: Tensor  # the scalar the trainer backpropagates
     terms: dict[str, Tensor]  # detached components, for logging
-    images: dict[str, Tensor] = field(default_factory=dict)  # detached images: reused by the D step, shown in samples
+    fakes: dict[str, Tensor] = field(default_factory=dict)  # detached generated images, reused by the D step
 
 
 class Method(nn.Module):
@@ -48,6 +48,10 @@ class Method(nn.Module):
     def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
         """Losses of the discriminators; `fakes` are the detached images of the preceding generator
         step, or None when the method must generate its own (extra critic steps)."""
+        raise NotImplementedError
+
+    def samples(self, batch: Batch) -> dict[str, Tensor]:
+        """Images for a sample grid, one column each (called without gradients, at sample steps only)."""
         raise NotImplementedError
 
     def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:

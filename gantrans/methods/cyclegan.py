@@ -19,10 +19,6 @@ from gantrans.methods.base import Batch, Losses, Method
 from gantrans.nn import PatchDiscriminator, ResnetGenerator, init_weights
 from gantrans.nn.generators import UPSAMPLE_MODES
 
-# Plain WGAN needs weight clipping of the critic to be a WGAN at all; until the trainer clips,
-# only the objectives that are sound on their own are offered (wgan-gp constrains by penalty).
-GAN_LOSSES = tuple(kind for kind in losses.GAN_LOSSES if kind != "wgan")
-
 
 @dataclass(frozen=True)
 class CycleGANConfig:
@@ -38,6 +34,7 @@ class CycleGANConfig:
     lambda_cycle: float = 10.0  # weight of each direction's cycle loss
     lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (0 disables it)
     lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
+    lambda_r1: float = 0.0  # R1 penalty gamma on real images (Mescheder et al. 2018); 0: off
     pool_size: int = 50  # image history for the discriminators (0 disables it)
     init_gain: float = 0.02  # std of the normal weight initialisation
 
@@ -49,9 +46,9 @@ class CycleGANConfig:
             raise UsageError(f"--n-blocks must be >= 0 (got {self.n_blocks})")
         if self.upsample not in UPSAMPLE_MODES:
             raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)} (got {self.upsample!r})")
-        if self.gan_loss not in GAN_LOSSES:
-            raise UsageError(f"--gan-loss must be one of {', '.join(GAN_LOSSES)} (got {self.gan_loss!r})")
-        for name in ("lambda_cycle", "lambda_identity", "lambda_gp", "pool_size"):
+        if self.gan_loss not in losses.GAN_LOSSES:
+            raise UsageError(f"--gan-loss must be one of {', '.join(losses.GAN_LOSSES)} (got {self.gan_loss!r})")
+        for name in ("lambda_cycle", "lambda_identity", "lambda_gp", "lambda_r1", "pool_size"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
 
@@ -134,15 +131,19 @@ class CycleGAN(Method):
             weight = self.config.lambda_cycle * self.config.lambda_identity
             terms["identity_x"] = weight * losses.identity_loss(generator_yx(real_x), real_x)
             terms["identity_y"] = weight * losses.identity_loss(generator_xy(real_y), real_y)
-        images = {
-            "real_x": real_x, "fake_y": fake_y, "reconstructed_x": reconstructed_x,
-            "real_y": real_y, "fake_x": fake_x, "reconstructed_y": reconstructed_y,
-        }  # fmt: skip
         return Losses(
             total=sum(terms.values()),
             terms={name: value.detach() for name, value in terms.items()},
-            images={name: image.detach() for name, image in images.items()},
+            fakes={"fake_x": fake_x.detach(), "fake_y": fake_y.detach()},
         )
+
+    def samples(self, batch: Batch) -> dict[str, Tensor]:
+        real_x, real_y = batch
+        fake_y, fake_x = self.generators["generator_xy"](real_x), self.generators["generator_yx"](real_y)
+        return {
+            "real_x": real_x, "fake_y": fake_y, "reconstructed_x": self.generators["generator_yx"](fake_y),
+            "real_y": real_y, "fake_x": fake_x, "reconstructed_y": self.generators["generator_xy"](fake_x),
+        }  # fmt: skip
 
     def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
         real_x, real_y = batch
@@ -162,6 +163,8 @@ class CycleGAN(Method):
         loss = 0.5 * adversarial
         if self.config.gan_loss == "wgan-gp":
             loss = loss + self.config.lambda_gp * losses.gradient_penalty(discriminator, real, fake, self.rng)
+        if self.config.lambda_r1 > 0:
+            loss = loss + 0.5 * self.config.lambda_r1 * losses.r1_penalty(discriminator, real)
         return loss
 
     def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
