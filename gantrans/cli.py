@@ -77,7 +77,7 @@ DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present), 
 @app.command(no_args_is_help=True)
 @user_errors
 def train(
-    method: str = typer.Option("cyclegan", "--method", "-m", help="Method (or preset) to train: cyclegan."),
+    method: str = typer.Option("cyclegan", "--method", "-m", help="cyclegan (two domains, two generators) or stargan (any number of domains, one generator)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB."),
     domains: Optional[str] = typer.Option(None, help="Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for the model, samples and log.  [default: runs/<data>-<method>]"),
@@ -101,6 +101,8 @@ def train(
     lambda_identity: Optional[float] = typer.Option(None, help="Identity loss weight, relative to --lambda-cycle (0: off).  [default: 0.5]"),
     pool_size: Optional[int] = typer.Option(None, help="Image history shown to the discriminators (0: off).  [default: 50]"),
     lambda_r1: Optional[float] = typer.Option(None, help="R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).  [default: 0]"),
+    lambda_cls: Optional[float] = typer.Option(None, help="stargan: domain classification weight.  [default: 1]"),
+    lambda_rec: Optional[float] = typer.Option(None, help="stargan: reconstruction weight.  [default: 10]"),
     n_critic: Optional[int] = typer.Option(None, help="Discriminator steps per generator step.  [default: 1]"),
     clip: Optional[float] = typer.Option(None, help="Clip discriminator weights to [-clip, clip] after each step (needed by --gan-loss wgan).  [default: 0, off]"),
     seed: Optional[int] = typer.Option(None, help="Random seed: same seed, same run (on CPU).  [default: 0]"),
@@ -128,7 +130,7 @@ def train(
         "epochs": epochs, "decay_epochs": decay_epochs, "steps": steps, "lr": lr, "ngf": ngf, "ndf": ndf,
         "n_blocks": n_blocks, "n_layers_d": n_layers_d, "upsample": upsample, "spectral_norm": spectral_norm,
         "gan_loss": gan_loss, "lambda_cycle": lambda_cycle, "lambda_identity": lambda_identity, "pool_size": pool_size,
-        "lambda_r1": lambda_r1, "n_critic": n_critic, "clip": clip,
+        "lambda_r1": lambda_r1, "lambda_cls": lambda_cls, "lambda_rec": lambda_rec, "n_critic": n_critic, "clip": clip,
         "seed": seed, "device": device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
         "snapshot_every": snapshot_every, "log_every": log_every,
         "root": str(data) if data is not None else None, "domains": tuple(domains.split(",")) if domains else None,
@@ -182,9 +184,10 @@ def _run_training(config: Any, resume: bool, overwrite: bool) -> None:
 @user_errors
 def translate(
     inputs: Optional[list[str]] = typer.Argument(None, help="Image files, folders (recursive), or - for image bytes on stdin. None: image paths on stdin, one a line."),
-    to: str = typer.Option(..., "--to", "-t", help="Target domain."),
+    to: str = typer.Option(..., "--to", "-t", help="Target domain, or all: one output per domain of the model."),
     model: Optional[Path] = typer.Option(None, "--model", help="Run folder or .safetensors file.  [default: newest model under ./runs (or $GANTRANS_HOME) that knows --to]"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder, or a file for a single input.  [default: next to each input, as <stem>.<domain>.png]"),
+    grid: bool = typer.Option(False, "--grid", help="Also write <stem>.grid.png: the input and its translations side by side."),
     source: Optional[str] = typer.Option(None, "--from", help="Source domain, for methods that need it."),
     size: Optional[int] = typer.Option(None, help="Resize inputs so the shorter side has this many pixels.  [default: keep the input size]"),
     batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
@@ -195,6 +198,7 @@ def translate(
     Examples: gantrans translate photo.jpg --to vangogh
               find shots -name '*.jpg' | gantrans translate --to vangogh --out out/
               gantrans translate - --to vangogh < in.jpg > out.png
+              gantrans translate face.jpg --to all --grid --model runs/celeba-stargan
     """
     from gantrans import translate as translation
 
@@ -207,31 +211,43 @@ def translate(
         raise UsageError("'-' (image bytes on stdin) cannot be combined with other inputs")
     if not inputs and sys.stdin.isatty():
         raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
-    model_path = model or translation.find_model(to)
+    model_path = model or translation.find_model(None if to == "all" else to)
     translator = translation.Translator.load(model_path, device)
-    translator.check_target(to)
+    targets = translator.targets if to == "all" else (to,)
+    translator.check_target(targets[0])
     if model is None:
         stderr.print(f"using model {model_path}", soft_wrap=True)
     if inputs == ["-"]:
+        if len(targets) > 1 or grid:
+            raise UsageError("'-' writes one image to stdout: use a single --to DOMAIN, without --grid")
         _translate_stdin_bytes(translator, to, out, source, size)
         return
     out_is_file = out is not None and translation.looks_like_image_file(out)
-    if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir()):
-        raise UsageError(f"--out {out} is a file name, but there is more than one input: give a folder")
+    if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir() or len(targets) > 1 or grid):
+        raise UsageError(f"--out {out} is a file name, but there is more than one output: give a folder")
     items = translation.expand_inputs(inputs or (line.strip() for line in sys.stdin if line.strip()), translator.domains)
-    if inputs:
-        items = list(items)  # files and folders: count them, for the progress bar
-    failures = 0
-    with _translate_progress(len(items) if isinstance(items, list) else None) as advance:
-        for result in translation.translate_files(translator, items, to, out, out_is_file, batch_size, source, size):
-            if result.error:
-                failures += 1
-                print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
-            else:
-                print(result.output, flush=True)
-            advance()
-    if failures:
-        fail(f"{failures} input(s) could not be translated")
+    if inputs or len(targets) > 1 or grid:
+        items = list(items)  # counted for the progress bar, and walked once per target
+    failed: set[Path] = set()
+    written: dict[Path, list[Path]] = {}
+    with _translate_progress(len(items) * len(targets) if isinstance(items, list) else None) as advance:
+        for target in targets:
+            for result in translation.translate_files(translator, items, target, out, out_is_file, batch_size, source, size):
+                if result.error:
+                    failed.add(result.input)
+                    print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
+                else:
+                    written.setdefault(result.input, []).append(result.output)
+                    print(result.output, flush=True)
+                advance()
+    if grid:
+        for item in items:
+            if len(written.get(item.path, [])) == len(targets):
+                destination = translation.output_path(item, "grid", out, out_is_file=False)
+                translation.write_grid(item.path, written[item.path], destination)
+                print(destination, flush=True)
+    if failed:
+        fail(f"{len(failed)} input(s) could not be translated")
 
 
 @contextlib.contextmanager

@@ -157,8 +157,20 @@ def _flush(translator: Translator, pending: list, target: str, out: Path | None,
         yield Result(item.path, destination)
 
 
-def find_model(target: str, home: Path | None = None) -> Path:
-    """The most recently written model under `home` ($GANTRANS_HOME, else ./runs) that translates into `target`."""
+def write_grid(source: Path, outputs: Sequence[Path], destination: Path) -> None:
+    """The input and its translations side by side, at the translations' size."""
+    translations = [load_rgb(path) for path in outputs]
+    images = [load_rgb(source).resize(translations[0].size, Image.BICUBIC), *translations]
+    grid = Image.new("RGB", (sum(image.width for image in images), translations[0].height))
+    for index, image in enumerate(images):
+        grid.paste(image, (sum(other.width for other in images[:index]), 0))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, destination)
+
+
+def find_model(target: str | None, home: Path | None = None) -> Path:
+    """The most recently written model under `home` ($GANTRANS_HOME, else ./runs) that translates into
+    `target` (any model when `target` is None)."""
     home = home or Path(os.environ.get("GANTRANS_HOME") or "runs")
     candidates = sorted(home.glob(f"*/{checkpoint.MODEL_FILE}"), key=lambda path: path.stat().st_mtime, reverse=True)
     seen = []
@@ -167,11 +179,12 @@ def find_model(target: str, home: Path | None = None) -> Path:
             info = checkpoint.read_model_info(candidate)
         except GantransError:
             continue
-        if target in info.domains:
+        if target is None or target in info.domains:
             return candidate.parent
         seen.append(f"{candidate.parent.name} ({', '.join(info.domains)})")
     known = f"; models there: {', '.join(seen)}" if seen else ""
-    raise GantransError(f"no model under {home}/ translates into {target!r}{known}; pass --model PATH")
+    wanted = f"translates into {target!r}" if target else "was found"
+    raise GantransError(f"no model under {home}/ {wanted}{known}; pass --model PATH")
 
 
 def looks_like_image_file(path: Path) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from gantrans.config import DataConfig, TrainConfig
-from gantrans.methods import PRESETS, CycleGANConfig
+from gantrans.methods import PRESETS
 
 
 def write_images(folder: Path, count: int, size: tuple[int, int] = (40, 36), seed: int = 0, tint: tuple[float, float, float] = (1, 1, 1)) -> list[Path]:
@@ -36,15 +36,21 @@ def tiny_data(tmp_path: Path) -> Path:
     return root
 
 
-def tiny_config(root: Path, out: Path, **overrides: object) -> TrainConfig:
-    """A CycleGAN config small enough for a CPU test: 16 px crops, ngf=ndf=4, 1 residual block."""
-    model_fields = {f.name for f in dataclasses.fields(CycleGANConfig)}
+# Tiny network sizes, applied to whichever of these fields a method's config has.
+TINY_MODEL = {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2, "pool_size": 3}
+
+
+def tiny_config(root: Path, out: Path, method: str = "cyclegan", **overrides: object) -> TrainConfig:
+    """A config of `method` small enough for a CPU test: 16 px crops, 4 filters, 1 residual block."""
+    preset = PRESETS[method]
+    model_fields = {f.name for f in dataclasses.fields(preset.model)}
     data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    model = CycleGANConfig(ngf=4, ndf=4, n_blocks=1, n_layers_d=2, pool_size=3, **{k: v for k, v in overrides.items() if k in model_fields})
+    model_values = {**{k: v for k, v in TINY_MODEL.items() if k in model_fields}, **{k: v for k, v in overrides.items() if k in model_fields}}
+    model = dataclasses.replace(preset.model, **model_values)
     data = DataConfig(root=str(root), size=16, load_size=20, workers=0, **{k: v for k, v in overrides.items() if k in data_fields})
     rest = {k: v for k, v in overrides.items() if k not in model_fields | data_fields}
-    settings = {"steps": 6, "log_every": 1, "sample_every": 3, "checkpoint_every": 4, "snapshot_every": 0, "device": "cpu", **rest}
-    return dataclasses.replace(PRESETS["cyclegan"], model=model, data=data, out=str(out), **settings)
+    settings = {"steps": 6, "batch_size": 1, "log_every": 1, "sample_every": 3, "checkpoint_every": 4, "snapshot_every": 0, "device": "cpu", **rest}
+    return dataclasses.replace(preset, model=model, data=data, out=str(out), **settings)
 
 
 @pytest.fixture

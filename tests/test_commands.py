@@ -144,7 +144,7 @@ def test_translate_file_folder_and_out_file(model_dir, tmp_path):
     assert result.exit_code == 0 and Image.open(tmp_path / "one.jpg").format == "JPEG"
     assert_one_line_error(
         invoke("translate", str(inputs[0]), str(inputs[1]), "--to", "zebra", "--model", str(model_dir), "--out", str(tmp_path / "x.png")),
-        2, "is a file name, but there is more than one input",
+        2, "is a file name, but there is more than one output",
     )  # fmt: skip
 
 
@@ -262,3 +262,18 @@ def test_progress_in_a_terminal_leaves_stdout_to_the_results(model_dir, tiny_dat
     result = invoke("train", "--data", str(tiny_data), *TINY, "--steps", "3", "--out", str(tmp_path / "run"))
     assert result.exit_code == 0 and result.stdout.strip() == str(tmp_path / "run")
     assert "finished at step 3" in terminal.getvalue()
+
+
+def test_stargan_trains_on_three_domains_and_translates_to_all_with_a_grid(tmp_path):
+    for index, domain in enumerate(["black", "blond", "brown"]):
+        write_images(tmp_path / "data" / domain, 3, size=(20, 20), seed=index)
+    result = invoke("train", "--method", "stargan", "--data", str(tmp_path / "data"), *TINY, "--steps", "5", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.stderr
+    (image,) = make_inputs(tmp_path / "in")[:1]
+    result = invoke("translate", str(image), "--to", "all", "--grid", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    assert [Path(p).name for p in result.stdout.split()] == ["a.black.png", "a.blond.png", "a.brown.png", "a.grid.png"]
+    assert Image.open(tmp_path / "out" / "a.grid.png").size == (4 * 37, 51)
+    assert invoke("translate", str(image), "--to", "brown", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "o2")).exit_code == 0
+    assert_one_line_error(invoke("translate", "-", "--to", "all", "--model", str(tmp_path / "run"), input=image.read_bytes()), 2, "'-' writes one image")
+    assert_one_line_error(invoke("train", "--method", "cyclegan", "--data", str(tmp_path / "data"), "--lambda-cls", "2"), 2, "--lambda-cls does not apply to --method cyclegan")

@@ -39,3 +39,37 @@ class PatchDiscriminator(nn.Module):
             if isinstance(module, nn.Conv2d):
                 apply_spectral_norm(module)
         return self
+
+
+class ClassifyingDiscriminator(nn.Module):
+    """StarGAN's discriminator (Choi et al. 2018): one convolutional trunk, two heads.
+
+    Trunk: n_layers of 4x4 stride-2 convolutions with LeakyReLU(0.01) and no normalisation, the
+    width doubling from ndf (capped at 32 ndf). Heads: a 3x3 convolution giving a PatchGAN map of
+    real/fake scores, and a 1x1 convolution giving per-domain logits, averaged over positions so any
+    image size works (the paper sizes that kernel to the image instead).
+    """
+
+    def __init__(self, n_domains: int, ndf: int = 64, n_layers: int = 6, in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for layer in range(n_layers):
+            out_channels = ndf * min(2**layer, 32)
+            layers += [nn.Conv2d(channels, out_channels, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.01, True)]
+            channels = out_channels
+        self.trunk = nn.Sequential(*layers)
+        self.patch = nn.Conv2d(channels, 1, kernel_size=3, padding=1)
+        self.classifier = nn.Conv2d(channels, n_domains, kernel_size=1)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images -> (real/fake score map [N, 1, h, w], domain logits [N, n_domains])."""
+        features = self.trunk(images)
+        return self.patch(features), self.classifier(features).mean(dim=(2, 3))
+
+    def use_spectral_norm(self) -> ClassifyingDiscriminator:
+        """Constrain every convolution's spectral norm to 1 (Miyato et al. 2018). Call after init."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                apply_spectral_norm(module)
+        return self

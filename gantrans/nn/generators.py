@@ -13,25 +13,26 @@ from torch import nn
 UPSAMPLE_MODES = ("transpose", "resize")
 
 
-def _norm(channels: int) -> nn.Module:
-    # Instance norm without affine parameters or running statistics, as in the reference project.
-    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+def _norm(channels: int, affine: bool = False) -> nn.Module:
+    # Instance norm without running statistics; no affine parameters in the reference CycleGAN,
+    # affine ones in StarGAN.
+    return nn.InstanceNorm2d(channels, affine=affine, track_running_stats=False)
 
 
 class ResidualBlock(nn.Module):
     """x + conv(relu(norm(conv(x)))) with reflection padding (no dropout)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, affine: bool = False) -> None:
         super().__init__()
         # Indices 1 and 5 hold the convolutions, matching `conv_block.{1,5}` of the reference layout.
         self.conv_block = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, kernel_size=3),
-            _norm(channels),
+            _norm(channels, affine),
             nn.ReLU(inplace=True),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, kernel_size=3),
-            _norm(channels),
+            _norm(channels, affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,19 +61,20 @@ class ResnetGenerator(nn.Module):
     min_side = 8  # the residual blocks' reflection padding needs a bottleneck of at least 2x2
 
     def __init__(
-        self, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose", in_channels: int = 3, out_channels: int = 3
-    ) -> None:
+        self, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose", in_channels: int = 3, out_channels: int = 3,
+        affine: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, kernel_size=7), _norm(ngf), nn.ReLU(True)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, kernel_size=7), _norm(ngf, affine), nn.ReLU(True)]
         for scale in (1, 2):  # downsampling: ngf -> 2 ngf -> 4 ngf
             channels = ngf * scale
-            layers += [nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1), _norm(channels * 2), nn.ReLU(True)]
-        layers += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
+            layers += [nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1), _norm(channels * 2, affine), nn.ReLU(True)]
+        layers += [ResidualBlock(ngf * 4, affine) for _ in range(n_blocks)]
         for scale in (4, 2):  # upsampling: 4 ngf -> 2 ngf -> ngf
             channels = ngf * scale
-            layers += [_upsample(channels, channels // 2, upsample), _norm(channels // 2), nn.ReLU(True)]
+            layers += [_upsample(channels, channels // 2, upsample), _norm(channels // 2, affine), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 

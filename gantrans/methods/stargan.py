@@ -1,0 +1,139 @@
+"""StarGAN (Choi et al. 2018, "StarGAN: Unified Generative Adversarial Networks for Multi-Domain
+Image-to-Image Translation").
+
+One generator G(x, c) for any number of domains, conditioned on the target domain c (one-hot
+label maps concatenated to the image), and one discriminator with two heads: real/fake and
+"which domain". Objectives (eq. 5 and 6):
+  L_D = L_adv + lambda_cls * L_cls(real)           (classify real images into their domain)
+  L_G = L_adv + lambda_cls * L_cls(fake) + lambda_rec * ||G(G(x, c), c') - x||_1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gantrans import losses
+from gantrans.errors import UsageError
+from gantrans.methods.base import Batch, Losses, Method
+from gantrans.nn import ClassifyingDiscriminator, ResnetGenerator, init_weights
+from gantrans.nn.generators import UPSAMPLE_MODES
+
+
+@dataclass(frozen=True)
+class StarGANConfig:
+    """StarGAN's networks and loss weights; defaults are the paper's."""
+
+    ngf: int = 64  # generator width
+    ndf: int = 64  # discriminator width
+    n_blocks: int = 6  # generator residual blocks
+    n_layers_d: int = 6  # discriminator stride-2 layers (6 for 128 px images)
+    upsample: str = "transpose"  # transpose, or resize (nearest resize + conv)
+    spectral_norm: bool = False  # spectral normalisation in the discriminator
+    gan_loss: str = "wgan-gp"  # the paper's WGAN-GP; any of gantrans.losses.GAN_LOSSES
+    lambda_cls: float = 1.0  # domain classification weight
+    lambda_rec: float = 10.0  # reconstruction (cycle back to the source domain) weight
+    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
+    lambda_r1: float = 0.0  # R1 penalty gamma on real images; 0: off
+    init_gain: float = 0.02  # std of the normal weight initialisation
+
+    def __post_init__(self) -> None:
+        for name in ("ngf", "ndf", "n_layers_d"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
+        if self.n_blocks < 0:
+            raise UsageError(f"--n-blocks must be >= 0 (got {self.n_blocks})")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)} (got {self.upsample!r})")
+        if self.gan_loss not in losses.GAN_LOSSES:
+            raise UsageError(f"--gan-loss must be one of {', '.join(losses.GAN_LOSSES)} (got {self.gan_loss!r})")
+        for name in ("lambda_cls", "lambda_rec", "lambda_gp", "lambda_r1"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
+
+
+class StarGAN(Method):
+    """One label-conditioned ResNet generator, one discriminator with a domain classifier."""
+
+    config_class = StarGANConfig
+    stride = ResnetGenerator.stride
+    min_side = ResnetGenerator.min_side
+
+    def __init__(self, config: StarGANConfig, domains: Sequence[str], training: bool = True) -> None:
+        super().__init__(config, domains, training)
+        if len(self.domains) < 2:
+            raise UsageError(f"stargan needs at least 2 domains, got {len(self.domains)}: {', '.join(self.domains)}")
+        n = len(self.domains)
+        generator = ResnetGenerator(config.ngf, config.n_blocks, config.upsample, in_channels=3 + n, affine=True)
+        self.generators["generator"] = init_weights(generator, config.init_gain)
+        if training:
+            discriminator = init_weights(ClassifyingDiscriminator(n, config.ndf, config.n_layers_d), config.init_gain)
+            self.discriminators["discriminator"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
+
+    def _generate(self, images: Tensor, domains: Tensor) -> Tensor:
+        """G(x, c): the target domain as one-hot maps, concatenated to the image channels (paper fig. 3)."""
+        labels = F.one_hot(domains, len(self.domains)).to(images.dtype)
+        maps = labels[:, :, None, None].expand(-1, -1, *images.shape[-2:])
+        return self.generators["generator"](torch.cat([images, maps], dim=1))
+
+    def _real_and_targets(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """All domains' images in one batch, their domain indices, and random other domains as targets."""
+        real = torch.cat(list(batch))
+        source = torch.arange(len(batch)).repeat_interleave(batch[0].shape[0])
+        # Uniform over the other domains: shift by 1 .. n-1 (mod n).
+        offset = torch.randint(1, len(self.domains), source.shape, generator=self.rng)
+        target = (source + offset) % len(self.domains)
+        return real, source.to(real.device), target.to(real.device)
+
+    def generator_loss(self, batch: Batch) -> Losses:
+        real, source, target = self._real_and_targets(batch)
+        fake = self._generate(real, target)
+        fake_scores, fake_logits = self.discriminators["discriminator"](fake)
+        reconstructed = self._generate(fake, source)  # back to where each image came from
+        terms = {
+            "adv": losses.generator_adversarial_loss(self.config.gan_loss, fake_scores),
+            "cls_fake": self.config.lambda_cls * F.cross_entropy(fake_logits.float(), target),
+            "rec": self.config.lambda_rec * losses.cycle_loss(reconstructed, real),
+        }
+        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes={"fake": fake.detach()})
+
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+        real, source, target = self._real_and_targets(batch)
+        if fakes is None:
+            with torch.no_grad():
+                fakes = {"fake": self._generate(real, target)}
+        discriminator = self.discriminators["discriminator"]
+        real_scores, real_logits = discriminator(real)
+        fake_scores, _ = discriminator(fakes["fake"])
+        terms = {
+            "d_adv": losses.discriminator_adversarial_loss(self.config.gan_loss, real_scores, fake_scores),
+            "d_cls_real": self.config.lambda_cls * F.cross_entropy(real_logits.float(), source),
+        }
+        scores_only = lambda images: discriminator(images)[0]  # noqa: E731  the penalties concern the real/fake head
+        if self.config.gan_loss == "wgan-gp":
+            terms["d_gp"] = self.config.lambda_gp * losses.gradient_penalty(scores_only, real, fakes["fake"], self.rng)
+        if self.config.lambda_r1 > 0:
+            terms["d_r1"] = 0.5 * self.config.lambda_r1 * losses.r1_penalty(scores_only, real)
+        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+
+    def samples(self, batch: Batch) -> dict[str, Tensor]:
+        """One input per domain (rows), translated into every domain (columns)."""
+        real = torch.cat([images[:1] for images in batch])
+        columns = {"real": real}
+        for index, name in enumerate(self.domains):
+            columns[f"to_{name}"] = self._generate(real, torch.full((real.shape[0],), index, device=real.device))
+        return columns
+
+    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
+        self.generators_for(target)
+        index = self.domains.index(target)
+        return self._generate(images, torch.full((images.shape[0],), index, device=images.device))
+
+    def generators_for(self, target: str) -> tuple[str, ...]:
+        if target not in self.domains:
+            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
+        return ("generator",)

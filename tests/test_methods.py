@@ -1,0 +1,124 @@
+"""The contract battery, run for every method in the registry (StarGAN with three domains)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gantrans import checkpoint
+from gantrans.methods import METHODS, PRESETS
+from gantrans.training import _adam, resume_config, train
+from gantrans.translate import Translator
+
+from conftest import tiny_config, write_images
+
+DOMAINS = {"cyclegan": ("horse", "zebra"), "stargan": ("black", "blond", "brown")}
+
+
+@pytest.fixture(params=sorted(METHODS))
+def method_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def data(tmp_path, method_name) -> Path:
+    for index, domain in enumerate(DOMAINS[method_name]):
+        write_images(tmp_path / "data" / domain, 3 + index, size=(20, 20), seed=index)
+    return tmp_path / "data"
+
+
+def build(method_name, data, tmp_path, **overrides):
+    config = tiny_config(data, tmp_path / "run", method_name, **overrides)
+    method = checkpoint.build_method(config, DOMAINS[method_name], training=True, seed=0)
+    optimizers = {
+        "optimizer_g": _adam(method.generators.parameters(), config, torch.device("cpu")),
+        "optimizer_d": _adam(method.discriminators.parameters(), config, torch.device("cpu")),
+    }
+    batch = tuple(torch.rand(2, 3, 16, 16) * 2 - 1 for _ in DOMAINS[method_name])
+    return config, method, optimizers, batch
+
+
+def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+def same(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
+    return all(torch.equal(before[name], value) for name, value in module.state_dict().items())
+
+
+def test_every_registry_method_has_a_preset_and_a_contract():
+    for name, method_class in METHODS.items():
+        assert PRESETS[name].method == name and isinstance(PRESETS[name].model, method_class.config_class)
+
+
+def test_losses_are_finite(method_name, data, tmp_path):
+    _, method, _, batch = build(method_name, data, tmp_path)
+    for losses in (method.generator_loss(batch), method.discriminator_loss(batch, None)):
+        assert torch.isfinite(losses.total) and all(torch.isfinite(v) for v in losses.terms.values())
+
+
+def test_generator_step_changes_only_generators(method_name, data, tmp_path):
+    _, method, optimizers, batch = build(method_name, data, tmp_path)
+    generators, discriminators = state(method.generators), state(method.discriminators)
+    method.discriminators.requires_grad_(False)  # as the trainer does
+    method.generator_loss(batch).total.backward()
+    optimizers["optimizer_g"].step()
+    assert not same(generators, method.generators) and same(discriminators, method.discriminators)
+
+
+def test_discriminator_step_changes_only_discriminators(method_name, data, tmp_path):
+    _, method, optimizers, batch = build(method_name, data, tmp_path)
+    generators, discriminators = state(method.generators), state(method.discriminators)
+    method.discriminator_loss(batch, None).total.backward()
+    optimizers["optimizer_d"].step()
+    assert same(generators, method.generators) and not same(discriminators, method.discriminators)
+
+
+def test_save_load_gives_identical_outputs_for_every_domain(method_name, data, tmp_path):
+    config, method, _, batch = build(method_name, data, tmp_path)
+    checkpoint.save_model(tmp_path / "model" / checkpoint.MODEL_FILE, method, config, step=1)
+    translator = Translator.load(tmp_path / "model", device="cpu")
+    assert translator.targets == DOMAINS[method_name]
+    with torch.no_grad():
+        for domain in DOMAINS[method_name]:
+            assert torch.equal(translator.translate_tensor(batch[0], domain), method.translate(batch[0], domain))
+
+
+def test_seeded_runs_repeat_and_resume_is_exact(method_name, data, tmp_path):
+    def lines(config) -> list[dict]:
+        records = [json.loads(line) for line in (Path(config.out) / "log.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in record.items() if k != "images_per_second"} for record in records]
+
+    first = tiny_config(data, tmp_path / "a", method_name, steps=7, checkpoint_every=100)
+    second = tiny_config(data, tmp_path / "b", method_name, steps=7, checkpoint_every=100)
+    list(train(first))
+    list(train(second))
+    assert lines(first) == lines(second)
+    interrupted = tiny_config(data, tmp_path / "c", method_name, steps=7, checkpoint_every=100)
+    calls = iter(range(100))
+    list(train(interrupted, should_stop=lambda: next(calls) >= 3))
+    list(train(resume_config(Path(interrupted.out), {}), resume=True))
+    assert lines(interrupted) == lines(first)
+
+
+def test_sample_grid_shows_every_domain(method_name, data, tmp_path):
+    _, method, _, batch = build(method_name, data, tmp_path)
+    with torch.no_grad():
+        columns = method.samples(batch)
+    assert all(images.shape[-2:] == (16, 16) for images in columns.values())
+    if method_name == "stargan":
+        assert list(columns) == ["real", "to_black", "to_blond", "to_brown"] and columns["real"].shape[0] == 3
+
+
+def test_stargan_counts_one_generator_step_per_n_critic_steps(tmp_path):
+    for index, domain in enumerate(DOMAINS["stargan"]):
+        write_images(tmp_path / "data" / domain, 3, size=(20, 20), seed=index)
+    config = tiny_config(tmp_path / "data", tmp_path / "run", "stargan", steps=10)
+    assert config.n_critic == 5
+    list(train(config))
+    records = [json.loads(line) for line in (Path(config.out) / "log.jsonl").read_text().splitlines()]
+    assert [step for step, record in enumerate(records, 1) if "adv" in record] == [5, 10]
+    assert all("d_adv" in record and "d_cls_real" in record and "d_gp" in record for record in records)
