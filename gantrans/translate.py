@@ -39,7 +39,7 @@ class Translator:
     @property
     def targets(self) -> tuple[str, ...]:
         """The domains this model can translate into (all of them, unless weights are missing)."""
-        return tuple(d for d in self.domains if set(self.method.generators_for(d)) <= set(self.method.generators))
+        return tuple(d for d in self.domains if (names := self.method.generators_for(d)) and set(names) <= set(self.method.generators))
 
     def check_target(self, target: str) -> None:
         if target not in self.domains:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from gantrans.methods.base import Batch, Losses, Method
 from gantrans.methods.cyclegan import CycleGAN, CycleGANConfig
+from gantrans.methods.direct import Direct, DirectConfig
 from gantrans.methods.stargan import StarGAN, StarGANConfig
 
 METHODS: dict[str, type[Method]] = {
     "cyclegan": CycleGAN,
     "stargan": StarGAN,
+    "direct": Direct,
 }
 
 
@@ -28,9 +30,11 @@ def _presets() -> dict:
             method="stargan", model=StarGANConfig(), data=DataConfig(size=128, load_size=143),
             batch_size=16, lr=1e-4, n_critic=5, steps=200_000,
         ),  # fmt: skip
+        # The lectures' "Approach 1": G: X -> Y only, shallow (2 blocks); --lambda-feature 1 adds VGG16 consistency.
+        "direct": TrainConfig(method="direct", model=DirectConfig()),
     }
 
 
 PRESETS = _presets()
 
-__all__ = ["METHODS", "PRESETS", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig"]
+__all__ = ["METHODS", "PRESETS", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig", "Direct", "DirectConfig"]

@@ -59,7 +59,7 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def generators_for(self, target: str) -> tuple[str, ...]:
-        """Names of the generator modules that translating into `target` uses."""
+        """Names of the generator modules that translating into `target` uses (empty: the method cannot)."""
         raise NotImplementedError
 
     def training_state(self) -> dict[str, Tensor]:
