@@ -123,3 +123,11 @@ def test_stargan_counts_one_generator_step_per_n_critic_steps(tmp_path):
     records = [json.loads(line) for line in (Path(config.out) / "log.jsonl").read_text().splitlines()]
     assert [step for step, record in enumerate(records, 1) if "adv" in record] == [5, 10]
     assert all("d_adv" in record and "d_cls_real" in record and "d_gp" in record for record in records)
+
+
+def test_spectral_norm_applies_to_every_discriminator(method_name, data, tmp_path):
+    _, method, optimizers, batch = build(method_name, data, tmp_path, spectral_norm=True)
+    convs = [m for m in method.discriminators.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(hasattr(conv, "parametrizations") for conv in convs)
+    method.discriminator_loss(batch, None).total.backward()  # still trains
+    optimizers["optimizer_d"].step()

@@ -9,10 +9,14 @@ resume (an image pool, its random generator) is returned by `training_state()` a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from gantrans import losses
+from gantrans.errors import UsageError
+from gantrans.nn.generators import UPSAMPLE_MODES
 
 Batch = Sequence[Tensor]  # one image batch per domain, in the order of `Method.domains`
 
@@ -68,3 +72,32 @@ class Method(nn.Module):
 
     def load_training_state(self, state: Mapping[str, Tensor]) -> None:
         self.rng.set_state(state["rng"])
+
+
+def check_common_settings(config: Any, weights: Sequence[str]) -> None:
+    """Validation shared by the methods' configs: network sizes, upsampling, GAN objective, loss weights."""
+    for name in ("ngf", "ndf", "n_layers_d"):
+        if getattr(config, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(config, name)})")
+    if config.n_blocks < 0:
+        raise UsageError(f"--n-blocks must be >= 0 (got {config.n_blocks})")
+    if config.upsample not in UPSAMPLE_MODES:
+        raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)} (got {config.upsample!r})")
+    if config.gan_loss not in losses.GAN_LOSSES:
+        raise UsageError(f"--gan-loss must be one of {', '.join(losses.GAN_LOSSES)} (got {config.gan_loss!r})")
+    for name in weights:
+        if getattr(config, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(config, name)})")
+
+
+def discriminator_penalties(
+    config: Any, scores: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator
+) -> dict[str, Tensor]:
+    """The optional regularisers of a discriminator's real/fake scores: WGAN-GP's gradient penalty
+    (with --gan-loss wgan-gp) and the R1 penalty (with --lambda-r1 > 0)."""
+    terms = {}
+    if config.gan_loss == "wgan-gp":
+        terms["d_gp"] = config.lambda_gp * losses.gradient_penalty(scores, real, fake, rng)
+    if config.lambda_r1 > 0:
+        terms["d_r1"] = 0.5 * config.lambda_r1 * losses.r1_penalty(scores, real)
+    return terms

@@ -15,9 +15,8 @@ from torch import Tensor
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method
+from gantrans.methods.base import Batch, Losses, Method, check_common_settings, discriminator_penalties
 from gantrans.nn import PatchDiscriminator, ResnetGenerator, init_weights
-from gantrans.nn.generators import UPSAMPLE_MODES
 
 
 @dataclass(frozen=True)
@@ -39,19 +38,7 @@ class CycleGANConfig:
     init_gain: float = 0.02  # std of the normal weight initialisation
 
     def __post_init__(self) -> None:
-        for name in ("ngf", "ndf", "n_layers_d"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        if self.n_blocks < 0:
-            raise UsageError(f"--n-blocks must be >= 0 (got {self.n_blocks})")
-        if self.upsample not in UPSAMPLE_MODES:
-            raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)} (got {self.upsample!r})")
-        if self.gan_loss not in losses.GAN_LOSSES:
-            raise UsageError(f"--gan-loss must be one of {', '.join(losses.GAN_LOSSES)} (got {self.gan_loss!r})")
-        for name in ("lambda_cycle", "lambda_identity", "lambda_gp", "lambda_r1", "pool_size"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
-
+        check_common_settings(self, ("lambda_cycle", "lambda_identity", "lambda_gp", "lambda_r1", "pool_size"))
 
 class ImagePool:
     """A history of generated images (Shrivastava et al. 2017, used by CycleGAN sec. 4).
@@ -160,12 +147,7 @@ class CycleGAN(Method):
         discriminator = self.discriminators[name]
         adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real), discriminator(fake))
         # Halved "to slow down the rate at which D learns relative to G" (paper sec. 7.1).
-        loss = 0.5 * adversarial
-        if self.config.gan_loss == "wgan-gp":
-            loss = loss + self.config.lambda_gp * losses.gradient_penalty(discriminator, real, fake, self.rng)
-        if self.config.lambda_r1 > 0:
-            loss = loss + 0.5 * self.config.lambda_r1 * losses.r1_penalty(discriminator, real)
-        return loss
+        return 0.5 * adversarial + sum(discriminator_penalties(self.config, discriminator, real, fake, self.rng).values())
 
     def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
         return self.generators[self.generators_for(target)[0]](images)

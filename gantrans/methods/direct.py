@@ -19,9 +19,8 @@ from torch import Tensor
 from gantrans import losses
 from gantrans.errors import UsageError
 from gantrans.features import VGG16_LAYERS, load_vgg16
-from gantrans.methods.base import Batch, Losses, Method
+from gantrans.methods.base import Batch, Losses, Method, check_common_settings, discriminator_penalties
 from gantrans.nn import PatchDiscriminator, ResnetGenerator, init_weights
-from gantrans.nn.generators import UPSAMPLE_MODES
 
 
 @dataclass(frozen=True)
@@ -42,22 +41,10 @@ class DirectConfig:
     init_gain: float = 0.02  # std of the normal weight initialisation
 
     def __post_init__(self) -> None:
-        for name in ("ngf", "ndf", "n_layers_d"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        if self.n_blocks < 0:
-            raise UsageError(f"--n-blocks must be >= 0 (got {self.n_blocks})")
-        if self.upsample not in UPSAMPLE_MODES:
-            raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)} (got {self.upsample!r})")
-        if self.gan_loss not in losses.GAN_LOSSES:
-            raise UsageError(f"--gan-loss must be one of {', '.join(losses.GAN_LOSSES)} (got {self.gan_loss!r})")
+        check_common_settings(self, ("lambda_feature", "lambda_gp", "lambda_r1"))
         unknown = [layer for layer in self.feature_layers if layer not in VGG16_LAYERS]
         if unknown or not self.feature_layers:
             raise UsageError(f"--feature-layers must name VGG16 layers among {', '.join(VGG16_LAYERS)} (got {', '.join(self.feature_layers)})")
-        for name in ("lambda_feature", "lambda_gp", "lambda_r1"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
-
 
 class Direct(Method):
     """G: X -> Y judged by D_Y, optionally held to x by VGG16 features."""
@@ -94,10 +81,7 @@ class Direct(Method):
                 fakes = {"fake_y": self.generators["generator_xy"](real_x)}
         discriminator = self.discriminators["discriminator_y"]
         terms = {"d_y": losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fakes["fake_y"]))}
-        if self.config.gan_loss == "wgan-gp":
-            terms["d_gp"] = self.config.lambda_gp * losses.gradient_penalty(discriminator, real_y, fakes["fake_y"], self.rng)
-        if self.config.lambda_r1 > 0:
-            terms["d_r1"] = 0.5 * self.config.lambda_r1 * losses.r1_penalty(discriminator, real_y)
+        terms.update(discriminator_penalties(self.config, discriminator, real_y, fakes["fake_y"], self.rng))
         return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:

@@ -19,9 +19,8 @@ from torch import Tensor
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method
+from gantrans.methods.base import Batch, Losses, Method, check_common_settings, discriminator_penalties
 from gantrans.nn import ClassifyingDiscriminator, ResnetGenerator, init_weights
-from gantrans.nn.generators import UPSAMPLE_MODES
 
 
 @dataclass(frozen=True)
@@ -42,19 +41,7 @@ class StarGANConfig:
     init_gain: float = 0.02  # std of the normal weight initialisation
 
     def __post_init__(self) -> None:
-        for name in ("ngf", "ndf", "n_layers_d"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        if self.n_blocks < 0:
-            raise UsageError(f"--n-blocks must be >= 0 (got {self.n_blocks})")
-        if self.upsample not in UPSAMPLE_MODES:
-            raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)} (got {self.upsample!r})")
-        if self.gan_loss not in losses.GAN_LOSSES:
-            raise UsageError(f"--gan-loss must be one of {', '.join(losses.GAN_LOSSES)} (got {self.gan_loss!r})")
-        for name in ("lambda_cls", "lambda_rec", "lambda_gp", "lambda_r1"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
-
+        check_common_settings(self, ("lambda_cls", "lambda_rec", "lambda_gp", "lambda_r1"))
 
 class StarGAN(Method):
     """One label-conditioned ResNet generator, one discriminator with a domain classifier."""
@@ -114,10 +101,7 @@ class StarGAN(Method):
             "d_cls_real": self.config.lambda_cls * F.cross_entropy(real_logits.float(), source),
         }
         scores_only = lambda images: discriminator(images)[0]  # noqa: E731  the penalties concern the real/fake head
-        if self.config.gan_loss == "wgan-gp":
-            terms["d_gp"] = self.config.lambda_gp * losses.gradient_penalty(scores_only, real, fakes["fake"], self.rng)
-        if self.config.lambda_r1 > 0:
-            terms["d_r1"] = 0.5 * self.config.lambda_r1 * losses.r1_penalty(scores_only, real)
+        terms.update(discriminator_penalties(self.config, scores_only, real, fakes["fake"], self.rng))
         return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
