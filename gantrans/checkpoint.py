@@ -50,7 +50,8 @@ class ModelInfo:
 
     @property
     def method(self) -> str:
-        return self.config.method
+        """The name the model was trained under: a method, or a preset of one (discogan)."""
+        return self.config.preset or self.config.method
 
 
 def model_file(path: Path | str) -> Path:
@@ -164,7 +165,8 @@ def load_training_state(path: Path, method: Method, optimizers: Mapping[str, tor
     for name, optimizer in optimizers.items():
         groups = json.loads(metadata[f"{name}.param_groups"])
         for group in groups:
-            group["betas"] = tuple(group.get("betas", ()))
+            if "betas" in group:  # Adam's; JSON turned the tuple into a list
+                group["betas"] = tuple(group["betas"])
         state: dict[int, dict[str, Tensor]] = {}
         for key, tensor in _unprefixed(name, tensors).items():
             index, field = key.split(".", 1)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from gantrans.errors import UsageError
 
 PREPROCESS_MODES = ("resize-crop", "crop", "scale-width", "scale-width-crop", "none")
+OPTIMIZERS = ("adam", "rmsprop")
 
 T = TypeVar("T")
 
@@ -64,17 +65,21 @@ class TrainConfig:
     """Everything a training run needs; saved with the model."""
 
     method: str = "cyclegan"  # a key of gantrans.methods.METHODS
+    preset: str = ""  # the --method this run started from: `method` itself, or a preset of it (discogan, dualgan)
     model: Any = None  # the method's own config dataclass (e.g. CycleGANConfig)
     data: DataConfig = field(default_factory=DataConfig)
     out: str = ""  # run directory; empty: runs/<data folder>-<method>
     batch_size: int = 1  # images per domain per step
     epochs: int = 100  # epochs at the initial learning rate
     decay_epochs: int = 100  # further epochs with the learning rate decaying linearly to 0
-    steps: int | None = None  # total steps instead of epochs (decaying over the last half)
-    lr: float = 2e-4  # Adam learning rate of generators and discriminators
+    steps: int | None = None  # total steps instead of epochs, split as epochs : decay_epochs (CycleGAN: last half decays)
+    optimizer: str = "adam"  # adam, or rmsprop (WGAN with clipping, DualGAN: momentum-free updates)
+    lr: float = 2e-4  # learning rate of generators and discriminators
     beta1: float = 0.5  # Adam beta1 (0.5 as in DCGAN/CycleGAN: less momentum steadies GAN training)
-    beta2: float = 0.999  # Adam beta2
+    beta2: float = 0.999  # Adam's second-moment decay; RMSProp's smoothing constant
+    weight_decay: float = 0.0  # L2 penalty added to every gradient (DiscoGAN: 1e-5)
     n_critic: int = 1  # discriminator steps per generator step
+    n_generator: int = 1  # generator steps per discriminator step (DiscoGAN: 2); n_critic or this, not both
     clip: float = 0.0  # clamp discriminator weights to [-clip, clip] after each D step (WGAN); 0: off
     seed: int = 0  # seeds initialisation, data order, crops, flips and the image pool
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
@@ -90,7 +95,14 @@ class TrainConfig:
         _check(self.steps is not None or self.epochs + self.decay_epochs > 0, "--epochs + --decay-epochs must be > 0")
         _check(self.lr > 0, f"--lr must be positive (got {self.lr})")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)")
+        _check(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        _check(self.weight_decay >= 0, f"--weight-decay must be >= 0 (got {self.weight_decay})")
         _check(self.n_critic >= 1, f"--n-critic must be >= 1 (got {self.n_critic})")
+        _check(self.n_generator >= 1, f"--n-generator must be >= 1 (got {self.n_generator})")
+        _check(
+            self.n_critic == 1 or self.n_generator == 1,
+            f"--n-critic {self.n_critic} and --n-generator {self.n_generator}: give more steps to one side only",
+        )
         _check(self.clip >= 0, f"--clip must be >= 0 (got {self.clip})")
         _check(
             getattr(self.model, "gan_loss", None) != "wgan" or self.clip > 0,
@@ -105,8 +117,13 @@ class TrainConfig:
         return self.steps if self.steps is not None else (self.epochs + self.decay_epochs) * steps_per_epoch
 
     def decay_start(self, steps_per_epoch: int) -> int:
-        """Step from which the learning rate decays linearly to 0 (CycleGAN's schedule)."""
-        return self.steps // 2 if self.steps is not None else self.epochs * steps_per_epoch
+        """Step from which the learning rate decays linearly to 0 (CycleGAN's schedule). A step
+        count keeps the epochs' split: CycleGAN decays over the last half, DiscoGAN not at all."""
+        if self.steps is None:
+            return self.epochs * steps_per_epoch
+        if self.epochs + self.decay_epochs == 0:
+            return self.steps
+        return self.steps * self.epochs // (self.epochs + self.decay_epochs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

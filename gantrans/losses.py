@@ -6,13 +6,14 @@ for the discriminator and one for the generator.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 GAN_LOSSES = ("lsgan", "nonsaturating", "wgan", "wgan-gp", "hinge")
+CYCLE_NORMS = ("l1", "l2")
 
 
 def _check_gan_loss(kind: str) -> None:
@@ -77,9 +78,23 @@ def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor) -> Tenso
     return gradients.flatten(1).pow(2).sum(1).mean()
 
 
-def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
-    """||F(G(x)) - x||_1, the cycle-consistency loss (Zhu et al. 2017, eq. 2), as a mean over pixels."""
+def cycle_loss(reconstructed: Tensor, original: Tensor, norm: str = "l1") -> Tensor:
+    """||F(G(x)) - x||_1, the cycle-consistency loss (Zhu et al. 2017, eq. 2), as a mean over pixels;
+    with norm="l2" the mean squared error that DiscoGAN uses (Kim et al. 2017, eq. 2)."""
+    if norm == "l2":
+        return F.mse_loss(reconstructed.float(), original.float())
+    if norm != "l1":
+        raise ValueError(f"unknown cycle norm {norm!r}; known: {', '.join(CYCLE_NORMS)}")
     return F.l1_loss(reconstructed.float(), original.float())
+
+
+def feature_matching_loss(real_features: Sequence[Tensor], fake_features: Sequence[Tensor]) -> Tensor:
+    """Sum over layers of the mean squared difference between the batch means of the discriminator's
+    features on real and on generated images (Salimans et al. 2016, sec. 3.1; DiscoGAN's variant)."""
+    total = torch.zeros((), device=fake_features[0].device)
+    for real, fake in zip(real_features, fake_features, strict=True):
+        total = total + (real.float().mean(0) - fake.float().mean(0)).pow(2).mean()
+    return total
 
 
 def identity_loss(mapped: Tensor, original: Tensor) -> Tensor:

@@ -1,9 +1,13 @@
 """The one training loop for every method.
 
-Update order of step s (the same for all methods):
+Update order of step s, one batch each (the same for all methods):
   1. if (s + 1) % n_critic == 0: generator step, discriminators frozen; its fakes are kept
-  2. discriminator step, on the fakes of step 1 (or fresh ones when no generator step ran)
-This is the reference CycleGAN order for n_critic = 1, and one G step per n_critic D steps otherwise.
+  2. if (s + 1) % n_generator == 0: discriminator step, on the fakes of step 1 (or fresh ones when
+     no generator step ran)
+This is the reference CycleGAN order for n_critic = n_generator = 1; one G step per n_critic D
+steps (WGAN, StarGAN, DualGAN) or one D step per n_generator G steps (DiscoGAN) otherwise.
+Randomness inside a step (dropout, noise drawn on the device) comes from torch's generator,
+seeded from (seed, s) at each step, so a resumed run draws what an uninterrupted one would.
 
 `train()` yields events (progress, samples, checkpoints); the CLI renders them, tests and
 notebooks iterate them. Stopping early (Ctrl-C) is a `should_stop` callable checked between
@@ -95,7 +99,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    return Path("runs") / f"{Path(config.data.root).resolve().name}-{config.method}"
+    return Path("runs") / f"{Path(config.data.root).resolve().name}-{config.preset or config.method}"
 
 
 def learning_rate_factor(step: int, decay_start: int, total: int) -> float:
@@ -161,23 +165,35 @@ def train(
     config: TrainConfig, resume: bool = False, overwrite: bool = False, should_stop: Callable[[], bool] = lambda: False
 ) -> Iterator[Event]:
     """Train `config`, yielding events. With `resume`, continue the run in `config.out` exactly."""
+    # The loop reseeds torch's generators at every step; the caller gets its own states back.
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        yield from _train(config, resume, overwrite, should_stop)
+
+
+def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Callable[[], bool]) -> Iterator[Event]:
     started_at = time.perf_counter()
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick the fastest kernels
-    config, dataset, workers = _prepare_data(config)
-    files = dict(zip(dataset.domains, dataset.files))
+    files = discover_domains(config.data.root, config.data.domains)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, domains=tuple(files)), out=config.out or str(default_run_dir(config))
+    )
+    method = checkpoint.build_method(config, tuple(files), training=True, seed=config.seed)
+    if config.data.preprocess != "none":  # every other mode makes images --size wide
+        method.check_training_size(config.data.size)
+    method = method.to(device)
+    method.rng.manual_seed(config.seed)
+    dataset, workers = _prepare_data(files, config, method.stride)
     run_dir = Path(config.out)
     _check_run_dir(run_dir, resume, overwrite)
     steps_per_epoch = max(1, len(dataset) // config.batch_size)
     total = config.total_steps(steps_per_epoch)
     decay_start = config.decay_start(steps_per_epoch)
-
-    method = checkpoint.build_method(config, tuple(files), training=True, seed=config.seed).to(device)
-    method.rng.manual_seed(config.seed)
     optimizers = {
-        "optimizer_g": _adam(method.generators.parameters(), config, device),
-        "optimizer_d": _adam(method.discriminators.parameters(), config, device),
+        "optimizer_g": make_optimizer(method.generators.parameters(), config, device),
+        "optimizer_d": make_optimizer(method.discriminators.parameters(), config, device),
     }
     start = checkpoint.load_training_state(run_dir / checkpoint.STATE_FILE, method, optimizers) if resume else 0
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +217,8 @@ def train(
             batch = tuple(to_model_range(images.to(device, non_blocking=True)) for images in uint8_batch)
             lr = config.lr * learning_rate_factor(step, decay_start, total)
             _set_learning_rate(optimizers, lr)
-            g_losses, d_losses = _train_step(method, optimizers, batch, (step + 1) % config.n_critic == 0, config.clip)
+            torch.manual_seed((config.seed * 2**32 + step) % 2**63)  # see the module docstring
+            g_losses, d_losses = _train_step(method, optimizers, batch, step, config)
             meter.add(g_losses)
             meter.add(d_losses)
             done = step + 1
@@ -226,48 +243,49 @@ def train(
     yield Finished(step, run_dir, time.perf_counter() - started_at, interrupted, skipped)
 
 
-def _prepare_data(config: TrainConfig) -> tuple[TrainConfig, UnpairedDataset, int]:
-    """Find the images; record the resolved domain names and run folder in the config; choose
-    between decoding once into memory (small data) and worker processes."""
-    files = discover_domains(config.data.root, config.data.domains)
-    config = dataclasses.replace(
-        config, data=dataclasses.replace(config.data, domains=tuple(files)), out=config.out or str(default_run_dir(config))
-    )
-    dataset = UnpairedDataset(files, config.data, config.seed, multiple=METHODS[config.method].stride)
+def _prepare_data(files: dict[str, list[Path]], config: TrainConfig, stride: int) -> tuple[UnpairedDataset, int]:
+    """The data set, and the choice between decoding once into memory (small data) and worker processes."""
+    dataset = UnpairedDataset(files, config.data, config.seed, multiple=stride)
     workers = default_workers(dataset, config.data)
     if workers == 0 and dataset.estimated_bytes() <= config.data.cache_mb * 2**20:
         dataset.enable_cache()
-    return config, dataset, workers
+    return dataset, workers
 
 
 def _train_step(
-    method: Method, optimizers: dict[str, torch.optim.Optimizer], batch: tuple[Tensor, ...], generator_due: bool, clip: float = 0.0
-) -> tuple[Losses | None, Losses]:
-    g_losses = None
-    if generator_due:
+    method: Method, optimizers: dict[str, torch.optim.Optimizer], batch: tuple[Tensor, ...], step: int, config: TrainConfig
+) -> tuple[Losses | None, Losses | None]:
+    g_losses = d_losses = None
+    if (step + 1) % config.n_critic == 0:
         # Frozen discriminators: the generator loss backpropagates through them without
         # computing gradients for their weights.
         method.discriminators.requires_grad_(False)
         optimizers["optimizer_g"].zero_grad(set_to_none=True)
-        g_losses = method.generator_loss(batch)
+        g_losses = method.generator_loss(batch, step)
         g_losses.total.backward()
         optimizers["optimizer_g"].step()
         method.discriminators.requires_grad_(True)
-    optimizers["optimizer_d"].zero_grad(set_to_none=True)
-    d_losses = method.discriminator_loss(batch, g_losses.fakes if g_losses is not None else None)
-    d_losses.total.backward()
-    optimizers["optimizer_d"].step()
-    if clip > 0:
-        # WGAN's weight clipping keeps the critic (roughly) K-Lipschitz (Arjovsky et al. 2017, algorithm 1).
-        with torch.no_grad():
-            for parameter in method.discriminators.parameters():
-                parameter.clamp_(-clip, clip)
+    if (step + 1) % config.n_generator == 0:
+        optimizers["optimizer_d"].zero_grad(set_to_none=True)
+        d_losses = method.discriminator_loss(batch, g_losses.fakes if g_losses is not None else None)
+        d_losses.total.backward()
+        optimizers["optimizer_d"].step()
+        if config.clip > 0:
+            # WGAN's weight clipping keeps the critic (roughly) K-Lipschitz (Arjovsky et al. 2017, algorithm 1).
+            with torch.no_grad():
+                for parameter in method.discriminators.parameters():
+                    parameter.clamp_(-config.clip, config.clip)
     return g_losses, d_losses
 
 
-def _adam(parameters: Iterator[torch.nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+def make_optimizer(parameters: Iterator[torch.nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer of `config` (Adam or RMSProp) over `parameters`."""
     # foreach kernels batch the per-parameter updates into a few launches on the GPU.
-    return torch.optim.Adam(parameters, lr=config.lr, betas=(config.beta1, config.beta2), foreach=device.type == "cuda")
+    foreach = device.type == "cuda"
+    if config.optimizer == "rmsprop":
+        # RMSProp as in WGAN (Arjovsky et al. 2017, sec. 3): no momentum, which misleads a clipped critic.
+        return torch.optim.RMSprop(parameters, lr=config.lr, alpha=config.beta2, weight_decay=config.weight_decay, foreach=foreach)
+    return torch.optim.Adam(parameters, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay, foreach=foreach)
 
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -323,8 +341,12 @@ def _periodic_outputs(
     if done % config.sample_every == 0:
         path = run_dir / "samples" / f"step_{done:07d}.png"
         path.parent.mkdir(exist_ok=True)
+        # Evaluation mode, as `translate` runs the generators: no dropout, batch norm's running
+        # statistics (which sampling then leaves untouched).
+        method.eval()
         with torch.no_grad():
             columns = method.samples(batch)
+        method.train()
         save_image(image_grid(list(columns.values())), path)
         yield SamplesWritten(done, path)
     if done % config.checkpoint_every == 0 and done < total:  # the final checkpoint is written after the loop

@@ -36,8 +36,8 @@ def tiny_data(tmp_path: Path) -> Path:
     return root
 
 
-# Tiny network sizes, applied to whichever of these fields a method's config has.
-TINY_MODEL = {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2, "pool_size": 3}
+# Tiny network sizes, applied to whichever of these fields a method's config has (depth 3: 16 px crops fit a U-Net).
+TINY_MODEL = {"ngf": 4, "ndf": 4, "n_blocks": 1, "depth": 3, "n_layers_d": 2, "pool_size": 3}
 
 
 def tiny_config(root: Path, out: Path, method: str = "cyclegan", **overrides: object) -> TrainConfig:

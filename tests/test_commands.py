@@ -95,6 +95,12 @@ def test_dry_run_prints_the_config_and_config_files_are_overridden_by_flags(tiny
         (["--data", "{data}", "--domains", "horse,cat"], 1, "cat not found"),
         (["--data", "{data}", "--config", "{bad_json}"], 2, "not valid JSON"),
         (["--resume", "--out", "{empty}"], 1, "nothing to resume"),
+        (["--data", "{data}", "--size", "30", "--load-size", "32"], 2, "--size 30 must be a multiple of 4 for this generator"),
+        (["--data", "{data}", "--method", "discogan", "--size", "32", "--load-size", "32"], 2, "--size 32 is too small for these networks: they need at least 64"),
+        (["--data", "{data}", "--generator", "vit"], 2, "--generator must be one of resnet, unet, encoder-decoder"),
+        (["--data", "{data}", "--norm", "group"], 2, "--norm must be one of"),
+        (["--data", "{data}", "--optimizer", "sgd"], 2, "--optimizer must be one of adam, rmsprop"),
+        (["--data", "{data}", "--n-critic", "2", "--n-generator", "2"], 2, "give more steps to one side only"),
     ],
 )
 def test_train_errors_are_one_clear_line(tiny_data, tmp_path, args, code, fragment):
@@ -277,3 +283,28 @@ def test_stargan_trains_on_three_domains_and_translates_to_all_with_a_grid(tmp_p
     assert invoke("translate", str(image), "--to", "brown", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "o2")).exit_code == 0
     assert_one_line_error(invoke("translate", "-", "--to", "all", "--model", str(tmp_path / "run"), input=image.read_bytes()), 2, "'-' writes one image")
     assert_one_line_error(invoke("train", "--method", "cyclegan", "--data", str(tmp_path / "data"), "--lambda-cls", "2"), 2, "--lambda-cls does not apply to --method cyclegan")
+
+
+
+@pytest.mark.parametrize("preset, args", [
+    ("discogan", ["--size", "16", "--load-size", "16", "--depth", "3", "--n-layers-d", "1", "--batch-size", "2"]),
+    ("dualgan", ["--size", "16", "--load-size", "20", "--depth", "3", "--n-layers-d", "2"]),
+])  # fmt: skip
+def test_presets_train_and_translate_like_cyclegan(preset, args, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run folder is runs/<data>-<preset>
+    result = invoke("train", "--method", preset, "--data", str(tiny_data), *args, "--ngf", "4", "--ndf", "4", "--steps", "4", "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.strip())
+    assert run == Path("runs") / f"data-{preset}"
+    (entry,) = [json.loads(line) for line in invoke("models", "--json").stdout.splitlines()]
+    assert entry["method"] == preset and entry["step"] == 4
+    (image,) = make_inputs(tmp_path / "in")[:1]
+    for domain in ("horse", "zebra"):
+        result = invoke("translate", str(image), "--to", domain, "--model", str(run), "--out", str(tmp_path / "out"))
+        assert result.exit_code == 0, result.stderr
+        assert Image.open(result.stdout.strip()).size == (37, 51)  # padded to the U-Net's multiple of 8, cropped back
+
+
+def test_train_help_names_the_presets():
+    help_text = " ".join(invoke("train", "--help").stdout.split())
+    assert "discogan" in help_text and "dualgan" in help_text

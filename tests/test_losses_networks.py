@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gantrans import losses
-from gantrans.nn import PatchDiscriminator, ResnetGenerator, init_weights
+from gantrans.nn import NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights, norm_layer
 
 REAL, FAKE = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 1.0])
 
@@ -109,3 +109,75 @@ def test_init_is_normal_with_small_std_and_zero_bias():
     generator = init_weights(ResnetGenerator(ngf=16, n_blocks=1), gain=0.02)
     weight = generator.model[1].weight
     assert abs(weight.std().item() - 0.02) < 0.003 and generator.model[1].bias.abs().max() == 0
+
+
+def test_l2_cycle_loss_is_the_mean_squared_error():
+    reconstructed, original = torch.tensor([[1.0, -1.0]]), torch.tensor([[0.0, 1.0]])
+    assert losses.cycle_loss(reconstructed, original, "l2").item() == pytest.approx((1 + 4) / 2)
+    assert losses.cycle_loss(reconstructed, original).item() == pytest.approx((1 + 2) / 2)
+    with pytest.raises(ValueError):
+        losses.cycle_loss(reconstructed, original, "l3")
+
+
+def test_feature_matching_compares_batch_means_per_layer():
+    real = [torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.ones(3, 1)]  # batch means (2, 3) and (1)
+    fake = [torch.tensor([[0.0, 3.0], [2.0, 3.0]]), torch.zeros(3, 1)]  # batch means (1, 3) and (0)
+    assert losses.feature_matching_loss(real, fake).item() == pytest.approx((1 + 0) / 2 + 1)
+    shuffled = [real[0].flip(0), real[1]]  # only the batch statistics matter, not which image is which
+    assert losses.feature_matching_loss(real, shuffled).item() == 0
+
+
+def test_unet_has_pix2pix_unet_256_size_and_keeps_the_image_size():
+    unet = EncoderDecoderGenerator(ngf=64, depth=8, skip_connections=True, norm="batch")
+    # pix2pix's unet_256 has 54,413,955 parameters; ours adds biases to the two un-normalised encoder convolutions.
+    assert sum(p.numel() for p in unet.parameters()) == 54_413_955 + 64 + 512
+    assert unet.stride == unet.min_side == 256
+    small = EncoderDecoderGenerator(ngf=4, depth=3, norm="instance-affine")
+    output = small(torch.rand(2, 3, 24, 16) * 2 - 1)
+    assert output.shape == (2, 3, 24, 16) and output.abs().max() <= 1
+
+
+def test_skip_connections_carry_detail_past_the_bottleneck():
+    """A U-Net's output depends on each input pixel through its skips; an encoder-decoder's only
+    through the 1x1 code, which its outermost layer cannot reach when the bottleneck is zeroed."""
+    torch.manual_seed(0)
+    for skips in (True, False):
+        generator = init_weights(EncoderDecoderGenerator(ngf=4, depth=3, skip_connections=skips, norm="none"), 0.5)
+        with torch.no_grad():
+            generator.encoders[-1].weight.zero_()
+            generator.encoders[-1].bias.zero_()
+        images = torch.rand(1, 3, 8, 8)
+        changed = images.clone()
+        changed[..., 0, 0] += 1
+        assert torch.equal(generator(images), generator(changed)) is not skips
+
+
+def test_dropout_is_noise_in_training_and_off_in_evaluation():
+    generator = EncoderDecoderGenerator(ngf=4, depth=3, norm="instance-affine", dropout=0.5)
+    images = torch.rand(2, 3, 16, 16)
+    assert not torch.equal(generator(images), generator(images))
+    generator.eval()
+    assert torch.equal(generator(images), generator(images))
+
+
+@pytest.mark.parametrize("dcgan, n_layers, min_side", [(False, 3, 24), (False, 2, 12), (True, 3, 64), (True, 1, 16)])
+def test_discriminators_report_the_smallest_side_they_accept(dcgan, n_layers, min_side):
+    discriminator = PatchDiscriminator(ndf=4, n_layers=n_layers, dcgan=dcgan)
+    assert discriminator.min_side == min_side
+    scores, features = discriminator.scores_and_features(torch.rand(2, 3, min_side, min_side))
+    assert scores.shape == (2, 1, 1, 1) and len(features) == n_layers
+    with pytest.raises((RuntimeError, ValueError)):  # a map too small for a kernel or a norm
+        discriminator(torch.rand(2, 3, min_side - 1, min_side - 1))
+
+
+def test_dcgan_discriminator_scores_one_value_per_64px_image_and_patches_beyond():
+    discriminator = PatchDiscriminator(ndf=4, n_layers=3, dcgan=True)
+    assert discriminator(torch.rand(1, 3, 64, 64)).shape == (1, 1, 1, 1)
+    assert discriminator(torch.rand(1, 3, 128, 128)).shape == (1, 1, 5, 5)
+
+
+@pytest.mark.parametrize("kind", NORMS)
+def test_every_norm_builds_and_batch_norm_keeps_running_statistics(kind):
+    layer = norm_layer(kind, 3)
+    assert layer(torch.rand(2, 3, 4, 4)).shape == (2, 3, 4, 4)
+    assert ("running_mean" in layer.state_dict()) == (kind == "batch")

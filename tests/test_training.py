@@ -15,7 +15,7 @@ from gantrans.errors import GantransError, UsageError
 from gantrans.methods import METHODS
 from gantrans.methods.cyclegan import ImagePool
 from gantrans.training import (
-    CheckpointWritten, Finished, SamplesWritten, _adam, _train_step, learning_rate_factor, make_train_config, resume_config, train,
+    CheckpointWritten, Finished, SamplesWritten, make_optimizer, _train_step, learning_rate_factor, make_train_config, resume_config, train,
 )  # fmt: skip
 
 
@@ -38,8 +38,8 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 def tiny_method(make_config, **overrides):
     config = make_config(**overrides)
     method = checkpoint.build_method(config, ("horse", "zebra"), training=True, seed=0)
-    optimizers = {"optimizer_g": _adam(method.generators.parameters(), config, torch.device("cpu")),
-                  "optimizer_d": _adam(method.discriminators.parameters(), config, torch.device("cpu"))}  # fmt: skip
+    optimizers = {"optimizer_g": make_optimizer(method.generators.parameters(), config, torch.device("cpu")),
+                  "optimizer_d": make_optimizer(method.discriminators.parameters(), config, torch.device("cpu"))}  # fmt: skip
     batch = (torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1)
     return method, optimizers, batch
 
@@ -55,7 +55,7 @@ def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
 @pytest.mark.parametrize("gan_loss", ["lsgan", "nonsaturating", "wgan-gp", "hinge"])
 def test_losses_are_finite_for_every_objective(make_config, gan_loss):
     method, _, batch = tiny_method(make_config, gan_loss=gan_loss)
-    g_losses = method.generator_loss(batch)
+    g_losses = method.generator_loss(batch, 0)
     d_losses = method.discriminator_loss(batch, None)
     for value in [g_losses.total, d_losses.total, *g_losses.terms.values(), *d_losses.terms.values()]:
         assert torch.isfinite(value).all()
@@ -66,7 +66,7 @@ def test_losses_are_finite_for_every_objective(make_config, gan_loss):
 def test_discriminator_step_changes_only_discriminators(make_config):
     method, optimizers, batch = tiny_method(make_config)
     generators, discriminators = snapshot(method.generators), snapshot(method.discriminators)
-    _train_step(method, optimizers, batch, generator_due=False)
+    _train_step(method, optimizers, batch, 0, make_config(n_critic=2))  # step 1 of 2: D only
     assert not changed(generators, method.generators)
     assert changed(discriminators, method.discriminators)
 
@@ -75,7 +75,7 @@ def test_generator_step_leaves_no_gradient_on_discriminators(make_config):
     """The G step backpropagates through frozen discriminators: their weights get no gradient."""
     method, optimizers, batch = tiny_method(make_config)
     method.discriminators.requires_grad_(False)
-    method.generator_loss(batch).total.backward()
+    method.generator_loss(batch, 0).total.backward()
     method.discriminators.requires_grad_(True)
     assert all(p.grad is None for p in method.discriminators.parameters())
     assert all(p.grad is not None for p in method.generators.parameters())
@@ -84,14 +84,14 @@ def test_generator_step_leaves_no_gradient_on_discriminators(make_config):
 def test_generator_and_discriminator_step_both_update(make_config):
     method, optimizers, batch = tiny_method(make_config)
     generators, discriminators = snapshot(method.generators), snapshot(method.discriminators)
-    g_losses, d_losses = _train_step(method, optimizers, batch, generator_due=True)
+    g_losses, d_losses = _train_step(method, optimizers, batch, 0, make_config())
     assert g_losses is not None and set(g_losses.fakes) == {"fake_x", "fake_y"}
     assert changed(generators, method.generators) and changed(discriminators, method.discriminators)
 
 
 def test_identity_loss_can_be_switched_off(make_config):
     method, _, batch = tiny_method(make_config, lambda_identity=0.0)
-    assert "identity_x" not in method.generator_loss(batch).terms
+    assert "identity_x" not in method.generator_loss(batch, 0).terms
 
 
 def test_image_pool_fills_then_mixes_and_round_trips():
@@ -229,6 +229,11 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero():
     assert factors[4:] == pytest.approx([1.0, 0.75, 0.5, 0.25])
     config = make_train_config("cyclegan", {"root": "x", "epochs": 2, "decay_epochs": 3})
     assert (config.total_steps(10), config.decay_start(10)) == (50, 20)
+    # A step count keeps each preset's split: CycleGAN decays over the last half, DiscoGAN and DualGAN never.
+    assert make_train_config("cyclegan", {"root": "x", "steps": 7}).decay_start(10) == 3
+    assert make_train_config("stargan", {"root": "x"}).decay_start(10) == 100_000
+    for preset in ("discogan", "dualgan"):
+        assert make_train_config(preset, {"root": "x", "steps": 500}).decay_start(10) == 500
 
 
 def test_make_train_config_routes_flags_and_rejects_foreign_ones():
@@ -249,8 +254,9 @@ def test_config_round_trips_through_json():
 
 
 def test_weight_clipping_bounds_every_discriminator_weight(make_config):
+    config = make_config(gan_loss="wgan", clip=0.01, lr=0.5)
     method, optimizers, batch = tiny_method(make_config, gan_loss="wgan", clip=0.01, lr=0.5)
-    _train_step(method, optimizers, batch, generator_due=True, clip=0.01)
+    _train_step(method, optimizers, batch, 0, config)
     assert max(p.abs().max().item() for p in method.discriminators.parameters()) <= 0.01
     assert any(p.abs().max().item() > 0.01 for p in method.generators.parameters())  # generators are not clipped
 
@@ -267,4 +273,13 @@ def test_r1_penalty_adds_to_the_discriminator_loss_only(make_config):
     penalised.load_state_dict(plain.state_dict())
     fakes = {"fake_x": batch[0], "fake_y": batch[1]}
     assert penalised.discriminator_loss(batch, fakes).total > plain.discriminator_loss(batch, fakes).total
-    assert torch.equal(penalised.generator_loss(batch).total, plain.generator_loss(batch).total)
+    assert torch.equal(penalised.generator_loss(batch, 0).total, plain.generator_loss(batch, 0).total)
+
+
+def test_optimizers_follow_the_config():
+    parameters = [torch.nn.Parameter(torch.zeros(2))]
+    rmsprop = make_optimizer(parameters, make_train_config("dualgan", {"root": "x"}), torch.device("cpu"))
+    assert isinstance(rmsprop, torch.optim.RMSprop)
+    assert (rmsprop.defaults["lr"], rmsprop.defaults["alpha"], rmsprop.defaults["momentum"]) == (5e-5, 0.9, 0)
+    adam = make_optimizer(parameters, make_train_config("discogan", {"root": "x"}), torch.device("cpu"))
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["weight_decay"] == 1e-5 and adam.defaults["betas"] == (0.5, 0.999)

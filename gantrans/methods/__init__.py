@@ -1,7 +1,8 @@
 """The method registry: one file per method, one line here per method or preset.
 
 `METHODS` maps an implementation name (saved in checkpoints) to its class; `PRESETS` maps what
-`gantrans train --method NAME` accepts to a complete default `TrainConfig`.
+`gantrans train --method NAME` accepts to a complete default `TrainConfig`: each method's paper
+defaults, and DiscoGAN and DualGAN as settings of CycleGAN.
 """
 
 from __future__ import annotations
@@ -19,11 +20,40 @@ METHODS: dict[str, type[Method]] = {
 
 
 def _presets() -> dict:
+    import dataclasses
+
     from gantrans.config import DataConfig, TrainConfig
 
-    return {
+    presets = {
         # Zhu et al. 2017: LSGAN, lambda 10, identity 0.5, Adam 2e-4 (0.5, 0.999), 100 + 100 epochs, batch 1.
         "cyclegan": TrainConfig(method="cyclegan", model=CycleGANConfig()),
+        # Kim et al. 2017 and their code: 64 px, batch 64, encoder-decoder G and DCGAN D with batch norm,
+        # cross-entropy GAN loss with feature matching, L2 reconstruction; Adam 2e-4 (0.5, 0.999) with
+        # weight decay 1e-5 at a constant rate; one D update per two G updates. Their generator loss
+        # (1 - r)(0.1 GAN + 0.9 FM) + r L2, with r = 0.01 for 10k steps, then 0.5, is this objective
+        # divided by 0.1 (1 - r): FM weight 9, cycle weight 0.1 during the curriculum, 10 after.
+        "discogan": TrainConfig(
+            method="cyclegan",
+            model=CycleGANConfig(
+                generator="encoder-decoder", depth=4, discriminator="dcgan", n_layers_d=3, norm="batch",
+                gan_loss="nonsaturating", lambda_feature_matching=9.0, cycle_norm="l2", lambda_cycle=10.0,
+                cycle_warmup_steps=10_000, lambda_cycle_warmup=0.1, lambda_identity=0.0, pool_size=0,
+            ),
+            data=DataConfig(size=64, load_size=64, flip=False), batch_size=64, weight_decay=1e-5, n_generator=2,
+            epochs=200, decay_epochs=0,
+        ),
+        # Yi et al. 2017: WGAN with weight clipping 0.01, RMSProp 5e-5, 2 critic steps per G step,
+        # batch 1, L1 reconstruction with lambda in the paper's range of 100-1000, U-Net generator
+        # (8 levels for 256 px, dropout as noise) and 70x70 PatchGAN, both normalised per image with
+        # learned scale and shift as in the authors' code; no identity loss, no image pool.
+        "dualgan": TrainConfig(
+            method="cyclegan",
+            model=CycleGANConfig(
+                generator="unet", depth=8, dropout=0.5, norm="instance-affine", gan_loss="wgan",
+                lambda_cycle=100.0, lambda_identity=0.0, pool_size=0,
+            ),
+            optimizer="rmsprop", lr=5e-5, beta2=0.9, clip=0.01, n_critic=2, epochs=50, decay_epochs=0,
+        ),
         # Choi et al. 2018: WGAN-GP, 5 critic steps per G step, Adam 1e-4 (0.5, 0.999), batch 16,
         # 128 px, 200k iterations with the learning rate decaying over the last 100k.
         "stargan": TrainConfig(
@@ -33,6 +63,7 @@ def _presets() -> dict:
         # The lectures' "Approach 1": G: X -> Y only, shallow (2 blocks); --lambda-feature 1 adds VGG16 consistency.
         "direct": TrainConfig(method="direct", model=DirectConfig()),
     }
+    return {name: dataclasses.replace(config, preset=name) for name, config in presets.items()}
 
 
 PRESETS = _presets()

@@ -34,8 +34,6 @@ class Method(nn.Module):
     """Base class of every method. Subclasses set `config_class` and fill the two module dicts."""
 
     config_class: ClassVar[type]
-    stride: ClassVar[int] = 1  # image sides must be multiples of this for the generators
-    min_side: ClassVar[int] = 1  # and at least this long
 
     def __init__(self, config: Any, domains: Sequence[str], training: bool = True) -> None:
         super().__init__()
@@ -44,9 +42,12 @@ class Method(nn.Module):
         self.generators = nn.ModuleDict()
         self.discriminators = nn.ModuleDict()  # left empty when built for inference only
         self.rng = torch.Generator().manual_seed(0)  # reseeded by the trainer; checkpointed
+        self.stride = 1  # image sides must be multiples of this for the generators (set by subclasses)
+        self.min_side = 1  # and at least this long
 
-    def generator_loss(self, batch: Batch) -> Losses:
-        """Losses of the generators for one batch (discriminators are frozen by the trainer)."""
+    def generator_loss(self, batch: Batch, step: int) -> Losses:
+        """Losses of the generators for one batch at training step `step` (0-based), for weights
+        that follow a schedule. The trainer freezes the discriminators meanwhile."""
         raise NotImplementedError
 
     def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
@@ -66,12 +67,26 @@ class Method(nn.Module):
         """Names of the generator modules that translating into `target` uses (empty: the method cannot)."""
         raise NotImplementedError
 
+    def check_training_size(self, size: int) -> None:
+        """A clear error when square training crops of `size` pixels do not fit the networks."""
+        if size % self.stride:
+            raise UsageError(f"--size {size} must be a multiple of {self.stride} for this generator (e.g. {max(self.stride, size // self.stride * self.stride)})")
+        needed = max([self.min_side, *(getattr(network, "min_side", 1) for network in self.discriminators.values())])
+        if size < needed:
+            raise UsageError(f"--size {size} is too small for these networks: they need at least {needed} pixels (use a larger --size, or a smaller --n-layers-d or --depth)")
+
     def training_state(self) -> dict[str, Tensor]:
         """Tensors beyond the weights that a resume needs (the method's random state, pools...)."""
         return {"rng": self.rng.get_state()}
 
     def load_training_state(self, state: Mapping[str, Tensor]) -> None:
         self.rng.set_state(state["rng"])
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    """A clear error when setting `name` is not one of `choices`."""
+    if value not in choices:
+        raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)} (got {value!r})")
 
 
 def check_common_settings(config: Any, weights: Sequence[str]) -> None:
@@ -81,10 +96,8 @@ def check_common_settings(config: Any, weights: Sequence[str]) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(config, name)})")
     if config.n_blocks < 0:
         raise UsageError(f"--n-blocks must be >= 0 (got {config.n_blocks})")
-    if config.upsample not in UPSAMPLE_MODES:
-        raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)} (got {config.upsample!r})")
-    if config.gan_loss not in losses.GAN_LOSSES:
-        raise UsageError(f"--gan-loss must be one of {', '.join(losses.GAN_LOSSES)} (got {config.gan_loss!r})")
+    check_choice("upsample", config.upsample, UPSAMPLE_MODES)
+    check_choice("gan_loss", config.gan_loss, losses.GAN_LOSSES)
     for name in weights:
         if getattr(config, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(config, name)})")

@@ -3,6 +3,11 @@
 Two generators G: X -> Y (`generator_xy`) and F: Y -> X (`generator_yx`), and two discriminators:
 `discriminator_y` judges images of Y (real y vs. G(x)), `discriminator_x` judges images of X.
 Objective (eq. 3): L_GAN(G, D_Y) + L_GAN(F, D_X) + lambda_cycle * L_cyc(G, F) + identity loss.
+
+DiscoGAN (Kim et al. 2017) and DualGAN (Yi et al. 2017) are the same two-way objective with other
+choices, so they are presets of this method (see `gantrans/methods/__init__.py`): an encoder-decoder
+or U-Net generator, batch norm, a DCGAN discriminator, L2 cycles, feature matching in the
+discriminator, a cycle-weight curriculum, WGAN with weight clipping.
 """
 
 from __future__ import annotations
@@ -13,32 +18,69 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from torch import nn
+
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_common_settings, discriminator_penalties
-from gantrans.nn import PatchDiscriminator, ResnetGenerator, init_weights
+from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties
+from gantrans.nn import DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
+
+GENERATORS = ("resnet", "unet", "encoder-decoder")
 
 
 @dataclass(frozen=True)
 class CycleGANConfig:
     """CycleGAN's networks and loss weights; defaults are the paper's."""
 
+    generator: str = "resnet"  # resnet (paper), unet (pix2pix's U-Net, DualGAN) or encoder-decoder (DiscoGAN)
+    discriminator: str = "patch"  # patch (70x70 PatchGAN) or dcgan (all layers strided, DiscoGAN)
+    norm: str = "instance"  # normalisation in both networks: instance, instance-affine, batch or none
     ngf: int = 64  # generator width (filters of the first layer)
     ndf: int = 64  # discriminator width
-    n_blocks: int = 9  # residual blocks: 9 for 256px images, 6 for 128px
-    n_layers_d: int = 3  # PatchGAN depth: 3 gives 70x70 patches
-    upsample: str = "transpose"  # transpose (paper) or resize (nearest resize + conv: no checkerboard artifacts)
+    n_blocks: int = 9  # resnet: residual blocks, 9 for 256px images, 6 for 128px
+    depth: int = 8  # unet, encoder-decoder: stride-2 levels; images need sides that are multiples of 2**depth
+    dropout: float = 0.0  # unet, encoder-decoder: dropout in the 3 decoder levels nearest the bottleneck
+    n_layers_d: int = 3  # discriminator depth: 3 gives PatchGAN 70x70 patches
+    upsample: str = "transpose"  # resnet: transpose (paper) or resize (nearest resize + conv: no checkerboard artifacts)
     spectral_norm: bool = False  # spectral normalisation in the discriminators
     gan_loss: str = "lsgan"  # one of gantrans.losses.GAN_LOSSES; the paper uses least squares
+    cycle_norm: str = "l1"  # l1 (paper) or l2 (DiscoGAN's mean squared reconstruction error)
     lambda_cycle: float = 10.0  # weight of each direction's cycle loss
+    cycle_warmup_steps: int = 0  # steps at the start that weigh the cycle loss by lambda_cycle_warmup instead
+    lambda_cycle_warmup: float = 0.0  # the cycle weight during the warm-up (DiscoGAN's curriculum)
     lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (0 disables it)
+    lambda_feature_matching: float = 0.0  # discriminator feature matching weight (Salimans et al. 2016); 0: off
     lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
     lambda_r1: float = 0.0  # R1 penalty gamma on real images (Mescheder et al. 2018); 0: off
     pool_size: int = 50  # image history for the discriminators (0 disables it)
     init_gain: float = 0.02  # std of the normal weight initialisation
 
     def __post_init__(self) -> None:
-        check_common_settings(self, ("lambda_cycle", "lambda_identity", "lambda_gp", "lambda_r1", "pool_size"))
+        check_common_settings(
+            self, ("lambda_cycle", "lambda_cycle_warmup", "cycle_warmup_steps", "lambda_identity", "lambda_feature_matching",
+                   "lambda_gp", "lambda_r1", "pool_size"),
+        )  # fmt: skip
+        check_choice("generator", self.generator, GENERATORS)
+        check_choice("discriminator", self.discriminator, DISCRIMINATORS)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("cycle_norm", self.cycle_norm, losses.CYCLE_NORMS)
+        if not 1 <= self.depth <= 10:
+            raise UsageError(f"--depth must be between 1 and 10 (got {self.depth})")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1) (got {self.dropout})")
+
+
+def build_generator(config: CycleGANConfig) -> nn.Module:
+    """One untrained generator of `config`'s architecture."""
+    if config.generator == "resnet":
+        return ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm)
+    return EncoderDecoderGenerator(config.ngf, config.depth, config.generator == "unet", config.norm, config.dropout)
+
+
+def build_discriminator(config: CycleGANConfig) -> PatchDiscriminator:
+    """One untrained discriminator of `config`'s architecture."""
+    return PatchDiscriminator(config.ndf, config.n_layers_d, norm=config.norm, dcgan=config.discriminator == "dcgan")
+
 
 class ImagePool:
     """A history of generated images (Shrivastava et al. 2017, used by CycleGAN sec. 4).
@@ -80,8 +122,6 @@ class CycleGAN(Method):
     """Two ResNet generators, two PatchGAN discriminators, cycle and identity losses."""
 
     config_class = CycleGANConfig
-    stride = ResnetGenerator.stride
-    min_side = ResnetGenerator.min_side
 
     def __init__(self, config: CycleGANConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
@@ -91,31 +131,34 @@ class CycleGAN(Method):
                 f"pick two with --domains {','.join(self.domains[:2])}"
             )
         for name in ("generator_xy", "generator_yx"):
-            self.generators[name] = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample), config.init_gain)
+            self.generators[name] = init_weights(build_generator(config), config.init_gain)
+        self.stride, self.min_side = self.generators["generator_xy"].stride, self.generators["generator_xy"].min_side
         if training:
             for name in ("discriminator_x", "discriminator_y"):
-                discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d), config.init_gain)
+                discriminator = init_weights(build_discriminator(config), config.init_gain)
                 self.discriminators[name] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
         self.pool_x = ImagePool(config.pool_size, self.rng)  # old fakes of X, shown to discriminator_x
         self.pool_y = ImagePool(config.pool_size, self.rng)
 
-    def generator_loss(self, batch: Batch) -> Losses:
+    def generator_loss(self, batch: Batch, step: int) -> Losses:
         real_x, real_y = batch
+        config = self.config
         generator_xy, generator_yx = self.generators["generator_xy"], self.generators["generator_yx"]
         fake_y = generator_xy(real_x)
         reconstructed_x = generator_yx(fake_y)  # forward cycle: x -> G(x) -> F(G(x)) ~ x
         fake_x = generator_yx(real_y)
         reconstructed_y = generator_xy(fake_x)  # backward cycle: y -> F(y) -> G(F(y)) ~ y
-        kind = self.config.gan_loss
+        # DiscoGAN's curriculum: a weak cycle loss lets the adversarial loss shape the outputs first.
+        lambda_cycle = config.lambda_cycle_warmup if step < config.cycle_warmup_steps else config.lambda_cycle
         terms = {
-            "adv_xy": losses.generator_adversarial_loss(kind, self.discriminators["discriminator_y"](fake_y)),
-            "adv_yx": losses.generator_adversarial_loss(kind, self.discriminators["discriminator_x"](fake_x)),
-            "cycle_x": self.config.lambda_cycle * losses.cycle_loss(reconstructed_x, real_x),
-            "cycle_y": self.config.lambda_cycle * losses.cycle_loss(reconstructed_y, real_y),
+            **self._adversarial_terms("xy", "discriminator_y", real_y, fake_y),
+            **self._adversarial_terms("yx", "discriminator_x", real_x, fake_x),
+            "cycle_x": lambda_cycle * losses.cycle_loss(reconstructed_x, real_x, config.cycle_norm),
+            "cycle_y": lambda_cycle * losses.cycle_loss(reconstructed_y, real_y, config.cycle_norm),
         }
-        if self.config.lambda_identity > 0:
+        if config.lambda_identity > 0:
             # Identity loss keeps colour composition when the input already looks like the target (paper sec. 5.2).
-            weight = self.config.lambda_cycle * self.config.lambda_identity
+            weight = lambda_cycle * config.lambda_identity
             terms["identity_x"] = weight * losses.identity_loss(generator_yx(real_x), real_x)
             terms["identity_y"] = weight * losses.identity_loss(generator_xy(real_y), real_y)
         return Losses(
@@ -123,6 +166,19 @@ class CycleGAN(Method):
             terms={name: value.detach() for name, value in terms.items()},
             fakes={"fake_x": fake_x.detach(), "fake_y": fake_y.detach()},
         )
+
+    def _adversarial_terms(self, direction: str, name: str, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """The generator's adversarial loss against discriminator `name`, and feature matching when enabled."""
+        discriminator = self.discriminators[name]
+        if self.config.lambda_feature_matching == 0:
+            return {f"adv_{direction}": losses.generator_adversarial_loss(self.config.gan_loss, discriminator(fake))}
+        fake_scores, fake_features = discriminator.scores_and_features(fake)
+        with torch.no_grad():
+            _, real_features = discriminator.scores_and_features(real)
+        return {
+            f"adv_{direction}": losses.generator_adversarial_loss(self.config.gan_loss, fake_scores),
+            f"fm_{direction}": self.config.lambda_feature_matching * losses.feature_matching_loss(real_features, fake_features),
+        }
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
         real_x, real_y = batch

@@ -50,21 +50,20 @@ class Direct(Method):
     """G: X -> Y judged by D_Y, optionally held to x by VGG16 features."""
 
     config_class = DirectConfig
-    stride = ResnetGenerator.stride
-    min_side = ResnetGenerator.min_side
 
     def __init__(self, config: DirectConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
         if len(self.domains) != 2:
             raise UsageError(f"direct maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
         self.generators["generator_xy"] = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample), config.init_gain)
+        self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
         if training:
             discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d), config.init_gain)
             self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
         # Frozen and not checkpointed: rebuilt from the cached ImageNet weights.
         self.feature_network = load_vgg16(config.feature_layers) if training and config.lambda_feature > 0 else None
 
-    def generator_loss(self, batch: Batch) -> Losses:
+    def generator_loss(self, batch: Batch, step: int) -> Losses:
         real_x, _ = batch
         fake_y = self.generators["generator_xy"](real_x)
         terms = {"adv": losses.generator_adversarial_loss(self.config.gan_loss, self.discriminators["discriminator_y"](fake_y))}

@@ -47,16 +47,15 @@ class StarGAN(Method):
     """One label-conditioned ResNet generator, one discriminator with a domain classifier."""
 
     config_class = StarGANConfig
-    stride = ResnetGenerator.stride
-    min_side = ResnetGenerator.min_side
 
     def __init__(self, config: StarGANConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
         if len(self.domains) < 2:
             raise UsageError(f"stargan needs at least 2 domains, got {len(self.domains)}: {', '.join(self.domains)}")
         n = len(self.domains)
-        generator = ResnetGenerator(config.ngf, config.n_blocks, config.upsample, in_channels=3 + n, affine=True)
+        generator = ResnetGenerator(config.ngf, config.n_blocks, config.upsample, in_channels=3 + n, norm="instance-affine")
         self.generators["generator"] = init_weights(generator, config.init_gain)
+        self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
         if training:
             discriminator = init_weights(ClassifyingDiscriminator(n, config.ndf, config.n_layers_d), config.init_gain)
             self.discriminators["discriminator"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
@@ -76,7 +75,7 @@ class StarGAN(Method):
         target = (source + offset) % len(self.domains)
         return real, source.to(real.device), target.to(real.device)
 
-    def generator_loss(self, batch: Batch) -> Losses:
+    def generator_loss(self, batch: Batch, step: int) -> Losses:
         real, source, target = self._real_and_targets(batch)
         fake = self._generate(real, target)
         fake_scores, fake_logits = self.discriminators["discriminator"](fake)

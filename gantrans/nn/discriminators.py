@@ -1,7 +1,8 @@
-"""PatchGAN discriminator (Isola et al. 2017): classifies overlapping patches as real or fake.
+"""Discriminators: the PatchGAN of pix2pix/CycleGAN (and DCGAN's, its fully strided cousin), and
+StarGAN's two-headed one.
 
-With n_layers=3 each output value sees a 70x70 patch of the input. Parameter names follow the
-reference project (`model.0`, `model.2`, ...).
+PatchGAN with n_layers=3 gives each output value a 70x70 patch of the input. Parameter names follow
+the reference project (`model.0`, `model.2`, ...).
 """
 
 from __future__ import annotations
@@ -10,28 +11,51 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
+from gantrans.nn.norm import norm_layer
+
+DISCRIMINATORS = ("patch", "dcgan")
+
 
 class PatchDiscriminator(nn.Module):
-    """C64 - C128 - C256 - C512 (stride 1) - 1-channel logit map, LeakyReLU(0.2), instance norm."""
+    """C64 - C128 - C256 - C512 - 1-channel score map, 4x4 kernels, LeakyReLU(0.2) (Isola et al. 2017).
 
-    def __init__(self, ndf: int = 64, n_layers: int = 3, in_channels: int = 3) -> None:
+    The first convolution has no normalisation, the next `n_layers` do. PatchGAN (the default) keeps
+    the resolution in the last of them and pads the final convolution, scoring overlapping patches.
+    With `dcgan=True` every layer strides 2 and the final 4x4 convolution is unpadded: the DCGAN
+    discriminator (Radford et al. 2016) that DiscoGAN uses, one score per image at 64 px with
+    n_layers=3, a map of 94x94-pixel patches on larger images.
+    """
+
+    def __init__(self, ndf: int = 64, n_layers: int = 3, in_channels: int = 3, norm: str = "instance", dcgan: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         channels = ndf
         for layer in range(1, n_layers + 1):
             out_channels = ndf * min(2**layer, 8)
-            stride = 2 if layer < n_layers else 1  # the last hidden layer keeps the resolution
+            stride = 2 if dcgan or layer < n_layers else 1  # PatchGAN's last hidden layer keeps the resolution
             layers += [
                 nn.Conv2d(channels, out_channels, kernel_size=4, stride=stride, padding=1),
-                nn.InstanceNorm2d(out_channels, affine=False, track_running_stats=False),
+                norm_layer(norm, out_channels),
                 nn.LeakyReLU(0.2, True),
             ]
             channels = out_channels
-        layers.append(nn.Conv2d(channels, 1, kernel_size=4, stride=1, padding=1))
+        layers.append(nn.Conv2d(channels, 1, kernel_size=4, stride=1, padding=0 if dcgan else 1))
         self.model = nn.Sequential(*layers)
+        # Smallest input side that leaves a score map of at least 1x1 (and normalised maps of 2x2).
+        self.min_side = 2 ** (n_layers + 3) if dcgan else 3 * 2**n_layers
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
+
+    def scores_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The score map and the activations of each normalised layer (for feature matching)."""
+        features = []
+        x = images
+        for index, module in enumerate(self.model):
+            x = module(x)
+            if isinstance(module, nn.LeakyReLU) and index > 1:
+                features.append(x)
+        return x, features
 
     def use_spectral_norm(self) -> PatchDiscriminator:
         """Constrain every convolution's spectral norm to 1 (Miyato et al. 2018). Call after init."""
@@ -61,6 +85,7 @@ class ClassifyingDiscriminator(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.patch = nn.Conv2d(channels, 1, kernel_size=3, padding=1)
         self.classifier = nn.Conv2d(channels, n_domains, kernel_size=1)
+        self.min_side = 2**n_layers  # leaves a 1x1 map
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images -> (real/fake score map [N, 1, h, w], domain logits [N, n_domains])."""

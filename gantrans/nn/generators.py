@@ -1,38 +1,36 @@
-"""The ResNet generator of Johnson et al. 2016 as used by CycleGAN (Zhu et al. 2017, appendix 7.2).
+"""Generators: the ResNet generator of CycleGAN and StarGAN, and the encoder-decoder of DiscoGAN
+and DualGAN (with skip connections: the U-Net of pix2pix).
 
-Its parameter names follow the reference CycleGAN project (`model.1`, `model.4`, `model.7`,
-`model.10..18.conv_block.{1,5}`, `model.19`, `model.22`, `model.26` for 9 blocks), so that
+The ResNet generator's parameter names follow the reference CycleGAN project (`model.1`, `model.4`,
+`model.7`, `model.10..18.conv_block.{1,5}`, `model.19`, `model.22`, `model.26` for 9 blocks), so that
 published `latest_net_G_*.pth` files load into it unchanged.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from gantrans.nn.norm import norm_layer
+
 UPSAMPLE_MODES = ("transpose", "resize")
-
-
-def _norm(channels: int, affine: bool = False) -> nn.Module:
-    # Instance norm without running statistics; no affine parameters in the reference CycleGAN,
-    # affine ones in StarGAN.
-    return nn.InstanceNorm2d(channels, affine=affine, track_running_stats=False)
 
 
 class ResidualBlock(nn.Module):
     """x + conv(relu(norm(conv(x)))) with reflection padding (no dropout)."""
 
-    def __init__(self, channels: int, affine: bool = False) -> None:
+    def __init__(self, channels: int, norm: str = "instance") -> None:
         super().__init__()
         # Indices 1 and 5 hold the convolutions, matching `conv_block.{1,5}` of the reference layout.
         self.conv_block = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, kernel_size=3),
-            _norm(channels, affine),
+            norm_layer(norm, channels),
             nn.ReLU(inplace=True),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, kernel_size=3),
-            _norm(channels, affine),
+            norm_layer(norm, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +50,8 @@ def _upsample(in_channels: int, out_channels: int, mode: str) -> nn.Module:
 
 
 class ResnetGenerator(nn.Module):
-    """c7s1-ngf, d(2ngf), d(4ngf), n_blocks x R(4ngf), u(2ngf), u(ngf), c7s1-3, tanh.
+    """c7s1-ngf, d(2ngf), d(4ngf), n_blocks x R(4ngf), u(2ngf), u(ngf), c7s1-3, tanh (Johnson et al.
+    2016, as used by CycleGAN, appendix 7.2).
 
     Input and output are images in [-1, 1]; height and width must be multiples of `stride` (4).
     """
@@ -62,21 +61,75 @@ class ResnetGenerator(nn.Module):
 
     def __init__(
         self, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose", in_channels: int = 3, out_channels: int = 3,
-        affine: bool = False,
+        norm: str = "instance",
     ) -> None:  # fmt: skip
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, kernel_size=7), _norm(ngf, affine), nn.ReLU(True)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, kernel_size=7), norm_layer(norm, ngf), nn.ReLU(True)]
         for scale in (1, 2):  # downsampling: ngf -> 2 ngf -> 4 ngf
             channels = ngf * scale
-            layers += [nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1), _norm(channels * 2, affine), nn.ReLU(True)]
-        layers += [ResidualBlock(ngf * 4, affine) for _ in range(n_blocks)]
+            layers += [nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1), norm_layer(norm, channels * 2), nn.ReLU(True)]
+        layers += [ResidualBlock(ngf * 4, norm) for _ in range(n_blocks)]
         for scale in (4, 2):  # upsampling: 4 ngf -> 2 ngf -> ngf
             channels = ngf * scale
-            layers += [_upsample(channels, channels // 2, upsample), _norm(channels // 2, affine), nn.ReLU(True)]
+            layers += [_upsample(channels, channels // 2, upsample), norm_layer(norm, channels // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
+
+
+class EncoderDecoderGenerator(nn.Module):
+    """`depth` 4x4 stride-2 convolutions down, as many transposed ones up, tanh.
+
+    With `skip_connections`, each decoder level also sees the encoder features of its resolution:
+    the U-Net of pix2pix (Isola et al. 2017) that DualGAN uses (depth 8 takes 256 px down to 1x1).
+    Without them it is DiscoGAN's encoder-decoder (Kim et al. 2017; depth 4 for 64 px), whose whole
+    image must pass through the bottleneck. Widths double from `ngf` up to 8 ngf. As in pix2pix, the
+    outermost and innermost encoder layers have no normalisation (a norm would zero a 1x1 code), and
+    `dropout` applies to the three decoder levels nearest the bottleneck (DualGAN: 0.5).
+    Input sides must be multiples of 2**depth.
+    """
+
+    def __init__(
+        self, ngf: int = 64, depth: int = 8, skip_connections: bool = True, norm: str = "batch", dropout: float = 0.0,
+        in_channels: int = 3, out_channels: int = 3,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.skip_connections = skip_connections
+        self.stride = self.min_side = 2**depth
+        widths = [ngf * min(2**level, 8) for level in range(depth)]
+        bias = norm == "none"  # a bias before a normalisation is cancelled by it
+        self.encoders = nn.ModuleList()
+        for level, width in enumerate(widths):
+            normalised = 0 < level < depth - 1
+            conv = nn.Conv2d(in_channels if level == 0 else widths[level - 1], width, 4, stride=2, padding=1, bias=bias or not normalised)
+            self.encoders.append(nn.Sequential(conv, norm_layer(norm, width)) if normalised else conv)
+        self.decoders = nn.ModuleList()
+        for level in reversed(range(depth)):  # from the bottleneck outwards
+            width_in = widths[level] * (2 if skip_connections and level < depth - 1 else 1)
+            if level == 0:
+                self.decoders.append(nn.ConvTranspose2d(width_in, out_channels, 4, stride=2, padding=1))
+                continue
+            layers = [nn.ConvTranspose2d(width_in, widths[level - 1], 4, stride=2, padding=1, bias=bias), norm_layer(norm, widths[level - 1])]
+            if dropout > 0 and level >= depth - 3:
+                layers.append(nn.Dropout(dropout))
+            self.decoders.append(nn.Sequential(*layers))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # Pre-activation order as in pix2pix: each layer activates its input, so a skip carries the
+        # encoder's features before their LeakyReLU and the decoder applies ReLU to the concatenation.
+        features = []
+        x = images
+        for level, encoder in enumerate(self.encoders):
+            x = encoder(x if level == 0 else F.leaky_relu(x, 0.2))
+            features.append(x)
+        for index, decoder in enumerate(self.decoders):
+            if self.skip_connections and index > 0:
+                x = torch.cat([x, features[-1 - index]], dim=1)
+            x = decoder(F.relu(x))
+        return torch.tanh(x)
