@@ -68,7 +68,7 @@ class TrainConfig:
     preset: str = ""  # the --method this run started from: `method` itself, or a preset of it (discogan, dualgan)
     model: Any = None  # the method's own config dataclass (e.g. CycleGANConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    out: str = ""  # run directory; empty: runs/<data folder>-<method>
+    out: str = ""  # run directory; empty: runs/<data folder>-<preset>
     batch_size: int = 1  # images per domain per step
     epochs: int = 100  # epochs at the initial learning rate
     decay_epochs: int = 100  # further epochs with the learning rate decaying linearly to 0

@@ -119,7 +119,7 @@ class ImagePool:
 
 
 class CycleGAN(Method):
-    """Two ResNet generators, two PatchGAN discriminators, cycle and identity losses."""
+    """Two generators, two discriminators; adversarial, cycle, identity and feature-matching losses."""
 
     config_class = CycleGANConfig
 
