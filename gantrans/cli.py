@@ -27,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: 256]" must not be read as a rich style tag
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 stderr = Console(stderr=True, highlight=False)
@@ -80,7 +81,7 @@ def train(
     method: str = typer.Option(
         "cyclegan", "--method", "-m",
         help="cyclegan (two domains, both ways), stargan (any number of domains, one generator), direct (one way, X -> Y), "
-        "or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, feature matching) and dualgan "
+        "shared-latent (per-domain encoders and decoders meeting in one code: UNIT), or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, feature matching) and dualgan "
         "(Yi et al. 2017: WGAN with clipping, RMSProp, U-Net). --dry-run shows any preset's settings.",
     ),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB."),
@@ -94,7 +95,7 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="Epochs at the initial learning rate.  [default: 100]"),
     decay_epochs: Optional[int] = typer.Option(None, help="Further epochs decaying the learning rate to 0.  [default: 100]"),
     steps: Optional[int] = typer.Option(None, help="Train this many steps instead, decaying the learning rate over the same share as the epochs (cyclegan: the last half)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate.  [default: 0.0002]"),
+    lr: Optional[float] = typer.Option(None, help="Learning rate of both optimizers.  [default: 0.0002]"),
     ngf: Optional[int] = typer.Option(None, help="Generator width.  [default: 64]"),
     ndf: Optional[int] = typer.Option(None, help="Discriminator width.  [default: 64]"),
     n_blocks: Optional[int] = typer.Option(None, help="Generator residual blocks (9 for 256 px, 6 for 128 px).  [default: 9]"),
@@ -107,14 +108,22 @@ def train(
     norm: Optional[str] = typer.Option(None, help="cyclegan: instance, instance-affine, batch or none.  [default: instance]"),
     spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm", help="Spectral normalisation in the discriminators.  [default: off]"),
     gan_loss: Optional[str] = typer.Option(None, help="lsgan, nonsaturating, wgan (with --clip), wgan-gp or hinge.  [default: lsgan]"),
-    lambda_cycle: Optional[float] = typer.Option(None, help="Cycle-consistency weight.  [default: 10]"),
+    lambda_cycle: Optional[float] = typer.Option(None, help="Cycle-consistency weight (shared-latent remedy 3; 0: off there).  [default: 10]"),
     cycle_norm: Optional[str] = typer.Option(None, help="cyclegan: l1, or l2 (mean squared error).  [default: l1]"),
     lambda_identity: Optional[float] = typer.Option(None, help="Identity loss weight, relative to --lambda-cycle (0: off).  [default: 0.5]"),
-    lambda_feature_matching: Optional[float] = typer.Option(None, help="cyclegan: match the discriminators' features of real and fake images (0: off).  [default: 0]"),
+    lambda_fm: Optional[float] = typer.Option(None, help="cyclegan: feature matching weight: the discriminators' mean features of real and fake images (0: off).  [default: 0]"),
     pool_size: Optional[int] = typer.Option(None, help="Image history shown to the discriminators (0: off).  [default: 50]"),
     lambda_r1: Optional[float] = typer.Option(None, help="R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).  [default: 0]"),
     lambda_cls: Optional[float] = typer.Option(None, help="stargan: domain classification weight.  [default: 1]"),
-    lambda_rec: Optional[float] = typer.Option(None, help="stargan: reconstruction weight.  [default: 10]"),
+    lambda_rec: Optional[float] = typer.Option(None, help="stargan: reconstruction weight; shared-latent: auto-encoder reconstruction weight.  [default: 10]"),
+    shared_layers: Optional[int] = typer.Option(None, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off).  [default: 1]"),
+    fully_shared: Optional[bool] = typer.Option(None, "--fully-shared/--no-fully-shared", help="shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps.  [default: off]"),
+    latent_adversary: Optional[str] = typer.Option(None, help="shared-latent remedy 2: a domain discriminator on the codes, which the encoders fool by confusion (aiming at uniform guesses) or reversal (maximising its loss, as gradient reversal); off.  [default: confusion]"),
+    lambda_latent: Optional[float] = typer.Option(None, help="shared-latent: weight of the encoders' loss against the latent discriminator.  [default: 1]"),
+    lambda_semantic: Optional[float] = typer.Option(None, help="shared-latent remedy 4: semantic consistency ||E_y(G(x)) - E_x(x)||_1 weight (0: off; remedy 3 is --lambda-cycle).  [default: 1]"),
+    vae: Optional[bool] = typer.Option(None, "--vae/--no-vae", help="shared-latent: variational auto-encoders (Gaussian codes, KL term) or plain ones.  [default: vae]"),
+    lambda_kl: Optional[float] = typer.Option(None, help="shared-latent: KL weight of the codes (with --vae).  [default: 0.01]"),
+    n_downsampling: Optional[int] = typer.Option(None, help="shared-latent: stride-2 levels of each encoder (the code is 1/2**N of the image).  [default: 2]"),
     lambda_feature: Optional[float] = typer.Option(None, help="direct: VGG16 feature-consistency weight (0: plain; needs `gantrans fetch-weights`).  [default: 0]"),
     feature_layers: Optional[str] = typer.Option(None, help="direct: VGG16 layers compared, comma-separated.  [default: relu2_2,relu3_3]"),
     optimizer: Optional[str] = typer.Option(None, help="adam, or rmsprop (for --gan-loss wgan).  [default: adam]"),
@@ -136,7 +145,10 @@ def train(
 ) -> None:
     """Train a translation model on unpaired image folders.
 
-    Example: gantrans train --method cyclegan --data data/horse2zebra --domains horse,zebra
+    \b
+    Examples: gantrans train --method cyclegan --data data/horse2zebra
+              gantrans train --method shared-latent --data data/faces2anime --dry-run
+
     Ctrl-C saves a checkpoint and stops; --resume continues it. Prints the run folder on stdout.
     """
     from gantrans import training
@@ -148,8 +160,10 @@ def train(
         "n_blocks": n_blocks, "n_layers_d": n_layers_d, "upsample": upsample, "generator": generator, "depth": depth,
         "dropout": dropout, "discriminator": discriminator, "norm": norm, "spectral_norm": spectral_norm,
         "gan_loss": gan_loss, "lambda_cycle": lambda_cycle, "cycle_norm": cycle_norm, "lambda_identity": lambda_identity,
-        "lambda_feature_matching": lambda_feature_matching, "pool_size": pool_size, "lambda_r1": lambda_r1,
-        "lambda_cls": lambda_cls, "lambda_rec": lambda_rec, "optimizer": optimizer, "weight_decay": weight_decay,
+        "lambda_fm": lambda_fm, "pool_size": pool_size, "lambda_r1": lambda_r1,
+        "lambda_cls": lambda_cls, "lambda_rec": lambda_rec, "shared_layers": shared_layers, "fully_shared": fully_shared,
+        "latent_adversary": latent_adversary, "lambda_latent": lambda_latent, "lambda_semantic": lambda_semantic,
+        "vae": vae, "lambda_kl": lambda_kl, "n_downsampling": n_downsampling, "optimizer": optimizer, "weight_decay": weight_decay,
         "n_critic": n_critic, "n_generator": n_generator, "clip": clip,
         "lambda_feature": lambda_feature, "feature_layers": tuple(feature_layers.split(",")) if feature_layers else None,
         "seed": seed, "device": device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
@@ -209,13 +223,14 @@ def translate(
     model: Optional[Path] = typer.Option(None, "--model", help="Run folder or .safetensors file.  [default: newest model under ./runs (or $GANTRANS_HOME) that knows --to]"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder, or a file for a single input.  [default: next to each input, as <stem>.<domain>.png]"),
     grid: bool = typer.Option(False, "--grid", help="Also write <stem>.grid.png: the input and its translations side by side."),
-    source: Optional[str] = typer.Option(None, "--from", help="Source domain, for methods that need it."),
+    source: Optional[str] = typer.Option(None, "--from", help="The inputs' domain, for methods that need it (shared-latent).  [default: the model's other domain]"),
     size: Optional[int] = typer.Option(None, help="Resize inputs so the shorter side has this many pixels.  [default: keep the input size]"),
     batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
     device: str = DeviceOption,
 ) -> None:
     """Translate images into domain --to; prints each written path on stdout.
 
+    \b
     Examples: gantrans translate photo.jpg --to vangogh
               find shots -name '*.jpg' | gantrans translate --to vangogh --out out/
               gantrans translate - --to vangogh < in.jpg > out.png
@@ -238,6 +253,10 @@ def translate(
     translator.check_target(targets[0])
     if model is None:
         stderr.print(f"using model {model_path}", soft_wrap=True)
+    for target in targets:
+        assumed = translator.source_domain(target, source)
+        if source is None and assumed is not None:
+            stderr.print(f"translating from {assumed} into {target} (--from names the inputs' domain)", soft_wrap=True)
     if inputs == ["-"]:
         if len(targets) > 1 or grid:
             raise UsageError("'-' writes one image to stdout: use a single --to DOMAIN, without --grid")

@@ -14,6 +14,7 @@ from torch import Tensor
 
 GAN_LOSSES = ("lsgan", "nonsaturating", "wgan", "wgan-gp", "hinge")
 CYCLE_NORMS = ("l1", "l2")
+LATENT_OBJECTIVES = ("confusion", "reversal")
 
 
 def _check_gan_loss(kind: str) -> None:
@@ -100,3 +101,29 @@ def feature_matching_loss(real_features: Sequence[Tensor], fake_features: Sequen
 def identity_loss(mapped: Tensor, original: Tensor) -> Tensor:
     """||G(y) - y||_1 for y already in G's target domain (Zhu et al. 2017, sec. 5.2; Taigman et al. 2017)."""
     return F.l1_loss(mapped.float(), original.float())
+
+
+def domain_classification_loss(logits: Tensor, domain: int) -> Tensor:
+    """Cross-entropy of per-position domain logits [N, K, h, w] when every position comes from `domain`."""
+    target = torch.full((logits.shape[0], *logits.shape[2:]), domain, dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits.float(), target)
+
+
+def latent_confusion_loss(kind: str, logits: Tensor, domain: int) -> Tensor:
+    """The encoders' loss against a latent domain classifier, for codes of `domain`.
+
+    confusion: cross-entropy to the uniform distribution, smallest when the classifier cannot tell
+    the domains apart (Tzeng et al. 2015); reversal: minus the classifier's own loss, the objective a
+    gradient reversal layer optimises (Ganin & Lempitsky 2015).
+    """
+    if kind == "confusion":
+        return -logits.float().log_softmax(dim=1).mean()
+    if kind == "reversal":
+        return -domain_classification_loss(logits, domain)
+    raise ValueError(f"unknown latent objective {kind!r}; known: {', '.join(LATENT_OBJECTIVES)}")
+
+
+def gaussian_kl_loss(mean: Tensor) -> Tensor:
+    """KL(N(mean, I) || N(0, I)) up to a factor 1/2 and a constant: the mean of mean^2, as UNIT (Liu
+    et al. 2017, eq. 2) writes it for codes with a fixed unit variance."""
+    return mean.float().pow(2).mean()

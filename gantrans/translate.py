@@ -47,6 +47,10 @@ class Translator:
         if target not in self.targets:
             raise UsageError(f"the model {self.info.path.parent} has no generator into {target!r} (it translates into {', '.join(self.targets)})")
 
+    def source_domain(self, target: str, source: str | None) -> str | None:
+        """The input domain assumed when translating into `target` (None: the method needs none)."""
+        return self.method.source_domain(target, source)
+
     @torch.inference_mode()
     def translate_tensor(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
         """Images in [-1, 1], NCHW of any size -> translated images of the same size."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -305,6 +306,9 @@ def test_presets_train_and_translate_like_cyclegan(preset, args, tiny_data, tmp_
         assert Image.open(result.stdout.strip()).size == (37, 51)  # padded to the U-Net's multiple of 8, cropped back
 
 
-def test_train_help_names_the_presets():
-    help_text = " ".join(invoke("train", "--help").stdout.split())
+def test_train_help_names_the_presets_and_every_flag_in_full():
+    output = invoke("train", "--help").stdout  # CliRunner's terminal is 80 columns wide
+    help_text = " ".join(output.split())
     assert "discogan" in help_text and "dualgan" in help_text
+    assert not re.findall(r"--[a-z-]+…", output)  # a flag name cut short cannot be typed
+    assert "Training crop size. [default: 256]" in help_text  # not swallowed as a markup tag

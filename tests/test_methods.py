@@ -18,7 +18,7 @@ from conftest import tiny_config, write_images
 
 DOMAINS = {
     "cyclegan": ("horse", "zebra"), "stargan": ("black", "blond", "brown"), "direct": ("photo", "painting"),
-    "discogan": ("shoe", "bag"), "dualgan": ("sketch", "photo"),
+    "discogan": ("shoe", "bag"), "dualgan": ("sketch", "photo"), "shared-latent": ("real", "anime"),
 }  # fmt: skip
 TARGETS = {**DOMAINS, "direct": ("painting",)}  # direct maps one way
 # Beyond conftest's tiny sizes: DCGAN's discriminator needs 2**(n_layers_d + 3) pixels, and the

@@ -10,12 +10,14 @@ from __future__ import annotations
 from gantrans.methods.base import Batch, Losses, Method
 from gantrans.methods.cyclegan import CycleGAN, CycleGANConfig
 from gantrans.methods.direct import Direct, DirectConfig
+from gantrans.methods.shared_latent import SharedLatent, SharedLatentConfig
 from gantrans.methods.stargan import StarGAN, StarGANConfig
 
 METHODS: dict[str, type[Method]] = {
     "cyclegan": CycleGAN,
     "stargan": StarGAN,
     "direct": Direct,
+    "shared-latent": SharedLatent,
 }
 
 
@@ -36,7 +38,7 @@ def _presets() -> dict:
             method="cyclegan",
             model=CycleGANConfig(
                 generator="encoder-decoder", depth=4, discriminator="dcgan", n_layers_d=3, norm="batch",
-                gan_loss="nonsaturating", lambda_feature_matching=9.0, cycle_norm="l2", lambda_cycle=10.0,
+                gan_loss="nonsaturating", lambda_fm=9.0, cycle_norm="l2", lambda_cycle=10.0,
                 cycle_warmup_steps=10_000, lambda_cycle_warmup=0.1, lambda_identity=0.0, pool_size=0,
             ),
             data=DataConfig(size=64, load_size=64, flip=False), batch_size=64, weight_decay=1e-5, n_generator=2,
@@ -62,10 +64,16 @@ def _presets() -> dict:
         ),  # fmt: skip
         # The lectures' "Approach 1": G: X -> Y only, shallow (2 blocks); --lambda-feature 1 adds VGG16 consistency.
         "direct": TrainConfig(method="direct", model=DirectConfig()),
+        # The lectures' "Approach 2" with UNIT's choices (Liu et al. 2017): VAE-GAN per domain, a shared
+        # residual block, LSGAN, reconstruction and cycle weights 10, KL 0.01, Adam 1e-4 with weight decay 1e-4.
+        "shared-latent": TrainConfig(method="shared-latent", model=SharedLatentConfig(), lr=1e-4, weight_decay=1e-4),
     }
     return {name: dataclasses.replace(config, preset=name) for name, config in presets.items()}
 
 
 PRESETS = _presets()
 
-__all__ = ["METHODS", "PRESETS", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig", "Direct", "DirectConfig"]
+__all__ = [
+    "METHODS", "PRESETS", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig", "Direct",
+    "DirectConfig", "SharedLatent", "SharedLatentConfig",
+]  # fmt: skip

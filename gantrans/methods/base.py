@@ -67,6 +67,11 @@ class Method(nn.Module):
         """Names of the generator modules that translating into `target` uses (empty: the method cannot)."""
         raise NotImplementedError
 
+    def source_domain(self, target: str, source: str | None) -> str | None:
+        """The input's domain that translating into `target` will assume: `source` checked, or the
+        method's default when it is None. None for methods that don't need it."""
+        return None
+
     def check_training_size(self, size: int) -> None:
         """A clear error when square training crops of `size` pixels do not fit the networks."""
         if size % self.stride:

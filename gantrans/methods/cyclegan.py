@@ -49,7 +49,7 @@ class CycleGANConfig:
     cycle_warmup_steps: int = 0  # steps at the start that weigh the cycle loss by lambda_cycle_warmup instead
     lambda_cycle_warmup: float = 0.0  # the cycle weight during the warm-up (DiscoGAN's curriculum)
     lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (0 disables it)
-    lambda_feature_matching: float = 0.0  # discriminator feature matching weight (Salimans et al. 2016); 0: off
+    lambda_fm: float = 0.0  # discriminator feature matching weight (Salimans et al. 2016); 0: off
     lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
     lambda_r1: float = 0.0  # R1 penalty gamma on real images (Mescheder et al. 2018); 0: off
     pool_size: int = 50  # image history for the discriminators (0 disables it)
@@ -57,7 +57,7 @@ class CycleGANConfig:
 
     def __post_init__(self) -> None:
         check_common_settings(
-            self, ("lambda_cycle", "lambda_cycle_warmup", "cycle_warmup_steps", "lambda_identity", "lambda_feature_matching",
+            self, ("lambda_cycle", "lambda_cycle_warmup", "cycle_warmup_steps", "lambda_identity", "lambda_fm",
                    "lambda_gp", "lambda_r1", "pool_size"),
         )  # fmt: skip
         check_choice("generator", self.generator, GENERATORS)
@@ -170,14 +170,14 @@ class CycleGAN(Method):
     def _adversarial_terms(self, direction: str, name: str, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """The generator's adversarial loss against discriminator `name`, and feature matching when enabled."""
         discriminator = self.discriminators[name]
-        if self.config.lambda_feature_matching == 0:
+        if self.config.lambda_fm == 0:
             return {f"adv_{direction}": losses.generator_adversarial_loss(self.config.gan_loss, discriminator(fake))}
         fake_scores, fake_features = discriminator.scores_and_features(fake)
         with torch.no_grad():
             _, real_features = discriminator.scores_and_features(real)
         return {
             f"adv_{direction}": losses.generator_adversarial_loss(self.config.gan_loss, fake_scores),
-            f"fm_{direction}": self.config.lambda_feature_matching * losses.feature_matching_loss(real_features, fake_features),
+            f"fm_{direction}": self.config.lambda_fm * losses.feature_matching_loss(real_features, fake_features),
         }
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:

@@ -16,6 +16,14 @@ from gantrans.nn.norm import norm_layer
 DISCRIMINATORS = ("patch", "dcgan")
 
 
+def with_spectral_norm(network: nn.Module) -> nn.Module:
+    """Constrain every convolution's spectral norm to 1 (Miyato et al. 2018). Call after init."""
+    for module in list(network.modules()):
+        if isinstance(module, nn.Conv2d):
+            apply_spectral_norm(module)
+    return network
+
+
 class PatchDiscriminator(nn.Module):
     """C64 - C128 - C256 - C512 - 1-channel score map, 4x4 kernels, LeakyReLU(0.2) (Isola et al. 2017).
 
@@ -58,11 +66,7 @@ class PatchDiscriminator(nn.Module):
         return x, features
 
     def use_spectral_norm(self) -> PatchDiscriminator:
-        """Constrain every convolution's spectral norm to 1 (Miyato et al. 2018). Call after init."""
-        for module in self.model:
-            if isinstance(module, nn.Conv2d):
-                apply_spectral_norm(module)
-        return self
+        return with_spectral_norm(self)
 
 
 class ClassifyingDiscriminator(nn.Module):
@@ -93,8 +97,29 @@ class ClassifyingDiscriminator(nn.Module):
         return self.patch(features), self.classifier(features).mean(dim=(2, 3))
 
     def use_spectral_norm(self) -> ClassifyingDiscriminator:
-        """Constrain every convolution's spectral norm to 1 (Miyato et al. 2018). Call after init."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                apply_spectral_norm(module)
-        return self
+        return with_spectral_norm(self)
+
+
+class LatentDiscriminator(nn.Module):
+    """Which domain's encoder made this code? Per-position domain logits [N, n_domains, h, w].
+
+    The domain discriminator on the shared latent space (the lectures' second remedy; Liu et al.
+    2017, Royer et al. 2017): `n_layers` 3x3 convolutions with LeakyReLU(0.2), no normalisation
+    (a code's statistics are what it judges), then a 1x1 convolution to the logits.
+    """
+
+    def __init__(self, code_channels: int, n_domains: int, ndf: int = 64, n_layers: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = code_channels
+        for _ in range(n_layers):
+            layers += [nn.Conv2d(channels, ndf, kernel_size=3, padding=1), nn.LeakyReLU(0.2, True)]
+            channels = ndf
+        layers.append(nn.Conv2d(channels, n_domains, kernel_size=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.model(codes)
+
+    def use_spectral_norm(self) -> LatentDiscriminator:
+        return with_spectral_norm(self)

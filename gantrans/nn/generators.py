@@ -37,7 +37,8 @@ class ResidualBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-def _upsample(in_channels: int, out_channels: int, mode: str) -> nn.Module:
+def upsample_layer(in_channels: int, out_channels: int, mode: str) -> nn.Module:
+    """A 2x upsampling to `out_channels`: a transposed convolution, or a nearest resize and a convolution."""
     if mode == "transpose":
         return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1)
     # Nearest-neighbour resize then convolution avoids the checkerboard artifacts of strided
@@ -73,7 +74,7 @@ class ResnetGenerator(nn.Module):
         layers += [ResidualBlock(ngf * 4, norm) for _ in range(n_blocks)]
         for scale in (4, 2):  # upsampling: 4 ngf -> 2 ngf -> ngf
             channels = ngf * scale
-            layers += [_upsample(channels, channels // 2, upsample), norm_layer(norm, channels // 2), nn.ReLU(True)]
+            layers += [upsample_layer(channels, channels // 2, upsample), norm_layer(norm, channels // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 

@@ -1,0 +1,252 @@
+"""Shared latent space: per-domain encoders and decoders meeting in one code (the lectures' "Approach 2:
+projection to a common space"; UNIT, Liu et al. 2017; XGAN, Royer et al. 2017).
+
+Each domain d has an encoder E_d (image -> code) and a decoder De_d (code -> image), so translating
+x from domain i into domain j is De_j(E_i(x)). Two auto-encoders trained on their own would not agree
+on what a code means; four remedies make them agree, each one switchable:
+  1. shared layers: the last residual blocks of every encoder and the first of every decoder are one
+     set of weights (--shared-layers N), or one encoder and one decoder serve every domain, told
+     which by label maps (--fully-shared);
+  2. a latent domain discriminator guesses which domain a code came from, and the encoders learn to
+     confuse it (--latent-adversary confusion|reversal|off);
+  3. cycle consistency: x -> E_i -> De_j -> E_j -> De_i ~ x (--lambda-cycle);
+  4. semantic consistency (XGAN; Taigman et al.'s DTN): E_j(De_j(E_i(x))) ~ E_i(x) (--lambda-semantic).
+Each domain is also an auto-encoder with a reconstruction loss (a VAE by default, as UNIT: the code is
+the mean of a unit-variance Gaussian), and an image discriminator per domain keeps decoded images
+sharp (VAE-GAN, Larsen et al. 2016).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from gantrans import losses
+from gantrans.errors import UsageError
+from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties
+from gantrans.nn import ImageDecoder, ImageEncoder, LatentDiscriminator, PatchDiscriminator, ResidualBlock, init_weights
+
+LATENT_ADVERSARIES = (*losses.LATENT_OBJECTIVES, "off")
+
+
+@dataclass(frozen=True)
+class SharedLatentConfig:
+    """Encoders, decoders and the four remedies; defaults follow UNIT where it has one."""
+
+    ngf: int = 64  # width of the encoders' first layer (the code has ngf * 2**n_downsampling channels)
+    ndf: int = 64  # discriminator width
+    n_downsampling: int = 2  # stride-2 levels of each encoder, upsamplings of each decoder
+    n_blocks: int = 4  # residual blocks in each encoder and in each decoder, shared ones included (UNIT: 4)
+    shared_layers: int = 1  # of those, how many at the encoders' end and the decoders' start are shared (0: none)
+    fully_shared: bool = False  # one encoder and one decoder for all domains, with the domain as label maps
+    n_layers_d: int = 3  # image PatchGAN depth (3: 70x70 patches)
+    upsample: str = "resize"  # decoders: resize (nearest + conv, as UNIT) or transpose
+    spectral_norm: bool = False  # spectral normalisation in the discriminators
+    gan_loss: str = "lsgan"  # image discriminators' objective; UNIT uses least squares
+    vae: bool = True  # codes are Gaussian means: decoders see a sample in training, a KL term pulls codes to 0
+    latent_adversary: str = "confusion"  # confusion (encoders aim at a uniform guess), reversal (they maximise its loss) or off
+    lambda_adversarial: float = 1.0  # image discriminators' weight
+    lambda_rec: float = 10.0  # auto-encoder reconstruction ||De_i(E_i(x)) - x||_1
+    lambda_kl: float = 0.01  # KL of the codes (vae only), of x's and of its translation's
+    lambda_cycle: float = 10.0  # ||De_i(E_j(De_j(E_i(x)))) - x||_1 (0: off)
+    lambda_semantic: float = 1.0  # ||E_j(De_j(E_i(x))) - E_i(x)||_1 (0: off)
+    lambda_latent: float = 1.0  # the encoders' loss against the latent domain discriminator
+    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
+    lambda_r1: float = 0.0  # R1 penalty gamma on real images; 0: off
+    init_gain: float = 0.02  # std of the normal weight initialisation
+
+    def __post_init__(self) -> None:
+        weights = ("lambda_adversarial", "lambda_rec", "lambda_kl", "lambda_cycle", "lambda_semantic", "lambda_latent", "lambda_gp", "lambda_r1")
+        check_common_settings(self, weights)
+        check_choice("latent_adversary", self.latent_adversary, LATENT_ADVERSARIES)
+        if not 1 <= self.n_downsampling <= 6:
+            raise UsageError(f"--n-downsampling must be between 1 and 6 (got {self.n_downsampling})")
+        if not 0 <= self.shared_layers <= self.n_blocks:
+            raise UsageError(f"--shared-layers must be between 0 and --n-blocks ({self.n_blocks}) (got {self.shared_layers})")
+
+
+class SharedLatent(Method):
+    """One encoder and one decoder per domain (or one of each for all), an image discriminator per
+    domain, and a latent domain discriminator."""
+
+    config_class = SharedLatentConfig
+
+    def __init__(self, config: SharedLatentConfig, domains: Sequence[str], training: bool = True) -> None:
+        super().__init__(config, domains, training)
+        n = len(self.domains)
+        if n < 2:
+            raise UsageError(f"shared-latent needs at least 2 domains, got {n}: {', '.join(self.domains)}")
+        self.generators.update({name: init_weights(network, config.init_gain) for name, network in _autoencoders(config, n).items()})
+        self.stride = 2**config.n_downsampling
+        self.min_side = 2 * self.stride  # the residual blocks' reflection padding needs a 2x2 code
+        if not training:
+            return
+        for index in range(n):  # discriminator_i judges images of domain i
+            self.discriminators[f"discriminator_{index}"] = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d), config.init_gain)
+        if config.latent_adversary != "off":
+            latent = LatentDiscriminator(config.ngf * 2**config.n_downsampling, n, config.ndf)
+            self.discriminators["latent_discriminator"] = init_weights(latent, config.init_gain)
+        if config.spectral_norm:
+            for discriminator in self.discriminators.values():
+                discriminator.use_spectral_norm()
+
+    # --- the two halves -------------------------------------------------------------------------
+
+    def encode(self, images: Tensor, domain: int) -> Tensor:
+        """E_domain(images): the code (the Gaussian's mean, for a VAE)."""
+        if self.config.fully_shared:
+            return self.generators["encoder"](_with_labels(images, domain, len(self.domains)))
+        codes = self.generators[f"encoder_{domain}"](images)
+        return self.generators["shared_encoder"](codes) if "shared_encoder" in self.generators else codes
+
+    def decode(self, codes: Tensor, domain: int) -> Tensor:
+        """De_domain(codes): images of `domain`."""
+        if self.config.fully_shared:
+            return self.generators["decoder"](_with_labels(codes, domain, len(self.domains)))
+        if "shared_decoder" in self.generators:
+            codes = self.generators["shared_decoder"](codes)
+        return self.generators[f"decoder_{domain}"](codes)
+
+    def _sample(self, codes: Tensor) -> Tensor:
+        # The VAE's reparameterisation with UNIT's fixed unit variance; the mean at translation time.
+        return codes + torch.randn_like(codes) if self.config.vae and self.training else codes
+
+    def _targets(self) -> list[int]:
+        """The domain each source domain is translated into this step: the other one of two, else
+        uniform among the others."""
+        n = len(self.domains)
+        offsets = torch.randint(1, n, (n,), generator=self.rng) if n > 2 else torch.ones(n, dtype=torch.long)
+        return [(source + int(offset)) % n for source, offset in enumerate(offsets)]
+
+    # --- losses ---------------------------------------------------------------------------------
+
+    def generator_loss(self, batch: Batch, step: int) -> Losses:
+        config, terms, fakes = self.config, {}, {}
+        for source, (real, target) in enumerate(zip(batch, self._targets())):
+            code = self.encode(real, source)
+            sampled = self._sample(code)
+            translated = self.decode(sampled, target)
+            source_terms = {
+                "rec": config.lambda_rec * losses.cycle_loss(self.decode(sampled, source), real),
+                "adv": config.lambda_adversarial * losses.generator_adversarial_loss(config.gan_loss, self.discriminators[f"discriminator_{target}"](translated)),
+            }  # fmt: skip
+            codes = [code]
+            if config.lambda_cycle > 0 or config.lambda_semantic > 0:
+                code_back = self.encode(translated, target)  # the translation's code, back in the shared space
+                codes.append(code_back)
+                if config.lambda_cycle > 0:
+                    source_terms["cycle"] = config.lambda_cycle * losses.cycle_loss(self.decode(self._sample(code_back), source), real)
+                if config.lambda_semantic > 0:
+                    source_terms["semantic"] = config.lambda_semantic * losses.cycle_loss(code_back, code)
+            if config.vae:
+                source_terms["kl"] = config.lambda_kl * sum(losses.gaussian_kl_loss(c) for c in codes)
+            if "latent_discriminator" in self.discriminators:
+                logits = self.discriminators["latent_discriminator"](code)
+                source_terms["latent"] = config.lambda_latent * losses.latent_confusion_loss(config.latent_adversary, logits, source)
+            for name, value in source_terms.items():
+                terms[name] = terms.get(name, 0) + value
+            _keep(fakes, source, code.detach(), target, translated.detach())
+        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes=fakes)
+
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+        if fakes is None:
+            fakes = self._fresh_fakes(batch)
+        terms: dict[str, Tensor] = {}
+        for domain, real in enumerate(batch):
+            fake = fakes.get(f"fake_{domain}")
+            if fake is None:  # with 3+ domains, no source picked this target this step
+                continue
+            discriminator = self.discriminators[f"discriminator_{domain}"]
+            image_terms = {
+                "d_image": losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real), discriminator(fake)),
+                **discriminator_penalties(self.config, discriminator, real, fake, self.rng),
+            }
+            for name, value in image_terms.items():
+                terms[name] = terms.get(name, 0) + value
+        if "latent_discriminator" in self.discriminators:
+            latent = self.discriminators["latent_discriminator"]
+            terms["d_latent"] = sum(losses.domain_classification_loss(latent(fakes[f"code_{d}"]), d) for d in range(len(batch)))
+        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+
+    @torch.no_grad()
+    def _fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
+        """Codes and translations for a discriminator step that follows no generator step."""
+        fakes: dict[str, Tensor] = {}
+        for source, (real, target) in enumerate(zip(batch, self._targets())):
+            code = self.encode(real, source)
+            translated = self.decode(self._sample(code), target)
+            _keep(fakes, source, code, target, translated)
+        return fakes
+
+    # --- translation ----------------------------------------------------------------------------
+
+    def samples(self, batch: Batch) -> dict[str, Tensor]:
+        """One input per domain (rows): itself, its reconstruction, its translation into the next
+        domain, and that translation cycled back."""
+        columns: dict[str, list[Tensor]] = {"real": [], "reconstructed": [], "translated": [], "cycled": []}
+        for source, images in enumerate(batch):
+            target = (source + 1) % len(self.domains)
+            real = images[:1]
+            code = self.encode(real, source)
+            translated = self.decode(code, target)
+            for name, image in zip(columns, (real, self.decode(code, source), translated, self.decode(self.encode(translated, target), source))):
+                columns[name].append(image)
+        return {name: torch.cat(images) for name, images in columns.items()}
+
+    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
+        self.generators_for(target)
+        source = self.source_domain(target, source)
+        return self.decode(self.encode(images, self.domains.index(source)), self.domains.index(target))
+
+    def source_domain(self, target: str, source: str | None) -> str:
+        """`source`, checked; by default the other domain of a two-domain model."""
+        if source is None:
+            if len(self.domains) > 2:
+                raise UsageError(f"this model has {len(self.domains)} domains ({', '.join(self.domains)}): name the input's with --from")
+            return self.domains[1 - self.domains.index(target)]
+        if source not in self.domains:
+            raise UsageError(f"unknown source domain {source!r}; this model knows: {', '.join(self.domains)}")
+        return source
+
+    def generators_for(self, target: str) -> tuple[str, ...]:
+        if target not in self.domains:
+            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
+        return tuple(self.generators)
+
+
+def _autoencoders(config: SharedLatentConfig, n_domains: int) -> dict[str, nn.Module]:
+    """The generator modules: encoder_i and decoder_i per domain with the shared blocks between them,
+    or one encoder and one decoder conditioned on the domain."""
+    ngf, levels, upsample = config.ngf, config.n_downsampling, config.upsample
+    if config.fully_shared:
+        return {
+            "encoder": ImageEncoder(ngf, levels, config.n_blocks, in_channels=3 + n_domains),
+            "decoder": ImageDecoder(ngf, levels, config.n_blocks, upsample=upsample, label_channels=n_domains),
+        }
+    private = config.n_blocks - config.shared_layers
+    networks: dict[str, nn.Module] = {}
+    for index in range(n_domains):
+        networks[f"encoder_{index}"] = ImageEncoder(ngf, levels, private)
+        networks[f"decoder_{index}"] = ImageDecoder(ngf, levels, private, upsample=upsample)
+    if config.shared_layers:
+        code_channels = ngf * 2**levels
+        networks["shared_encoder"] = nn.Sequential(*[ResidualBlock(code_channels) for _ in range(config.shared_layers)])
+        networks["shared_decoder"] = nn.Sequential(*[ResidualBlock(code_channels) for _ in range(config.shared_layers)])
+    return networks
+
+
+def _with_labels(images: Tensor, domain: int, n_domains: int) -> Tensor:
+    """`images` with n_domains one-hot label maps appended as channels (`domain`'s map is ones)."""
+    maps = images.new_zeros(images.shape[0], n_domains, *images.shape[2:])
+    maps[:, domain] = 1
+    return torch.cat([images, maps], dim=1)
+
+
+def _keep(fakes: dict[str, Tensor], source: int, code: Tensor, target: int, translated: Tensor) -> None:
+    """Record a source domain's code and its translation, which joins the other fakes of `target`."""
+    fakes[f"code_{source}"] = code
+    key = f"fake_{target}"
+    fakes[key] = torch.cat([fakes[key], translated]) if key in fakes else translated

@@ -1,0 +1,53 @@
+"""Image encoders and decoders meeting in a latent code: CycleGAN's ResNet generator cut at its
+bottleneck (Johnson et al. 2016), as UNIT builds its domain auto-encoders (Liu et al. 2017)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gantrans.nn.generators import ResidualBlock, upsample_layer
+from gantrans.nn.norm import norm_layer
+
+
+class ImageEncoder(nn.Module):
+    """Image -> code: c7s1-ngf, `n_downsampling` stride-2 convolutions doubling the width, `n_blocks`
+    residual blocks. The code has `code_channels` channels at 1/2**n_downsampling of the size."""
+
+    def __init__(self, ngf: int = 64, n_downsampling: int = 2, n_blocks: int = 3, in_channels: int = 3, norm: str = "instance") -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, kernel_size=7), norm_layer(norm, ngf), nn.ReLU(True)]
+        for level in range(n_downsampling):
+            channels = ngf * 2**level
+            layers += [nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1), norm_layer(norm, channels * 2), nn.ReLU(True)]
+        self.code_channels = ngf * 2**n_downsampling
+        layers += [ResidualBlock(self.code_channels, norm) for _ in range(n_blocks)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+
+class ImageDecoder(nn.Module):
+    """Code -> image in [-1, 1]: `n_blocks` residual blocks, `n_upsampling` 2x upsamplings halving the
+    width, c7s1-3, tanh. With `label_channels`, label maps concatenated to the code are first mixed
+    into it by a 3x3 convolution (one decoder for every domain, told which one to draw)."""
+
+    def __init__(
+        self, ngf: int = 64, n_upsampling: int = 2, n_blocks: int = 3, out_channels: int = 3, norm: str = "instance",
+        upsample: str = "resize", label_channels: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        channels = ngf * 2**n_upsampling
+        layers: list[nn.Module] = []
+        if label_channels:
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels + label_channels, channels, kernel_size=3), norm_layer(norm, channels), nn.ReLU(True)]
+        layers += [ResidualBlock(channels, norm) for _ in range(n_blocks)]
+        for _ in range(n_upsampling):
+            layers += [upsample_layer(channels, channels // 2, upsample), norm_layer(norm, channels // 2), nn.ReLU(True)]
+            channels //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, out_channels, kernel_size=7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.model(codes)
