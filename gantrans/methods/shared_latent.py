@@ -162,7 +162,8 @@ class SharedLatent(Method):
             discriminator = self.discriminators[f"discriminator_{domain}"]
             image_terms = {
                 "d_image": losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real), discriminator(fake)),
-                **discriminator_penalties(self.config, discriminator, real, fake, self.rng),
+                # With 3+ domains several sources may target this one; the penalty pairs reals with as many fakes.
+                **discriminator_penalties(self.config, discriminator, real, fake[: real.shape[0]], self.rng),
             }
             for name, value in image_terms.items():
                 terms[name] = terms.get(name, 0) + value
