@@ -256,6 +256,8 @@ def translate(
     for target in targets:
         assumed = translator.source_domain(target, source)
         if source is None and assumed is not None:
+            if len(targets) > 1:
+                raise UsageError("--to all needs --from here: this model translates from a named domain, and the inputs can't be all of them")
             stderr.print(f"translating from {assumed} into {target} (--from names the inputs' domain)", soft_wrap=True)
     if inputs == ["-"]:
         if len(targets) > 1 or grid:

@@ -142,8 +142,11 @@ def test_cli_trains_and_translates_both_ways(tmp_path):
         assert result.exit_code == 0, result.stderr
         assert f"translating from {source} into {target}" in result.stderr
         assert Path(result.stdout.strip()).name == f"img_000.{target}.png"
-    result = runner.invoke(app, ["translate", str(image), "--to", "anime", "--from", "anime", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out2")])
+    result = runner.invoke(app, ["translate", str(image), "--to", "all", "--grid", "--from", "anime", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out2")])
     assert result.exit_code == 0 and "translating from" not in result.stderr
+    assert [Path(p).name for p in result.stdout.split()] == ["img_000.anime.png", "img_000.real.png", "img_000.grid.png"]
+    result = runner.invoke(app, ["translate", str(image), "--to", "all", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out3")])
+    assert result.exit_code == 2 and result.stderr.strip() == "gantrans: error: --to all needs --from here: this model translates from a named domain, and the inputs can't be all of them"
 
 
 def test_help_shows_every_remedy():
