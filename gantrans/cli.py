@@ -325,16 +325,21 @@ def _translate_stdin_bytes(translator: Any, to: str, out: Optional[Path], source
 @app.command("eval", no_args_is_help=True)
 @user_errors
 def evaluate(
+    model: Optional[Path] = typer.Option(None, "--model", help="Run folder or .safetensors file to evaluate (with --data)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="The model's data folder: its test split is translated, or all images when it has none."),
+    split: str = typer.Option("test", help="Which split of --data to evaluate on."),
+    limit: Optional[int] = typer.Option(None, "--n", help="Evaluate at most this many images per domain.  [default: all]"),
     fid: Optional[tuple[Path, Path]] = typer.Option(None, "--fid", help="Two image folders: FID and KID between them, as pytorch-fid computes FID."),
     json_output: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
     batch_size: int = typer.Option(32, help="Images per Inception forward pass."),
     device: str = DeviceOption,
 ) -> None:
-    """Measure image sets: FID and KID with the standard TF Inception-v3 features.
+    """Measure a model, or two image sets: FID and KID with the standard TF Inception-v3 features,
+    and the cycle error of models that translate both ways.
 
     \b
-    Examples: gantrans eval --fid data/test/zebra out/zebra
-              gantrans eval --fid real/ fake/ --json
+    Examples: gantrans eval --model runs/horse2zebra-cyclegan --data data/horse2zebra
+              gantrans eval --fid data/test/zebra out/zebra --json
 
     Needs the Inception weights once: `gantrans fetch-weights`.
     """
@@ -343,22 +348,39 @@ def evaluate(
     from gantrans import evaluate as evaluation
     from gantrans.inception import load_inception
     from gantrans.training import resolve_device
+    from gantrans.translate import Translator
 
-    if fid is None:
-        raise UsageError("give --fid DIR1 DIR2 (two folders of images)")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be positive (got {batch_size})")
+    if (fid is None) == (model is None):
+        raise UsageError("give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2 to compare two folders")
+    if model is not None and data is None:
+        raise UsageError("--model needs --data DIR: the folder of the domains it was trained on")
+    if batch_size < 1 or (limit is not None and limit < 2):
+        raise UsageError("--batch-size must be positive and --n at least 2")
     network = load_inception(resolve_device(device))
-    result = evaluation.compare_folders(fid[0], fid[1], network, batch_size)
+    if fid is not None:
+        result = evaluation.compare_folders(fid[0], fid[1], network, batch_size)
+        rows = [(" vs ".join(result.folders), " / ".join(map(str, result.images)), result.fid, result.kid, result.kid_std, None, None)]
+        report: dict = {"folders": list(result.folders), "images": list(result.images), "fid": result.fid, "kid": result.kid, "kid_std": result.kid_std}
+    else:
+        result = evaluation.evaluate_model(Translator.load(model, device), data, network, split, limit, batch_size)
+        rows = [(f"{d.source} → {d.target}", str(d.images), d.fid, d.kid, d.kid_std, d.cycle_l1, d.cycle_psnr) for d in result.directions]
+        report = result.to_dict()
+        stderr.print(f"evaluated on the {result.split} split of {data}", soft_wrap=True)
     for message in result.skipped:
         print(f"gantrans: warning: skipped {message}", file=sys.stderr)
     if json_output:
-        print(json.dumps({"folders": list(result.folders), "images": list(result.images), "fid": result.fid, "kid": result.kid, "kid_std": result.kid_std}))
+        print(json.dumps(report))
         return
+    _print_eval_table(rows)
+
+
+def _print_eval_table(rows: list[tuple]) -> None:
     from rich.table import Table
 
-    table = Table("folders", "images", "FID", "KID × 1000")
-    table.add_row(" vs ".join(result.folders), " / ".join(map(str, result.images)), f"{result.fid:.2f}", f"{1000 * result.kid:.2f} ± {1000 * result.kid_std:.2f}")
+    table = Table("images", "count", "FID", "KID × 1000", "cycle L1", "cycle PSNR")
+    for name, count, fid, kid, kid_std, cycle_l1, cycle_psnr in rows:
+        cycle = ("-", "-") if cycle_l1 is None else (f"{cycle_l1:.4f}", f"{cycle_psnr:.2f} dB")
+        table.add_row(name, count, f"{fid:.2f}", f"{1000 * kid:.2f} ± {1000 * kid_std:.2f}", *cycle)
     Console().print(table)
 
 

@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from torch import Tensor
 
+from gantrans.data import discover_domains
 from gantrans.errors import GantransError, UsageError
 from gantrans.features import cache_dir
-from gantrans.images import ImageDecodeError, find_images, image_to_uint8, load_rgb
+from gantrans.images import ImageDecodeError, find_images, image_to_uint8, load_rgb, to_model_range
 from gantrans.inception import INPUT_SIDE, FIDInceptionV3, tf1_bilinear_resize
 from gantrans.storage import atomic_save
+from gantrans.translate import Translator
 
 FEATURE_CACHE_VERSION = "1"  # bump when the feature convention changes: old cached features are then ignored
 
@@ -114,9 +117,14 @@ def file_features(paths: Sequence[Path], network: FIDInceptionV3, batch_size: in
 
 
 def _decoded(paths: Sequence[Path], skipped: list[str]) -> Iterator[Tensor]:
+    return (image_to_uint8(image) for image in _readable(paths, skipped))
+
+
+def _readable(paths: Sequence[Path], skipped: list[str]) -> Iterator[Image.Image]:
+    """The decodable images among `paths`, one at a time; the others' messages go to `skipped`."""
     for path in paths:
         try:
-            yield image_to_uint8(load_rgb(path))
+            yield load_rgb(path)
         except ImageDecodeError as error:
             skipped.append(str(error))
 
@@ -164,3 +172,64 @@ def compare_folders(folder1: Path, folder2: Path, network: FIDInceptionV3, batch
         fid=frechet_distance(*feature_statistics(features[0]), *feature_statistics(features[1])), kid=kid, kid_std=kid_std,
         skipped=tuple(skipped),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DirectionReport:
+    """How well a model translates `source` images into `target`."""
+
+    source: str
+    target: str
+    images: int
+    fid: float  # translated images vs. real images of the target domain
+    kid: float
+    kid_std: float
+    cycle_l1: float | None  # mean |x - F(G(x))| in [0, 1] pixel units; None without an inverse
+    cycle_psnr: float | None
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    model: str
+    data: str
+    split: str  # "test", or "train" when the data has no test split
+    directions: tuple[DirectionReport, ...]
+    skipped: tuple[str, ...]  # unreadable files, named
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "data": self.data, "split": self.split, "directions": [vars(d) for d in self.directions]}
+
+
+def evaluate_model(translator: Translator, data: Path, network: FIDInceptionV3, split: str = "test", limit: int | None = None, batch_size: int = 32) -> ModelReport:
+    """Translate the evaluation images of every direction the model has and measure the results:
+    FID and KID against the target domain's real images, and the cycle error where an inverse exists."""
+    has_split = any((Path(data) / name).is_dir() for name in (split, f"{split}A", f"{split}B"))
+    files = discover_domains(data, translator.domains, split)
+    files = {domain: paths[:limit] for domain, paths in files.items()}
+    skipped: list[str] = []
+    images = {domain: list(_readable(paths, skipped)) for domain, paths in files.items()}
+    directions = []
+    for target in translator.targets:
+        real_features, real_skipped = file_features(files[target], network, batch_size)
+        skipped += real_skipped
+        for source in (domain for domain in translator.domains if domain != target and images[domain]):
+            directions.append(_direction(translator, images[source], source, target, real_features, network, batch_size))
+    return ModelReport(str(translator.info.path.parent), str(data), split if has_split else "train", tuple(directions), tuple(skipped))
+
+
+def _direction(
+    translator: Translator, sources: list[Image.Image], source: str, target: str, real_features: Tensor, network: FIDInceptionV3, batch_size: int
+) -> DirectionReport:
+    translated = translator.translate_images(sources, target, source)
+    fake_features = image_features((image_to_uint8(image) for image in translated), network, batch_size)
+    kid, kid_std = kernel_inception_distance(fake_features, real_features)
+    fid = frechet_distance(*feature_statistics(fake_features), *feature_statistics(real_features))
+    cycle_l1 = cycle_psnr = None
+    if source in translator.targets:
+        back = translator.translate_images(translated, source, target)
+        originals = [to_model_range(image_to_uint8(image)) for image in sources]
+        reconstructed = [to_model_range(image_to_uint8(image)) for image in back]
+        cycle_l1 = float(torch.stack([(a - b).abs().mean() for a, b in zip(originals, reconstructed)]).mean()) / 2
+        cycle_psnr = psnr(torch.cat([a.flatten() for a in reconstructed]), torch.cat([a.flatten() for a in originals]))
+    return DirectionReport(source, target, len(sources), fid, kid, kid_std, cycle_l1, cycle_psnr)
+

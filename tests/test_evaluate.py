@@ -135,7 +135,7 @@ def test_eval_fid_between_two_folders(tmp_path):
     assert table.exit_code == 0 and "FID" in table.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [([], "give --fid DIR1 DIR2"), (["--fid", "{a}", "{missing}"], "is not a folder"), (["--fid", "{a}", "{one}"], "needs at least 2 images")])
+@pytest.mark.parametrize("args, fragment", [([], "give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2"), (["--model", "{a}"], "--model needs --data"), (["--fid", "{a}", "{missing}"], "is not a folder"), (["--fid", "{a}", "{one}"], "needs at least 2 images")])
 def test_eval_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: FIDInceptionV3())  # no weights needed to fail early
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
@@ -145,3 +145,62 @@ def test_eval_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
     result = CliRunner().invoke(app, ["eval", *[a.format(**values) for a in args], "--json"])
     assert result.exit_code in (1, 2) and result.stderr.strip().startswith("gantrans: error:") and fragment in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+class CheapFeatures(FIDInceptionV3):
+    """Colour statistics as 6 features: the evaluation's plumbing without Inception's (or 2048-d FID's) cost."""
+
+    def forward(self, images):
+        return torch.cat([images.float().mean((2, 3)), images.float().std((2, 3))], 1)
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    """train(method) -> (run folder, data folder) of a tiny model trained for 2 steps, with test splits."""
+    from conftest import tiny_config
+    from gantrans.training import train
+
+    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
+
+    def make(method: str, domains=("horse", "zebra")) -> tuple[Path, Path]:
+        for split, count in (("train", 3), ("test", 4)):
+            for index, domain in enumerate(domains):
+                write_images(tmp_path / method / split / domain, count, size=(20, 20), seed=index + 10 * count)
+        config = tiny_config(tmp_path / method, tmp_path / f"run-{method}", method, steps=2)
+        list(train(config))
+        return Path(config.out), tmp_path / method
+
+    return make
+
+
+@pytest.mark.parametrize("method, domains, directions, with_cycle", [
+    ("cyclegan", ("horse", "zebra"), {("zebra", "horse"), ("horse", "zebra")}, True),
+    ("direct", ("photo", "painting"), {("painting", "photo")}, False),  # domains are taken in sorted order: X = painting
+    ("stargan", ("black", "blond", "brown"), {(s, t) for s in ("black", "blond", "brown") for t in ("black", "blond", "brown") if s != t}, True),
+])  # fmt: skip
+def test_model_evaluation_covers_every_direction_on_the_test_split(trained, method, domains, directions, with_cycle):
+    from gantrans.translate import Translator
+
+    run, data = trained(method, domains)
+    report = evaluate.evaluate_model(Translator.load(run, "cpu"), data, CheapFeatures())
+    assert report.split == "test" and {(d.source, d.target) for d in report.directions} == directions
+    for direction in report.directions:
+        assert direction.images == 4 and math.isfinite(direction.fid) and math.isfinite(direction.kid)
+        assert (direction.cycle_l1 is not None) == with_cycle
+        if with_cycle:
+            assert 0 <= direction.cycle_l1 <= 1 and direction.cycle_psnr > 0
+    assert json.loads(json.dumps(report.to_dict()))["directions"][0].keys() >= {"source", "target", "fid", "kid", "cycle_l1", "cycle_psnr"}
+
+
+def test_eval_model_cli_reports_a_table_and_json(trained, monkeypatch):
+    monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
+    run, data = trained("cyclegan")
+    result = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data), "--json", "--n", "3"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["split"] == "test" and [d["images"] for d in report["directions"]] == [3, 3]
+    assert "evaluated on the test split" in result.stderr
+    table = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data)])
+    assert table.exit_code == 0 and "horse → zebra" in table.stdout and "cycle PSNR" in table.stdout
+    wrong = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data / "test" / "horse")])
+    assert wrong.exit_code == 1 and wrong.stderr.startswith("gantrans: error:") and len(wrong.stderr.strip().splitlines()) == 1
