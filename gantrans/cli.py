@@ -329,23 +329,30 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="The model's data folder: its test split is translated, or all images when it has none."),
     split: str = typer.Option("test", help="Which split of --data to evaluate on."),
     limit: Optional[int] = typer.Option(None, "--n", help="Evaluate at most this many images per domain.  [default: all]"),
+    reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Paired ground truth, when you have it: REF/<target domain>/<same file name as the input>; adds L1, PSNR and SSIM."),
     fid: Optional[tuple[Path, Path]] = typer.Option(None, "--fid", help="Two image folders: FID and KID between them, as pytorch-fid computes FID."),
     json_output: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
     batch_size: int = typer.Option(32, help="Images per Inception forward pass."),
     device: str = DeviceOption,
 ) -> None:
-    """Measure a model, or two image sets: FID and KID with the standard TF Inception-v3 features,
-    and the cycle error of models that translate both ways.
+    """Measure a model, or two image sets.
+
+    \b
+    For each direction of a model: FID and KID against the target domain (standard TF Inception-v3
+    features), LPIPS between inputs and translations, diversity against real images (mode collapse),
+    copies of training images (memorisation), the cycle error and how much invisible noise on the
+    translation breaks it (information hidden in the cycle); warnings on stderr.
 
     \b
     Examples: gantrans eval --model runs/horse2zebra-cyclegan --data data/horse2zebra
               gantrans eval --fid data/test/zebra out/zebra --json
 
-    Needs the Inception weights once: `gantrans fetch-weights`.
+    Needs the pretrained networks once: `gantrans fetch-weights`.
     """
     import json
 
     from gantrans import evaluate as evaluation
+    from gantrans.features import load_lpips
     from gantrans.inception import load_inception
     from gantrans.training import resolve_device
     from gantrans.translate import Translator
@@ -356,31 +363,64 @@ def evaluate(
         raise UsageError("--model needs --data DIR: the folder of the domains it was trained on")
     if batch_size < 1 or (limit is not None and limit < 2):
         raise UsageError("--batch-size must be positive and --n at least 2")
-    network = load_inception(resolve_device(device))
+    resolved = resolve_device(device)
+    inception = load_inception(resolved)
     if fid is not None:
-        result = evaluation.compare_folders(fid[0], fid[1], network, batch_size)
-        rows = [(" vs ".join(result.folders), " / ".join(map(str, result.images)), result.fid, result.kid, result.kid_std, None, None)]
-        report: dict = {"folders": list(result.folders), "images": list(result.images), "fid": result.fid, "kid": result.kid, "kid_std": result.kid_std}
-    else:
-        result = evaluation.evaluate_model(Translator.load(model, device), data, network, split, limit, batch_size)
-        rows = [(f"{d.source} → {d.target}", str(d.images), d.fid, d.kid, d.kid_std, d.cycle_l1, d.cycle_psnr) for d in result.directions]
-        report = result.to_dict()
-        stderr.print(f"evaluated on the {result.split} split of {data}", soft_wrap=True)
-    for message in result.skipped:
-        print(f"gantrans: warning: skipped {message}", file=sys.stderr)
-    if json_output:
-        print(json.dumps(report))
+        comparison = evaluation.compare_folders(fid[0], fid[1], inception, batch_size)
+        _warn_skipped(comparison.skipped)
+        report: dict = {"folders": list(comparison.folders), "images": list(comparison.images), "fid": comparison.fid, "kid": comparison.kid, "kid_std": comparison.kid_std}
+        rows = {"images": " / ".join(map(str, comparison.images)), "FID": f"{comparison.fid:.2f}", "KID × 1000": f"{1000 * comparison.kid:.2f} ± {1000 * comparison.kid_std:.2f}"}
+        if json_output:
+            print(json.dumps(report))
+        else:
+            _print_eval_table({" vs ".join(comparison.folders): rows})
         return
-    _print_eval_table(rows)
+    translator = Translator.load(model, device)
+    result = evaluation.evaluate_model(translator, data, inception, load_lpips(resolved), split, limit, reference_dir, batch_size)
+    stderr.print(f"evaluated on the {result.split} split of {data}", soft_wrap=True)
+    _warn_skipped(result.skipped)
+    for direction in result.directions:
+        for warning in direction.warnings:
+            print(f"gantrans: warning: {warning}", file=sys.stderr)
+    if json_output:
+        print(json.dumps(result.to_dict()))
+    else:
+        _print_eval_table({f"{d.source} → {d.target}": _direction_rows(d) for d in result.directions})
 
 
-def _print_eval_table(rows: list[tuple]) -> None:
+def _warn_skipped(messages: tuple[str, ...]) -> None:
+    for message in messages:
+        print(f"gantrans: warning: skipped {message}", file=sys.stderr)
+
+
+def _direction_rows(report: Any) -> dict[str, str]:
+    """One direction's numbers as table cells (metric -> text); '-' where a metric does not apply."""
+    def number(value: Optional[float], pattern: str) -> str:
+        return "-" if value is None else pattern.format(value)
+
+    return {
+        "images": str(report.images),
+        "FID ↓": f"{report.fid:.2f}",
+        "KID × 1000 ↓": f"{1000 * report.kid:.2f} ± {1000 * report.kid_std:.2f}",
+        "LPIPS input → output": f"{report.content_lpips:.3f}",
+        "diversity (real)": f"{report.diversity:.3f} ({report.real_diversity:.3f})",
+        "copied from training": number(report.copied, "{:.0%}"),
+        "cycle L1 ↓": number(report.cycle_l1, "{:.4f}"),
+        "cycle PSNR ↑": number(report.cycle_psnr, "{:.2f} dB"),
+        "cycle error gain: noise, JPEG": "-" if report.hidden_information is None else f"{report.hidden_information:.2f}, {report.hidden_information_jpeg:.2f}",
+        **({} if report.reference_l1 is None else {
+            "reference L1 ↓": f"{report.reference_l1:.4f}", "reference PSNR ↑": f"{report.reference_psnr:.2f} dB", "reference SSIM ↑": f"{report.reference_ssim:.3f}",
+        }),
+    }  # fmt: skip
+
+
+def _print_eval_table(columns: dict[str, dict[str, str]]) -> None:
+    """Metrics as rows, one column per direction (or folder pair)."""
     from rich.table import Table
 
-    table = Table("images", "count", "FID", "KID × 1000", "cycle L1", "cycle PSNR")
-    for name, count, fid, kid, kid_std, cycle_l1, cycle_psnr in rows:
-        cycle = ("-", "-") if cycle_l1 is None else (f"{cycle_l1:.4f}", f"{cycle_psnr:.2f} dB")
-        table.add_row(name, count, f"{fid:.2f}", f"{1000 * kid:.2f} ± {1000 * kid_std:.2f}", *cycle)
+    table = Table("", *columns)
+    for metric in next(iter(columns.values())):
+        table.add_row(metric, *(cells.get(metric, "-") for cells in columns.values()))
     Console().print(table)
 
 

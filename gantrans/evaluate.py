@@ -8,8 +8,9 @@ modification times), so evaluating several models against the same data decodes 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import math
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -21,69 +22,14 @@ from torch import Tensor
 
 from gantrans.data import discover_domains
 from gantrans.errors import GantransError, UsageError
-from gantrans.features import cache_dir
+from gantrans.features import LPIPS, cache_dir
 from gantrans.images import ImageDecodeError, find_images, image_to_uint8, load_rgb, to_model_range
 from gantrans.inception import INPUT_SIDE, FIDInceptionV3, tf1_bilinear_resize
+from gantrans.metrics import copy_fraction, feature_statistics, frechet_distance, kernel_inception_distance, nearest_distances, psnr, ssim
 from gantrans.storage import atomic_save
 from gantrans.translate import Translator
 
 FEATURE_CACHE_VERSION = "1"  # bump when the feature convention changes: old cached features are then ignored
-
-
-# --- metrics (pure functions) -------------------------------------------------------------------
-
-
-def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and covariance (unbiased, as numpy.cov) of features [N, D], in float64."""
-    features = features.double()
-    if features.shape[0] < 2:
-        raise GantransError(f"statistics need at least 2 images, got {features.shape[0]}")
-    return features.mean(0), torch.cov(features.T)
-
-
-def frechet_distance(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) -> float:
-    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)), the Fréchet distance between two
-    Gaussians (Dowson & Landau 1982) that FID applies to Inception features (Heusel et al. 2017).
-
-    tr((S1 S2)^(1/2)) is the sum of the square roots of the eigenvalues of S1^(1/2) S2 S1^(1/2),
-    which shares its eigenvalues with S1 S2 and is symmetric: no general matrix square root (and no
-    scipy) is needed, and it stays finite when few images make S1 singular.
-    """
-    mean1, cov1, mean2, cov2 = (t.double() for t in (mean1, cov1, mean2, cov2))
-    values, vectors = torch.linalg.eigh(cov1)
-    root1 = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
-    middle = root1 @ cov2 @ root1
-    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
-    difference = mean1 - mean2
-    return float(difference @ difference + cov1.trace() + cov2.trace() - 2 * trace_root)
-
-
-def kernel_inception_distance(
-    features1: Tensor, features2: Tensor, subsets: int = 100, subset_size: int = 1000, generator: torch.Generator | None = None
-) -> tuple[float, float]:
-    """Mean and standard deviation over random subsets of the unbiased MMD^2 with the cubic kernel
-    k(x, y) = (x.y / d + 1)^3 (Bińkowski et al. 2018), as the reference implementations compute KID."""
-    features1, features2 = features1.double(), features2.double()
-    size = min(subset_size, features1.shape[0], features2.shape[0])
-    if size < 2:
-        raise GantransError(f"KID needs at least 2 images on each side, got {features1.shape[0]} and {features2.shape[0]}")
-    generator = generator or torch.Generator().manual_seed(0)
-    dimension = features1.shape[1]
-    values = []
-    for _ in range(subsets):
-        x = features1[torch.randperm(features1.shape[0], generator=generator)[:size]]
-        y = features2[torch.randperm(features2.shape[0], generator=generator)[:size]]
-        kxx, kyy, kxy = ((a @ b.T / dimension + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
-        within = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (size * (size - 1))
-        values.append(float(within - 2 * kxy.mean()))
-    result = torch.tensor(values, dtype=torch.float64)
-    return float(result.mean()), float(result.std()) if subsets > 1 else 0.0
-
-
-def psnr(images: Tensor, references: Tensor) -> float:
-    """Peak signal-to-noise ratio in dB of images in [-1, 1] (peak-to-peak 2), over the whole batch."""
-    mse = float((images.double() - references.double()).pow(2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(4 / mse)
 
 
 # --- features of images and folders ---------------------------------------------------------------
@@ -117,14 +63,14 @@ def file_features(paths: Sequence[Path], network: FIDInceptionV3, batch_size: in
 
 
 def _decoded(paths: Sequence[Path], skipped: list[str]) -> Iterator[Tensor]:
-    return (image_to_uint8(image) for image in _readable(paths, skipped))
+    return (image_to_uint8(image) for _, image in _readable(paths, skipped))
 
 
-def _readable(paths: Sequence[Path], skipped: list[str]) -> Iterator[Image.Image]:
-    """The decodable images among `paths`, one at a time; the others' messages go to `skipped`."""
+def _readable(paths: Sequence[Path], skipped: list[str]) -> Iterator[tuple[Path, Image.Image]]:
+    """The decodable images among `paths` with their paths, one at a time; the others' messages go to `skipped`."""
     for path in paths:
         try:
-            yield load_rgb(path)
+            yield path, load_rgb(path)
         except ImageDecodeError as error:
             skipped.append(str(error))
 
@@ -176,7 +122,7 @@ def compare_folders(folder1: Path, folder2: Path, network: FIDInceptionV3, batch
 
 @dataclass(frozen=True)
 class DirectionReport:
-    """How well a model translates `source` images into `target`."""
+    """How well a model translates `source` images into `target`, and what the lectures warn about."""
 
     source: str
     target: str
@@ -184,8 +130,18 @@ class DirectionReport:
     fid: float  # translated images vs. real images of the target domain
     kid: float
     kid_std: float
+    content_lpips: float  # mean LPIPS(x, G(x)): how much of the input changed (lower keeps more)
+    diversity: float  # mean LPIPS between pairs of translations
+    real_diversity: float  # the same between real images of the target domain
+    copied: float | None  # share of translations closer to a training image than any held-out real image is (test split only)
     cycle_l1: float | None  # mean |x - F(G(x))| in [0, 1] pixel units; None without an inverse
     cycle_psnr: float | None
+    hidden_information: float | None  # growth of the cycle error per unit of invisible noise added to G(x) (Chu et al. 2017)
+    hidden_information_jpeg: float | None  # the same for JPEG re-encoding of G(x) (quality 95)
+    reference_l1: float | None  # against paired ground truth (--reference-dir), [0, 1] pixel units
+    reference_psnr: float | None
+    reference_ssim: float | None
+    warnings: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -200,36 +156,163 @@ class ModelReport:
         return {"model": self.model, "data": self.data, "split": self.split, "directions": [vars(d) for d in self.directions]}
 
 
-def evaluate_model(translator: Translator, data: Path, network: FIDInceptionV3, split: str = "test", limit: int | None = None, batch_size: int = 32) -> ModelReport:
-    """Translate the evaluation images of every direction the model has and measure the results:
-    FID and KID against the target domain's real images, and the cycle error where an inverse exists."""
+# Thresholds of the warnings (heuristics, documented in the README).
+COLLAPSE_RATIO = 0.5  # translations less than half as diverse as real images
+COPIED_SHARE = 0.1  # more than a tenth of translations closer to training images than held-out images come
+HIDDEN_GAIN = 5.0  # the cycle error grows by more than 5x the size of an invisible change to G(x)
+
+
+def evaluate_model(
+    translator: Translator, data: Path, inception: FIDInceptionV3, lpips: LPIPS, split: str = "test", limit: int | None = None,
+    reference_dir: Path | None = None, batch_size: int = 32,
+) -> ModelReport:  # fmt: skip
+    """Translate the evaluation images of every direction the model has and measure the results."""
+    if reference_dir is not None and not Path(reference_dir).is_dir():
+        raise UsageError(f"--reference-dir {reference_dir} is not a folder (expected REF/<target domain>/<input file names>)")
     has_split = any((Path(data) / name).is_dir() for name in (split, f"{split}A", f"{split}B"))
-    files = discover_domains(data, translator.domains, split)
-    files = {domain: paths[:limit] for domain, paths in files.items()}
+    files = {domain: paths[:limit] for domain, paths in discover_domains(data, translator.domains, split).items()}
     skipped: list[str] = []
     images = {domain: list(_readable(paths, skipped)) for domain, paths in files.items()}
     directions = []
     for target in translator.targets:
-        real_features, real_skipped = file_features(files[target], network, batch_size)
+        real_features, real_skipped = file_features(files[target], inception, batch_size)
         skipped += real_skipped
+        train_features = None
+        if has_split and split != "train":  # memorisation is judged against the training images
+            train_features, train_skipped = file_features(discover_domains(data, (target,), "train")[target], inception, batch_size)
+            skipped += train_skipped
+        real = Measured([image for _, image in images[target]], real_features)
         for source in (domain for domain in translator.domains if domain != target and images[domain]):
-            directions.append(_direction(translator, images[source], source, target, real_features, network, batch_size))
+            references = _references(reference_dir, target, images[source]) if reference_dir else None
+            directions.append(_direction(translator, images[source], source, target, real, train_features, references, inception, lpips, batch_size))
     return ModelReport(str(translator.info.path.parent), str(data), split if has_split else "train", tuple(directions), tuple(skipped))
 
 
-def _direction(
-    translator: Translator, sources: list[Image.Image], source: str, target: str, real_features: Tensor, network: FIDInceptionV3, batch_size: int
-) -> DirectionReport:
-    translated = translator.translate_images(sources, target, source)
-    fake_features = image_features((image_to_uint8(image) for image in translated), network, batch_size)
-    kid, kid_std = kernel_inception_distance(fake_features, real_features)
-    fid = frechet_distance(*feature_statistics(fake_features), *feature_statistics(real_features))
-    cycle_l1 = cycle_psnr = None
-    if source in translator.targets:
-        back = translator.translate_images(translated, source, target)
-        originals = [to_model_range(image_to_uint8(image)) for image in sources]
-        reconstructed = [to_model_range(image_to_uint8(image)) for image in back]
-        cycle_l1 = float(torch.stack([(a - b).abs().mean() for a, b in zip(originals, reconstructed)]).mean()) / 2
-        cycle_psnr = psnr(torch.cat([a.flatten() for a in reconstructed]), torch.cat([a.flatten() for a in originals]))
-    return DirectionReport(source, target, len(sources), fid, kid, kid_std, cycle_l1, cycle_psnr)
+@dataclass(frozen=True)
+class Measured:
+    """Real images of a target domain and their Inception features."""
 
+    images: list[Image.Image]
+    features: Tensor
+
+
+def _direction(
+    translator: Translator, sources: list[tuple[Path, Image.Image]], source: str, target: str, real: Measured, train_features: Tensor | None,
+    references: list[Image.Image | None] | None, inception: FIDInceptionV3, lpips: LPIPS, batch_size: int,
+) -> DirectionReport:  # fmt: skip
+    inputs = [image for _, image in sources]
+    translated = translator.translate_images(inputs, target, source)
+    features = image_features((image_to_uint8(image) for image in translated), inception, batch_size)
+    kid, kid_std = kernel_inception_distance(features, real.features)
+    copied = None
+    if train_features is not None:
+        copied = copy_fraction(nearest_distances(features, train_features), nearest_distances(real.features, train_features))
+    cycle = _cycle_checks(translator, inputs, translated, source, target) if source in translator.targets else {}
+    report = DirectionReport(
+        source=source, target=target, images=len(inputs),
+        fid=frechet_distance(*feature_statistics(features), *feature_statistics(real.features)), kid=kid, kid_std=kid_std,
+        content_lpips=_mean_lpips(lpips, zip(inputs, translated)), diversity=_pairwise_lpips(lpips, translated),
+        real_diversity=_pairwise_lpips(lpips, real.images), copied=copied,
+        cycle_l1=cycle.get("clean"), cycle_psnr=cycle.get("psnr"), hidden_information=cycle.get("noise"), hidden_information_jpeg=cycle.get("jpeg"),
+        **_reference_scores(translated, references), warnings=(),
+    )  # fmt: skip
+    return dataclasses.replace(report, warnings=_warnings(report))
+
+
+def _cycle_checks(translator: Translator, inputs: list[Image.Image], translated: list[Image.Image], source: str, target: str) -> dict[str, float]:
+    """Cycle error of F(G(x)), and how much an invisible change of G(x) (Gaussian noise of 2 grey
+    levels, or JPEG at quality 95) grows it, per unit of change. An honest inverse passes a small
+    change on at about its own size; a model that hides x in imperceptible detail of G(x) amplifies
+    it many times (Chu et al. 2017, "CycleGAN, a master of steganography")."""
+    generator = torch.Generator().manual_seed(0)
+    perturbed = {"noise": [_add_noise(image, 2.0, generator) for image in translated], "jpeg": [_jpeg(image, 95) for image in translated]}
+    back = translator.translate_images(translated, source, target)
+    clean = _mean_l1(inputs, back)
+    checks = {"clean": clean, "psnr": psnr(_flat(back), _flat(inputs))}
+    for name, images in perturbed.items():
+        change = _mean_l1(images, translated)
+        growth = _mean_l1(inputs, translator.translate_images(images, source, target)) - clean
+        checks[name] = growth / max(change, 1e-8)
+    return checks
+
+
+def _warnings(report: DirectionReport) -> tuple[str, ...]:
+    name, found = f"{report.source} → {report.target}", []
+    if report.real_diversity > 0 and report.diversity < COLLAPSE_RATIO * report.real_diversity:
+        found.append(f"{name}: translations are {report.diversity / report.real_diversity:.0%} as diverse as real {report.target} images (mode collapse?)")
+    if report.copied is not None and report.copied > COPIED_SHARE:
+        found.append(f"{name}: {report.copied:.0%} of translations are closer to a training image than any held-out image (memorised?)")
+    if report.hidden_information is not None and max(report.hidden_information, report.hidden_information_jpeg or 0) > HIDDEN_GAIN:
+        found.append(
+            f"{name}: an invisible change of the translation grows the cycle error {report.hidden_information:.1f}x (noise), "
+            f"{report.hidden_information_jpeg:.1f}x (JPEG) its size: is x hidden in the translation's fine detail?"
+        )
+    return tuple(found)
+
+
+def _references(reference_dir: Path, target: str, sources: list[tuple[Path, Image.Image]]) -> list[Image.Image | None]:
+    """The ground truth of each source image, <reference_dir>/<target>/<its file name, any image
+    extension>; None where there is none."""
+    folder = Path(reference_dir) / target
+    if not folder.is_dir():
+        return [None] * len(sources)  # no truth for this direction
+    by_stem = {path.stem: path for path in find_images(folder)}
+    return [load_rgb(by_stem[path.stem]) if path.stem in by_stem else None for path, _ in sources]
+
+
+def _reference_scores(translated: list[Image.Image], references: list[Image.Image | None] | None) -> dict[str, float | None]:
+    pairs = [(image, reference) for image, reference in zip(translated, references or []) if reference is not None and reference.size == image.size]
+    if not pairs:
+        return {"reference_l1": None, "reference_psnr": None, "reference_ssim": None}
+    outputs, truths = zip(*pairs)
+    return {
+        "reference_l1": _mean_l1(outputs, truths),
+        "reference_psnr": psnr(_flat(outputs), _flat(truths)),
+        "reference_ssim": sum(ssim(_tensor(a), _tensor(b)) for a, b in pairs) / len(pairs),
+    }
+
+
+def _tensor(image: Image.Image) -> Tensor:
+    return to_model_range(image_to_uint8(image))[None]
+
+
+def _flat(images: Sequence[Image.Image]) -> Tensor:
+    return torch.cat([_tensor(image).flatten() for image in images])
+
+
+def _l1(image: Image.Image, other: Image.Image) -> float:
+    """Mean absolute difference in [0, 1] pixel units."""
+    return float((_tensor(image) - _tensor(other)).abs().mean()) / 2
+
+
+def _mean_l1(images: Sequence[Image.Image], others: Sequence[Image.Image]) -> float:
+    return sum(_l1(a, b) for a, b in zip(images, others)) / len(images)
+
+
+def _add_noise(image: Image.Image, grey_levels: float, generator: torch.Generator) -> Image.Image:
+    pixels = image_to_uint8(image).float()
+    noisy = (pixels + grey_levels * torch.randn(pixels.shape, generator=generator)).round().clamp(0, 255).to(torch.uint8)
+    return Image.fromarray(noisy.permute(1, 2, 0).numpy())
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return load_rgb(buffer.getvalue())
+
+
+def _mean_lpips(lpips: LPIPS, pairs: Iterable[tuple[Image.Image, Image.Image]]) -> float:
+    device = next(lpips.buffers()).device
+    with torch.inference_mode():
+        values = [float(lpips(_tensor(a).to(device), _tensor(b).to(device))) for a, b in pairs]
+    return sum(values) / max(len(values), 1)
+
+
+def _pairwise_lpips(lpips: LPIPS, images: Sequence[Image.Image], pairs: int = 50, side: int = 128) -> float:
+    """Mean LPIPS over up to `pairs` random pairs of the images, each resized to side x side."""
+    if len(images) < 2:
+        return 0.0
+    resized = [image.resize((side, side), Image.BICUBIC) for image in images]
+    generator = torch.Generator().manual_seed(0)
+    chosen = {tuple(sorted(torch.randperm(len(images), generator=generator)[:2].tolist())) for _ in range(pairs)}
+    return _mean_lpips(lpips, ((resized[i], resized[j]) for i, j in sorted(chosen)))

@@ -86,6 +86,33 @@ def load_vgg16(layers: Sequence[str]) -> VGG16Features:
     return network.eval()
 
 
+class LPIPS(nn.Module):
+    """LPIPS v0.1 with VGG16 (Zhang et al. 2018): images1, images2 in [-1, 1] -> one distance per pair."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = VGG16Features(tuple(VGG16_LAYERS))
+        for index, name in enumerate(VGG16_LAYERS):
+            channels = self.features.convs[VGG16_LAYERS[name]].out_channels
+            self.register_buffer(f"linear_{index}", torch.zeros(1, channels, 1, 1))
+
+    def forward(self, images1: Tensor, images2: Tensor) -> Tensor:
+        from gantrans.metrics import lpips_distance
+
+        weights = {name: getattr(self, f"linear_{index}") for index, name in enumerate(VGG16_LAYERS)}
+        return lpips_distance(self.features(images1), self.features(images2), weights)
+
+
+def load_lpips(device: torch.device | str = "cpu") -> LPIPS:
+    """LPIPS with the ImageNet VGG16 and LPIPS v0.1 linear layers from the cache."""
+    network = LPIPS()
+    network.features = load_vgg16(tuple(VGG16_LAYERS))
+    tensors = load_file(str(cache_dir() / "vgg16.safetensors"))
+    for index in range(len(VGG16_LAYERS)):
+        getattr(network, f"linear_{index}").copy_(tensors[f"lpips.{index}.weight"])
+    return network.eval().requires_grad_(False).to(device)
+
+
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles numpy arrays and plain containers, nothing else (no code can run)."""
 

