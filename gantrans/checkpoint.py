@@ -86,12 +86,13 @@ def _metadata(config: TrainConfig, domains: tuple[str, ...], step: int, generato
     }
 
 
-def save_model(path: Path, method: Method, config: TrainConfig, step: int) -> None:
-    """Write the generators and their metadata (the file `translate` and sharing need)."""
+def save_model(path: Path, method: Method, config: TrainConfig, step: int, extra: Mapping[str, str] | None = None) -> None:
+    """Write the generators and their metadata (the file `translate` and sharing need); `extra`
+    adds metadata entries (the evaluation score of a best model)."""
     tensors = {}
     for name, generator in method.generators.items():
         tensors.update(_prefixed(name, generator.state_dict()))
-    atomic_save(tensors, path, _metadata(config, method.domains, step, tuple(method.generators)))
+    atomic_save(tensors, path, {**_metadata(config, method.domains, step, tuple(method.generators)), **(extra or {})})
 
 
 def read_model_info(path: Path | str) -> ModelInfo:

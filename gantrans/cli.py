@@ -138,6 +138,8 @@ def train(
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints.  [default: 1000]"),
     snapshot_every: Optional[int] = typer.Option(None, help="Steps between kept generator snapshots (0: none).  [default: 10000]"),
     log_every: Optional[int] = typer.Option(None, help="Steps between loss lines in <out>/log.jsonl.  [default: 10]"),
+    eval_every: Optional[int] = typer.Option(None, help="Steps between FID/KID evaluations on fixed images (logged; the best model is kept in <out>/best).  [default: 0, off]"),
+    eval_images: Optional[int] = typer.Option(None, help="Images per domain for --eval-every (test split first).  [default: 50]"),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of settings (as printed by --dry-run); flags override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
@@ -167,7 +169,7 @@ def train(
         "n_critic": n_critic, "n_generator": n_generator, "clip": clip,
         "lambda_feature": lambda_feature, "feature_layers": tuple(feature_layers.split(",")) if feature_layers else None,
         "seed": seed, "device": device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
-        "snapshot_every": snapshot_every, "log_every": log_every,
+        "snapshot_every": snapshot_every, "log_every": log_every, "eval_every": eval_every, "eval_images": eval_images,
         "root": str(data) if data is not None else None, "domains": tuple(domains.split(",")) if domains else None,
     }  # fmt: skip
     overrides = {name: value for name, value in flags.items() if value is not None}

@@ -87,6 +87,8 @@ class TrainConfig:
     sample_every: int = 500  # steps between sample grids written to <out>/samples
     checkpoint_every: int = 1000  # steps between rewrites of the latest checkpoint
     snapshot_every: int = 10000  # steps between kept copies of the generators in <out>/snapshots (0: none)
+    eval_every: int = 0  # steps between FID/KID evaluations, logged, the best model kept in <out>/best (0: none)
+    eval_images: int = 50  # evaluation images per domain (the first of the test split, else of the training images)
 
     def __post_init__(self) -> None:
         _check(self.batch_size > 0, f"--batch-size must be positive (got {self.batch_size})")
@@ -111,6 +113,8 @@ class TrainConfig:
         for name in ("log_every", "sample_every", "checkpoint_every"):
             _check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
         _check(self.snapshot_every >= 0, "--snapshot-every must be >= 0")
+        _check(self.eval_every >= 0, "--eval-every must be >= 0")
+        _check(self.eval_images >= 2, f"--eval-images must be at least 2 (got {self.eval_images})")
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """Length of the run in optimizer steps."""

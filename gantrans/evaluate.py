@@ -11,20 +11,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor
+
+from gantrans.checkpoint import MODEL_FILE, ModelInfo, save_model
+from gantrans.config import TrainConfig
 
 from gantrans.data import discover_domains
 from gantrans.errors import GantransError, UsageError
 from gantrans.features import LPIPS, cache_dir
 from gantrans.images import ImageDecodeError, find_images, image_to_uint8, load_rgb, to_model_range
 from gantrans.inception import INPUT_SIDE, FIDInceptionV3, tf1_bilinear_resize
+from gantrans.methods import Method
 from gantrans.metrics import copy_fraction, feature_statistics, frechet_distance, kernel_inception_distance, nearest_distances, psnr, ssim
 from gantrans.storage import atomic_save
 from gantrans.translate import Translator
@@ -201,22 +207,30 @@ def _direction(
     references: list[Image.Image | None] | None, inception: FIDInceptionV3, lpips: LPIPS, batch_size: int,
 ) -> DirectionReport:  # fmt: skip
     inputs = [image for _, image in sources]
-    translated = translator.translate_images(inputs, target, source)
-    features = image_features((image_to_uint8(image) for image in translated), inception, batch_size)
-    kid, kid_std = kernel_inception_distance(features, real.features)
+    translated, features, fid, kid, kid_std = _translate_and_score(translator, inputs, source, target, real.features, inception, batch_size)
     copied = None
     if train_features is not None:
         copied = copy_fraction(nearest_distances(features, train_features), nearest_distances(real.features, train_features))
     cycle = _cycle_checks(translator, inputs, translated, source, target) if source in translator.targets else {}
     report = DirectionReport(
         source=source, target=target, images=len(inputs),
-        fid=frechet_distance(*feature_statistics(features), *feature_statistics(real.features)), kid=kid, kid_std=kid_std,
+        fid=fid, kid=kid, kid_std=kid_std,
         content_lpips=_mean_lpips(lpips, zip(inputs, translated)), diversity=_pairwise_lpips(lpips, translated),
         real_diversity=_pairwise_lpips(lpips, real.images), copied=copied,
         cycle_l1=cycle.get("clean"), cycle_psnr=cycle.get("psnr"), hidden_information=cycle.get("noise"), hidden_information_jpeg=cycle.get("jpeg"),
         **_reference_scores(translated, references), warnings=(),
     )  # fmt: skip
     return dataclasses.replace(report, warnings=_warnings(report))
+
+
+def _translate_and_score(
+    translator: Translator, inputs: list[Image.Image], source: str, target: str, real_features: Tensor, inception: FIDInceptionV3, batch_size: int
+) -> tuple[list[Image.Image], Tensor, float, float, float]:
+    """Translations of `inputs`, their Inception features, and their FID and KID (mean, std) against the real images."""
+    translated = translator.translate_images(inputs, target, source)
+    features = image_features((image_to_uint8(image) for image in translated), inception, batch_size)
+    kid, kid_std = kernel_inception_distance(features, real_features)
+    return translated, features, frechet_distance(*feature_statistics(features), *feature_statistics(real_features)), kid, kid_std
 
 
 def _cycle_checks(translator: Translator, inputs: list[Image.Image], translated: list[Image.Image], source: str, target: str) -> dict[str, float]:
@@ -316,3 +330,46 @@ def _pairwise_lpips(lpips: LPIPS, images: Sequence[Image.Image], pairs: int = 50
     generator = torch.Generator().manual_seed(0)
     chosen = {tuple(sorted(torch.randperm(len(images), generator=generator)[:2].tolist())) for _ in range(pairs)}
     return _mean_lpips(lpips, ((resized[i], resized[j]) for i, j in sorted(chosen)))
+
+
+# --- during training ------------------------------------------------------------------------------
+
+
+class TrainingEvaluation:
+    """FID and KID of every direction on a fixed set of evaluation images, for `--eval-every`; the
+    model with the best (lowest) mean FID is kept in <run>/best/, its score in its metadata, so a
+    resumed run knows what it has to beat."""
+
+    def __init__(self, run_dir: Path, data: Path, domains: Sequence[str], limit: int, inception: FIDInceptionV3, batch_size: int = 32) -> None:
+        self.best_path = Path(run_dir) / "best" / MODEL_FILE
+        self.inception, self.batch_size = inception, batch_size
+        has_test = any((Path(data) / name).is_dir() for name in ("test", "testA", "testB"))
+        self.files = {domain: paths[:limit] for domain, paths in discover_domains(data, domains, "test" if has_test else "train").items()}
+        skipped: list[str] = []
+        self.images = {domain: [image for _, image in _readable(paths, skipped)] for domain, paths in self.files.items()}
+        self.real = {domain: file_features(paths, inception, batch_size)[0] for domain, paths in self.files.items()}
+
+    def best_score(self) -> float:
+        """The mean FID of the kept best model (infinity before there is one)."""
+        if not self.best_path.is_file():
+            return math.inf
+        with safe_open(str(self.best_path), framework="pt") as handle:
+            return float((handle.metadata() or {}).get("eval_fid", math.inf))
+
+    def __call__(self, method: Method, config: TrainConfig, step: int) -> tuple[dict[str, dict[str, float]], bool]:
+        """Score the generators as they are now; keep them if they beat the best. Returns the scores
+        per direction and whether they are the new best."""
+        info = ModelInfo(self.best_path, config, method.domains, config.data.size, step, tuple(method.generators))
+        translator = Translator(method, info, next(method.parameters()).device)
+        method.eval()
+        scores = {}
+        for target in translator.targets:
+            for source in (domain for domain in method.domains if domain != target and self.images[domain]):
+                _, _, fid, kid, _ = _translate_and_score(translator, self.images[source], source, target, self.real[target], self.inception, self.batch_size)
+                scores[f"{source}->{target}"] = {"fid": fid, "kid": kid}
+        method.train()
+        mean_fid = sum(score["fid"] for score in scores.values()) / len(scores)
+        best = mean_fid < self.best_score()
+        if best:
+            save_model(self.best_path, method, config, step, {"eval_fid": repr(mean_fid)})
+        return scores, best

@@ -59,6 +59,9 @@ class TrainingDisplay:
             self.console.print(f"[yellow]warning:[/] skipped {event.message}", soft_wrap=True, markup=True, highlight=False)
         elif isinstance(event, training.CheckpointWritten) and not self.interactive:
             self.console.print(f"checkpoint at step {event.step}: {event.path}", soft_wrap=True)
+        elif isinstance(event, training.Evaluated):
+            scores = "  ".join(f"{name} FID {score['fid']:.2f} KID {score['kid']:.4f}" for name, score in event.scores.items())
+            self.console.print(f"eval at step {event.step}: {scores}" + ("  (best so far: kept in best/)" if event.best else ""), soft_wrap=True)
         elif isinstance(event, training.Finished):
             self._finished(event)
 

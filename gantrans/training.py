@@ -74,6 +74,13 @@ class CheckpointWritten:
 
 
 @dataclass(frozen=True)
+class Evaluated:
+    step: int
+    scores: dict[str, dict[str, float]]  # direction ("x->y") -> {"fid": ..., "kid": ...}
+    best: bool  # the best mean FID so far: the generators were kept in <out>/best
+
+
+@dataclass(frozen=True)
 class Finished:
     step: int
     run_dir: Path
@@ -82,7 +89,7 @@ class Finished:
     skipped_files: int
 
 
-Event = Union[Started, StepDone, FileSkipped, SamplesWritten, CheckpointWritten, Finished]
+Event = Union[Started, StepDone, FileSkipped, SamplesWritten, CheckpointWritten, Evaluated, Finished]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,7 +117,9 @@ def learning_rate_factor(step: int, decay_start: int, total: int) -> float:
 
 
 # Settings that may change when a run is resumed; everything else must stay as saved.
-RESUMABLE_SETTINGS = ("steps", "epochs", "decay_epochs", "device", "log_every", "sample_every", "checkpoint_every", "snapshot_every", "workers")
+RESUMABLE_SETTINGS = (
+    "steps", "epochs", "decay_epochs", "device", "log_every", "sample_every", "checkpoint_every", "snapshot_every", "workers", "eval_every",
+)  # fmt: skip
 
 
 def make_train_config(method: str, overrides: dict[str, Any], config_file: dict[str, Any] | None = None) -> TrainConfig:
@@ -200,6 +209,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
     (run_dir / "config.json").write_text(config.to_json() + "\n")
     log_path = run_dir / "log.jsonl"
     _truncate_log(log_path, start)
+    evaluation = _training_evaluation(config, run_dir, tuple(files), device) if config.eval_every else None
     yield Started(run_dir, start, total, steps_per_epoch, {d: len(f) for d, f in files.items()}, str(device), workers, dataset.cache_enabled)
 
     step, interrupted, skipped = start, False, 0
@@ -231,6 +241,10 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
                 last_log_step, last_log_time = done, now
             yield StepDone(done, total, losses_logged, speed, lr)
             yield from _periodic_outputs(run_dir, method, optimizers, config, done, total, batch)
+            if evaluation is not None and done % config.eval_every == 0:
+                scores, best = evaluation(method, config, done)
+                _append_log(log_path, {"step": done, "eval": scores, "best": best})
+                yield Evaluated(done, scores, best)
         else:
             step = total
     except GantransError:
@@ -241,6 +255,14 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
         raise
     yield from _save(run_dir, method, optimizers, config, step)
     yield Finished(step, run_dir, time.perf_counter() - started_at, interrupted, skipped)
+
+
+def _training_evaluation(config: TrainConfig, run_dir: Path, domains: tuple[str, ...], device: torch.device) -> Callable:
+    """The FID/KID evaluation of --eval-every (loaded once; needs `gantrans fetch-weights`)."""
+    from gantrans.evaluate import TrainingEvaluation
+    from gantrans.inception import load_inception
+
+    return TrainingEvaluation(run_dir, Path(config.data.root), domains, config.eval_images, load_inception(device))
 
 
 def _prepare_data(files: dict[str, list[Path]], config: TrainConfig, stride: int) -> tuple[UnpairedDataset, int]:

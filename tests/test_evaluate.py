@@ -320,3 +320,46 @@ def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path):
     assert {r.source: r for r in exact.directions}["y"].reference_l1 is None  # no truth given for y -> x
     with pytest.raises(GantransError, match="--reference-dir"):
         evaluate_fake(two_domains, lambda x: x, lambda y: y, reference_dir=tmp_path / "nowhere")
+
+
+# --- during training ------------------------------------------------------------------------------
+
+
+def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_path, monkeypatch):
+    from safetensors import safe_open
+
+    from conftest import tiny_config
+    from gantrans.training import Evaluated, resume_config, train
+
+    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
+    for split in ("train", "test"):
+        for index, domain in enumerate(("horse", "zebra")):
+            write_images(tmp_path / "data" / split / domain, 4, size=(20, 20), seed=index + (5 if split == "test" else 0))
+
+    def run(name, **overrides):
+        return tiny_config(tmp_path / "data", tmp_path / name, steps=6, eval_every=2, eval_images=3, checkpoint_every=100, **overrides)
+
+    events = list(train(run("a")))
+    assert [event.step for event in events if isinstance(event, Evaluated)] == [2, 4, 6]
+    records = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    evaluations = {record["step"]: record for record in records if "eval" in record}
+    assert set(evaluations) == {2, 4, 6} and set(evaluations[2]["eval"]) == {"horse->zebra", "zebra->horse"}
+    means = {step: sum(s["fid"] for s in record["eval"].values()) / 2 for step, record in evaluations.items()}
+    best_step = min(means, key=means.get)
+    with safe_open(str(tmp_path / "a" / "best" / "generators.safetensors"), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert int(metadata["step"]) == best_step and float(metadata["eval_fid"]) == pytest.approx(means[best_step])
+    assert [record["best"] for _, record in sorted(evaluations.items())] == [means[s] <= min(means[t] for t in means if t <= s) for s in sorted(means)]
+
+    calls = iter(range(100))
+    list(train(run("b"), should_stop=lambda: next(calls) >= 3))
+    list(train(resume_config(tmp_path / "b", {}), resume=True))
+    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "images_per_second"} for line in path.read_text().splitlines()]  # noqa: E731
+    assert strip(tmp_path / "b" / "log.jsonl") == strip(tmp_path / "a" / "log.jsonl")
+
+
+def test_eval_every_without_weights_is_one_clear_line(tmp_path, monkeypatch, tiny_data):
+    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 1 and "run `gantrans fetch-weights` once" in result.stderr and len(result.stderr.strip().splitlines()) == 1
