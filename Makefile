@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and by itself: a bare `torch` requirement could otherwise pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install weights demo test bench clean
+.PHONY: install weights demo test bench-quality clean
 
 install: $(VENV)/.installed
 
@@ -33,5 +33,10 @@ weights: install
 test: install weights
 	$(BIN)/python -m pytest -q
 
+# Known-truth quality benchmark (benchmarks/quality.py): every method for the same steps on CPU or GPU;
+# appends the table, command and machine to benchmarks/RESULTS.md. About 20-30 minutes on 2 CPU cores.
+bench-quality: install weights
+	$(BIN)/python benchmarks/quality.py --record
+
 clean:
-	rm -rf $(VENV) runs examples/data examples/out .pytest_cache
+	rm -rf $(VENV) runs examples/data examples/out .pytest_cache benchmarks/work

@@ -175,3 +175,12 @@ def load_training_state(path: Path, method: Method, optimizers: Mapping[str, tor
             state.setdefault(int(index), {})[field] = tensor if field == "step" else tensor.to(device)
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     return int(metadata["step"])
+
+
+def load_discriminators(path: Path, method: Method) -> None:
+    """Load the discriminators of a training-state file into `method` (built with training=True)."""
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: cannot read the training state ({error})") from None
+    method.discriminators.load_state_dict(_unprefixed("discriminators", tensors))

@@ -331,6 +331,7 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="The model's data folder: its test split is translated, or all images when it has none."),
     split: str = typer.Option("test", help="Which split of --data to evaluate on."),
     limit: Optional[int] = typer.Option(None, "--n", help="Evaluate at most this many images per domain.  [default: all]"),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A stargan run whose domain classifier judges the translations (independent of the model).  [default: a stargan model's own]"),
     reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Paired ground truth, when you have it: REF/<target domain>/<same file name as the input>; adds L1, PSNR and SSIM."),
     fid: Optional[tuple[Path, Path]] = typer.Option(None, "--fid", help="Two image folders: FID and KID between them, as pytorch-fid computes FID."),
     json_output: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
@@ -378,7 +379,12 @@ def evaluate(
             _print_eval_table({" vs ".join(comparison.folders): rows})
         return
     translator = Translator.load(model, device)
-    result = evaluation.evaluate_model(translator, data, inception, load_lpips(resolved), split, limit, reference_dir, batch_size)
+    judge = classifier
+    if judge is None and translator.info.method == "stargan" and (translator.info.path.parent / "training_state.safetensors").is_file():
+        judge = translator.info.path.parent
+        stderr.print("domain accuracy by the model's own classifier (--classifier RUN for an independent one)", soft_wrap=True)
+    judges = evaluation.Judges(inception, load_lpips(resolved), evaluation.load_domain_classifier(judge, resolved) if judge else None)
+    result = evaluation.evaluate_model(translator, data, judges, split, limit, reference_dir, batch_size)
     stderr.print(f"evaluated on the {result.split} split of {data}", soft_wrap=True)
     _warn_skipped(result.skipped)
     for direction in result.directions:
@@ -407,6 +413,7 @@ def _direction_rows(report: Any) -> dict[str, str]:
         "LPIPS input → output": f"{report.content_lpips:.3f}",
         "diversity (real)": f"{report.diversity:.3f} ({report.real_diversity:.3f})",
         "copied from training": number(report.copied, "{:.0%}"),
+        **({} if report.domain_accuracy is None else {"domain accuracy ↑": f"{report.domain_accuracy:.0%}"}),
         "cycle L1 ↓": number(report.cycle_l1, "{:.4f}"),
         "cycle PSNR ↑": number(report.cycle_psnr, "{:.2f} dB"),
         "cycle error gain: noise, JPEG": "-" if report.hidden_information is None else f"{report.hidden_information:.2f}, {report.hidden_information_jpeg:.2f}",
@@ -421,7 +428,8 @@ def _print_eval_table(columns: dict[str, dict[str, str]]) -> None:
     from rich.table import Table
 
     table = Table("", *columns)
-    for metric in next(iter(columns.values())):
+    metrics = list(dict.fromkeys(metric for cells in columns.values() for metric in cells))  # every column's, in order
+    for metric in metrics:
         table.add_row(metric, *(cells.get(metric, "-") for cells in columns.values()))
     Console().print(table)
 

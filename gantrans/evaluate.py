@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torch import Tensor
+from torch import Tensor, nn
 
-from gantrans.checkpoint import MODEL_FILE, ModelInfo, save_model
+from gantrans.checkpoint import MODEL_FILE, STATE_FILE, ModelInfo, build_method, load_discriminators, read_model_info, save_model
 from gantrans.config import TrainConfig
 
 from gantrans.data import discover_domains
@@ -147,6 +147,7 @@ class DirectionReport:
     reference_l1: float | None  # against paired ground truth (--reference-dir), [0, 1] pixel units
     reference_psnr: float | None
     reference_ssim: float | None
+    domain_accuracy: float | None  # share of translations a domain classifier assigns to the target (--classifier; StarGAN's own)
     warnings: tuple[str, ...]
 
 
@@ -168,11 +169,51 @@ COPIED_SHARE = 0.1  # more than a tenth of translations closer to training image
 HIDDEN_GAIN = 5.0  # the cycle error grows by more than 5x the size of an invisible change to G(x)
 
 
+@dataclass(frozen=True)
+class DomainClassifier:
+    """A StarGAN discriminator's domain head: does a translation land in its target domain?"""
+
+    network: nn.Module  # a ClassifyingDiscriminator
+    domains: tuple[str, ...]
+    image_size: int  # what it was trained on; translations are resized to it
+
+    def accuracy(self, images: Sequence[Image.Image], target: str) -> float | None:
+        """Share of `images` classified as `target` (None when the classifier does not know it)."""
+        if target not in self.domains:
+            return None
+        device = next(self.network.parameters()).device
+        batch = torch.cat([_tensor(image.resize((self.image_size, self.image_size), Image.BICUBIC)) for image in images]).to(device)
+        with torch.inference_mode():
+            predicted = self.network(batch)[1].argmax(1)
+        return float((predicted == self.domains.index(target)).double().mean())
+
+
+def load_domain_classifier(run: Path, device: torch.device | str = "cpu") -> DomainClassifier:
+    """The domain classifier of a StarGAN run (from its training state, which holds the discriminator)."""
+    state = Path(run) / STATE_FILE if Path(run).is_dir() else Path(run)
+    info = read_model_info(state)
+    if info.config.method != "stargan":
+        raise UsageError(f"{run}: a domain classifier comes from a stargan run, whose discriminator classifies domains; this is {info.method}")
+    method = build_method(info.config, info.domains, training=True)
+    load_discriminators(state, method)
+    return DomainClassifier(method.discriminators["discriminator"].eval().to(device), info.domains, info.image_size)
+
+
+@dataclass(frozen=True)
+class Judges:
+    """The networks that score translations."""
+
+    inception: FIDInceptionV3
+    lpips: LPIPS
+    classifier: DomainClassifier | None = None
+
+
 def evaluate_model(
-    translator: Translator, data: Path, inception: FIDInceptionV3, lpips: LPIPS, split: str = "test", limit: int | None = None,
-    reference_dir: Path | None = None, batch_size: int = 32,
+    translator: Translator, data: Path, judges: Judges, split: str = "test", limit: int | None = None, reference_dir: Path | None = None,
+    batch_size: int = 32,
 ) -> ModelReport:  # fmt: skip
     """Translate the evaluation images of every direction the model has and measure the results."""
+    inception = judges.inception
     if reference_dir is not None and not Path(reference_dir).is_dir():
         raise UsageError(f"--reference-dir {reference_dir} is not a folder (expected REF/<target domain>/<input file names>)")
     has_split = any((Path(data) / name).is_dir() for name in (split, f"{split}A", f"{split}B"))
@@ -185,12 +226,13 @@ def evaluate_model(
         skipped += real_skipped
         train_features = None
         if has_split and split != "train":  # memorisation is judged against the training images
-            train_features, train_skipped = file_features(discover_domains(data, (target,), "train")[target], inception, batch_size)
+            train_files = discover_domains(data, (target,), "train")[target][:limit]
+            train_features, train_skipped = file_features(train_files, inception, batch_size)
             skipped += train_skipped
         real = Measured([image for _, image in images[target]], real_features)
         for source in (domain for domain in translator.domains if domain != target and images[domain]):
             references = _references(reference_dir, target, images[source]) if reference_dir else None
-            directions.append(_direction(translator, images[source], source, target, real, train_features, references, inception, lpips, batch_size))
+            directions.append(_direction(translator, images[source], source, target, real, train_features, references, judges, batch_size))
     return ModelReport(str(translator.info.path.parent), str(data), split if has_split else "train", tuple(directions), tuple(skipped))
 
 
@@ -204,10 +246,10 @@ class Measured:
 
 def _direction(
     translator: Translator, sources: list[tuple[Path, Image.Image]], source: str, target: str, real: Measured, train_features: Tensor | None,
-    references: list[Image.Image | None] | None, inception: FIDInceptionV3, lpips: LPIPS, batch_size: int,
+    references: list[Image.Image | None] | None, judges: Judges, batch_size: int,
 ) -> DirectionReport:  # fmt: skip
-    inputs = [image for _, image in sources]
-    translated, features, fid, kid, kid_std = _translate_and_score(translator, inputs, source, target, real.features, inception, batch_size)
+    inputs, lpips = [image for _, image in sources], judges.lpips
+    translated, features, fid, kid, kid_std = _translate_and_score(translator, inputs, source, target, real.features, judges.inception, batch_size)
     copied = None
     if train_features is not None:
         copied = copy_fraction(nearest_distances(features, train_features), nearest_distances(real.features, train_features))
@@ -218,7 +260,8 @@ def _direction(
         content_lpips=_mean_lpips(lpips, zip(inputs, translated)), diversity=_pairwise_lpips(lpips, translated),
         real_diversity=_pairwise_lpips(lpips, real.images), copied=copied,
         cycle_l1=cycle.get("clean"), cycle_psnr=cycle.get("psnr"), hidden_information=cycle.get("noise"), hidden_information_jpeg=cycle.get("jpeg"),
-        **_reference_scores(translated, references), warnings=(),
+        **_reference_scores(translated, references), domain_accuracy=judges.classifier.accuracy(translated, target) if judges.classifier else None,
+        warnings=(),
     )  # fmt: skip
     return dataclasses.replace(report, warnings=_warnings(report))
 

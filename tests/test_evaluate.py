@@ -182,7 +182,7 @@ def test_model_evaluation_covers_every_direction_on_the_test_split(trained, meth
     from gantrans.translate import Translator
 
     run, data = trained(method, domains)
-    report = evaluate.evaluate_model(Translator.load(run, "cpu"), data, CheapFeatures(), CheapLPIPS())
+    report = evaluate.evaluate_model(Translator.load(run, "cpu"), data, evaluate.Judges(CheapFeatures(), CheapLPIPS()))
     assert report.split == "test" and {(d.source, d.target) for d in report.directions} == directions
     for direction in report.directions:
         assert direction.images == 4 and math.isfinite(direction.fid) and math.isfinite(direction.kid)
@@ -289,7 +289,7 @@ def two_domains(tmp_path, monkeypatch):
 
 
 def evaluate_fake(data, forward, backward, **options):
-    return evaluate.evaluate_model(FakeTranslator(forward, backward), data, CheapFeatures(), CheapLPIPS(), **options)
+    return evaluate.evaluate_model(FakeTranslator(forward, backward), data, evaluate.Judges(CheapFeatures(), CheapLPIPS()), **options)
 
 
 def test_a_model_that_hides_its_input_in_invisible_detail_is_flagged(two_domains):
@@ -311,13 +311,17 @@ def test_collapse_and_copies_are_flagged(two_domains):
     assert copying.copied == 1.0 and any("memorised" in w for w in copying.warnings)
 
 
-def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path):
+def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys):
     for path in sorted((two_domains / "test" / "x").iterdir()):  # the truth of x -> y is the inverted image
         Image.fromarray(255 - np.asarray(Image.open(path))).save((tmp_path / "ref" / "y").mkdir(parents=True, exist_ok=True) or tmp_path / "ref" / "y" / path.name)
     exact = evaluate_fake(two_domains, lambda x: 255 - x, lambda y: 255 - y, reference_dir=tmp_path / "ref")
+    from gantrans.cli import _direction_rows, _print_eval_table
+
+    _print_eval_table({f"{d.source} → {d.target}": _direction_rows(d) for d in exact.directions})  # y -> x first: no reference rows there
     x_to_y = {r.source: r for r in exact.directions}["x"]
     assert x_to_y.reference_l1 == 0 and x_to_y.reference_psnr == math.inf and x_to_y.reference_ssim == pytest.approx(1.0)
     assert {r.source: r for r in exact.directions}["y"].reference_l1 is None  # no truth given for y -> x
+    assert "reference SSIM" in capsys.readouterr().out
     with pytest.raises(GantransError, match="--reference-dir"):
         evaluate_fake(two_domains, lambda x: x, lambda y: y, reference_dir=tmp_path / "nowhere")
 
@@ -363,3 +367,21 @@ def test_eval_every_without_weights_is_one_clear_line(tmp_path, monkeypatch, tin
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run"), "--device", "cpu"])
     assert result.exit_code == 1 and "run `gantrans fetch-weights` once" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_stargan_domain_accuracy_by_its_own_or_another_runs_classifier(trained, monkeypatch):
+    from gantrans.translate import Translator
+
+    monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
+    monkeypatch.setattr("gantrans.features.load_lpips", lambda device: CheapLPIPS())
+    run, data = trained("stargan", ("black", "blond", "brown"))
+    classifier = evaluate.load_domain_classifier(run)
+    assert classifier.domains == ("black", "blond", "brown")
+    report = evaluate.evaluate_model(Translator.load(run, "cpu"), data, evaluate.Judges(CheapFeatures(), CheapLPIPS(), classifier), limit=3)
+    assert all(0 <= direction.domain_accuracy <= 1 for direction in report.directions)
+    result = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data), "--json"])
+    assert result.exit_code == 0 and "own classifier" in result.stderr
+    assert all(direction["domain_accuracy"] is not None for direction in json.loads(result.stdout)["directions"])
+    cyclegan_run, _ = trained("cyclegan")
+    with pytest.raises(GantransError, match="comes from a stargan run"):
+        evaluate.load_domain_classifier(cyclegan_run)
