@@ -34,9 +34,10 @@ test: install weights
 	$(BIN)/python -m pytest -q
 
 # Known-truth quality benchmark (benchmarks/quality.py): every method for the same steps on CPU or GPU;
-# appends the table, command and machine to benchmarks/RESULTS.md. About 20-30 minutes on 2 CPU cores.
+# appends the tables, commands and machine to benchmarks/RESULTS.md. About an hour on 2 CPU cores.
 bench-quality: install weights
-	$(BIN)/python benchmarks/quality.py --record
+	$(BIN)/python benchmarks/quality.py --dataset digits --record
+	$(BIN)/python benchmarks/quality.py --dataset photos --record
 
 clean:
 	rm -rf $(VENV) runs examples/data examples/out .pytest_cache benchmarks/work
