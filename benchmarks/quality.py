@@ -136,7 +136,8 @@ def baselines(root: Path, inputs: str = "digit") -> dict[str, tuple[float, float
 
 
 def run(method: str, root: Path, inputs: str, runs: Path, steps: int) -> dict[str, float]:
-    overrides = {**COMMON, **SETTINGS[method], "root": str(root), "steps": steps, "out": str(runs / method), "sample_every": steps, "checkpoint_every": steps, "snapshot_every": 0}
+    # Inputs first: `direct` maps the first domain into the second.
+    overrides = {**COMMON, **SETTINGS[method], "root": str(root), "domains": (inputs, "painted"), "steps": steps, "out": str(runs / method), "sample_every": steps, "checkpoint_every": steps, "snapshot_every": 0}
     config = make_train_config(method, overrides)
     started = time.perf_counter()
     for _ in train(config, overwrite=True):

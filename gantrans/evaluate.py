@@ -160,7 +160,12 @@ class ModelReport:
     skipped: tuple[str, ...]  # unreadable files, named
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "data": self.data, "split": self.split, "directions": [vars(d) for d in self.directions]}
+        """Plain JSON values; a non-finite number (the PSNR of identical images) becomes null, as strict JSON has no Infinity."""
+        def finite(value: object) -> object:
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        directions = [{name: finite(value) for name, value in vars(direction).items()} for direction in self.directions]
+        return {"model": self.model, "data": self.data, "split": self.split, "directions": directions}
 
 
 # Thresholds of the warnings (heuristics, documented in the README).

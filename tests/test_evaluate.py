@@ -321,6 +321,7 @@ def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys
     x_to_y = {r.source: r for r in exact.directions}["x"]
     assert x_to_y.reference_l1 == 0 and x_to_y.reference_psnr == math.inf and x_to_y.reference_ssim == pytest.approx(1.0)
     assert {r.source: r for r in exact.directions}["y"].reference_l1 is None  # no truth given for y -> x
+    assert json.loads(json.dumps(exact.to_dict(), allow_nan=False))["directions"][1]["reference_psnr"] is None  # inf is not JSON
     assert "reference SSIM" in capsys.readouterr().out
     with pytest.raises(GantransError, match="--reference-dir"):
         evaluate_fake(two_domains, lambda x: x, lambda y: y, reference_dir=tmp_path / "nowhere")
