@@ -234,7 +234,8 @@ def evaluate_model(
             train_files = discover_domains(data, (target,), "train")[target][:limit]
             train_features, train_skipped = file_features(train_files, inception, batch_size)
             skipped += train_skipped
-        real = Measured([image for _, image in images[target]], real_features)
+        # Computed once per target, not once per source translating into it.
+        real = Measured(_pairwise_lpips(judges.lpips, [image for _, image in images[target]]), real_features)
         for source in (domain for domain in translator.domains if domain != target and images[domain]):
             references = _references(reference_dir, target, images[source]) if reference_dir else None
             directions.append(_direction(translator, images[source], source, target, real, train_features, references, judges, batch_size))
@@ -243,9 +244,9 @@ def evaluate_model(
 
 @dataclass(frozen=True)
 class Measured:
-    """Real images of a target domain and their Inception features."""
+    """What the real images of a target domain score: their pairwise LPIPS diversity and Inception features."""
 
-    images: list[Image.Image]
+    diversity: float
     features: Tensor
 
 
@@ -263,7 +264,7 @@ def _direction(
         source=source, target=target, images=len(inputs),
         fid=fid, kid=kid, kid_std=kid_std,
         content_lpips=_mean_lpips(lpips, zip(inputs, translated)), diversity=_pairwise_lpips(lpips, translated),
-        real_diversity=_pairwise_lpips(lpips, real.images), copied=copied,
+        real_diversity=real.diversity, copied=copied,
         cycle_l1=cycle.get("clean"), cycle_psnr=cycle.get("psnr"), hidden_information=cycle.get("noise"), hidden_information_jpeg=cycle.get("jpeg"),
         **_reference_scores(translated, references), domain_accuracy=judges.classifier.accuracy(translated, target) if judges.classifier else None,
         warnings=(),
