@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -137,12 +137,18 @@ def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[Me
     return method.to(device).eval(), info
 
 
-def save_training_state(path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int) -> None:
-    """Everything a resume needs, in one file (so it can never disagree with itself)."""
+def save_training_state(
+    path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
+    other_ranks: Sequence[Mapping[str, Tensor]] = (),
+) -> None:  # fmt: skip
+    """Everything a resume needs, in one file (so it can never disagree with itself). `other_ranks`
+    are the `training_state()`s of ranks 1, 2, ... of a multi-process run (their pools and generators)."""
     # The trained networks only: frozen helpers (a pretrained feature network) are rebuilt, not saved.
     tensors = {**_prefixed("generators", method.generators.state_dict()), **_prefixed("discriminators", method.discriminators.state_dict())}
     tensors.update(_prefixed("extra", method.training_state()))
-    metadata = _metadata(config, method.domains, step, tuple(method.generators))
+    for rank, state in enumerate(other_ranks, start=1):
+        tensors.update(_prefixed(f"rank{rank}.extra", state))
+    metadata = {**_metadata(config, method.domains, step, tuple(method.generators)), "processes": str(1 + len(other_ranks))}
     for name, optimizer in optimizers.items():
         state = optimizer.state_dict()
         for index, values in state["state"].items():
@@ -151,8 +157,12 @@ def save_training_state(path: Path, method: Method, optimizers: Mapping[str, tor
     atomic_save(tensors, path, metadata)
 
 
-def load_training_state(path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer]) -> int:
-    """Restore weights, optimizer and method state written by `save_training_state`; returns the step."""
+def load_training_state(path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], rank: int = 0) -> int:
+    """Restore weights, optimizer and method state written by `save_training_state`; returns the step.
+
+    Process `rank` of a multi-process run takes its own random state and pools; a rank the saved
+    run did not have (resuming on more GPUs) keeps the fresh ones it was built with.
+    """
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -162,7 +172,9 @@ def load_training_state(path: Path, method: Method, optimizers: Mapping[str, tor
     device = next(method.parameters()).device
     method.generators.load_state_dict(_unprefixed("generators", tensors))
     method.discriminators.load_state_dict(_unprefixed("discriminators", tensors))
-    method.load_training_state(_unprefixed("extra", tensors))
+    rank_state = _unprefixed("extra" if rank == 0 else f"rank{rank}.extra", tensors)
+    if rank_state:
+        method.load_training_state(rank_state)
     for name, optimizer in optimizers.items():
         groups = json.loads(metadata[f"{name}.param_groups"])
         for group in groups:

@@ -133,6 +133,11 @@ def train(
     clip: Optional[float] = typer.Option(None, help="Clip discriminator weights to [-clip, clip] after each step (needed by --gan-loss wgan).  [default: 0, off]"),
     seed: Optional[int] = typer.Option(None, help="Random seed: same seed, same run (on CPU).  [default: 0]"),
     device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu, cuda or cuda:N.  [default: auto]"),
+    gpus: int = typer.Option(1, help="Train with this many processes on this machine, one per GPU, the batch split among them (torchrun underneath; on CPU: gloo processes). Several machines: start `torchrun ... -m gantrans train` on each.  [default: 1]"),
+    precision: Optional[str] = typer.Option(None, help="bf16 (autocast: bf16 convolutions; weights, optimizer and losses in fp32), fp32, or auto: bf16 on CUDA.  [default: auto]"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (first steps are slow while it compiles; discriminators stay eager under a gradient penalty).  [default: off]"),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory layout for networks and batches.  [default: off]"),
+    on_device: Optional[bool] = typer.Option(None, "--on-device/--no-on-device", help="Keep the decoded images on the training device and crop there.  [default: on CUDA, when they fit --cache-mb]"),
     workers: Optional[int] = typer.Option(None, help="Image decoding processes.  [default: 0 for data that fits in memory, else up to 8]"),
     sample_every: Optional[int] = typer.Option(None, help="Steps between sample grids in <out>/samples.  [default: 500]"),
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints.  [default: 1000]"),
@@ -168,7 +173,8 @@ def train(
         "vae": vae, "lambda_kl": lambda_kl, "n_downsampling": n_downsampling, "optimizer": optimizer, "weight_decay": weight_decay,
         "n_critic": n_critic, "n_generator": n_generator, "clip": clip,
         "lambda_feature": lambda_feature, "feature_layers": tuple(feature_layers.split(",")) if feature_layers else None,
-        "seed": seed, "device": device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
+        "seed": seed, "device": device, "precision": precision, "compile": compile, "channels_last": channels_last,
+        "on_device": on_device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
         "snapshot_every": snapshot_every, "log_every": log_every, "eval_every": eval_every, "eval_images": eval_images,
         "root": str(data) if data is not None else None, "domains": tuple(domains.split(",")) if domains else None,
     }  # fmt: skip
@@ -187,6 +193,13 @@ def train(
     if dry_run:
         print(resolved.to_json())
         return
+    if gpus < 1:
+        raise UsageError(f"--gpus must be >= 1 (got {gpus})")
+    if gpus > 1 and "WORLD_SIZE" not in os.environ:  # in the workers torchrun starts, --gpus has been applied
+        from gantrans.distributed import launch
+
+        training.check_launch(resolved, resume, overwrite, gpus)
+        raise typer.Exit(launch(gpus, sys.argv[1:]))
     _run_training(resolved, resume, overwrite)
 
 
@@ -195,16 +208,23 @@ def _run_training(config: Any, resume: bool, overwrite: bool) -> None:
     from gantrans.progress import TrainingDisplay
 
     stop = threading.Event()
+    rank = int(os.environ.get("RANK", "0"))
+    # Under torchrun, Ctrl-C reaches each worker twice (from the terminal and from torchrun), and
+    # the workers must agree on the step to stop at: there a second signal does not abort.
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
 
     def request_stop(signum: int, frame: Any) -> None:
-        if stop.is_set():  # a second Ctrl-C aborts at once
+        if stop.is_set() and not distributed:  # a second Ctrl-C aborts at once
             raise KeyboardInterrupt
+        if not stop.is_set() and rank == 0:
+            what = "the next log step" if distributed else "this step"
+            stderr.print(f"[yellow]stopping: finishing {what} and writing a checkpoint" + ("" if distributed else " (Ctrl-C again to abort)") + "[/]")
         stop.set()
-        stderr.print("[yellow]stopping: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]")
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with TrainingDisplay(stderr) as display:
+        # Every rank trains; rank 0 speaks for them.
+        with TrainingDisplay(stderr if rank == 0 else Console(stderr=True, quiet=True)) as display:
             for event in training.train(config, resume=resume, overwrite=overwrite, should_stop=stop.is_set):
                 display.show(event)
                 if isinstance(event, training.Finished):
@@ -212,7 +232,8 @@ def _run_training(config: Any, resume: bool, overwrite: bool) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(finished.run_dir)
+    if rank == 0:
+        print(finished.run_dir)
     if finished.interrupted:
         raise typer.Exit(130)
 
@@ -229,6 +250,7 @@ def translate(
     size: Optional[int] = typer.Option(None, help="Resize inputs so the shorter side has this many pixels.  [default: keep the input size]"),
     batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
     device: str = DeviceOption,
+    precision: str = typer.Option("auto", help="bf16 (autocast), fp32, or auto: bf16 on CUDA."),
 ) -> None:
     """Translate images into domain --to; prints each written path on stdout.
 
@@ -250,7 +272,7 @@ def translate(
     if not inputs and sys.stdin.isatty():
         raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
     model_path = model or translation.find_model(None if to == "all" else to)
-    translator = translation.Translator.load(model_path, device)
+    translator = translation.Translator.load(model_path, device, precision)
     targets = translator.targets if to == "all" else (to,)
     translator.check_target(targets[0])
     if model is None:

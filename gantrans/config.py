@@ -19,6 +19,7 @@ from gantrans.errors import UsageError
 
 PREPROCESS_MODES = ("resize-crop", "crop", "scale-width", "scale-width-crop", "none")
 OPTIMIZERS = ("adam", "rmsprop")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ class DataConfig:
     flip: bool = True  # random horizontal flips
     workers: int | None = None  # decoding processes; None: 0 when the data set is cached in memory, else up to 8
     cache_mb: int = 2048  # decode once and keep in memory when the decoded data set fits in this many MiB
+    on_device: bool | None = None  # keep the decoded images on the training device, crop there; None: on CUDA when they fit cache_mb
 
     def __post_init__(self) -> None:
         _check(self.size > 0, f"--size must be positive (got {self.size})")
@@ -69,7 +71,7 @@ class TrainConfig:
     model: Any = None  # the method's own config dataclass (e.g. CycleGANConfig)
     data: DataConfig = field(default_factory=DataConfig)
     out: str = ""  # run directory; empty: runs/<data folder>-<preset>
-    batch_size: int = 1  # images per domain per step
+    batch_size: int = 1  # images per domain per step, in all: split among the processes of a multi-GPU run
     epochs: int = 100  # epochs at the initial learning rate
     decay_epochs: int = 100  # further epochs with the learning rate decaying linearly to 0
     steps: int | None = None  # total steps instead of epochs, split as epochs : decay_epochs (CycleGAN: last half decays)
@@ -83,6 +85,9 @@ class TrainConfig:
     clip: float = 0.0  # clamp discriminator weights to [-clip, clip] after each D step (WGAN); 0: off
     seed: int = 0  # seeds initialisation, data order, crops, flips and the image pool
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
+    precision: str = "auto"  # bf16 autocast (weights, optimizer and losses stay fp32), fp32, or auto: bf16 on CUDA
+    compile: bool = False  # torch.compile the networks (discriminators stay eager under a gradient penalty: double backward)
+    channels_last: bool = False  # NHWC memory layout for the networks and batches
     log_every: int = 10  # steps between loss log lines (losses are averaged over them)
     sample_every: int = 500  # steps between sample grids written to <out>/samples
     checkpoint_every: int = 1000  # steps between rewrites of the latest checkpoint
@@ -97,6 +102,7 @@ class TrainConfig:
         _check(self.steps is not None or self.epochs + self.decay_epochs > 0, "--epochs + --decay-epochs must be > 0")
         _check(self.lr > 0, f"--lr must be positive (got {self.lr})")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)")
+        _check(self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         _check(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         _check(self.weight_decay >= 0, f"--weight-decay must be >= 0 (got {self.weight_decay})")
         _check(self.n_critic >= 1, f"--n-critic must be >= 1 (got {self.n_critic})")

@@ -108,18 +108,34 @@ class UnpairedDataset(Dataset):
         return sum(len(paths) for paths in self.files) * side * side * 3
 
     def __getitem__(self, sample: int) -> Sample:
-        epoch, position = divmod(sample, self.epoch_length)
         images, skipped = [], []
-        for domain, paths in enumerate(self.files):
-            rng = np.random.default_rng([self.seed, sample, domain])
-            if len(paths) == self.epoch_length:
-                index = int(self._permutation(domain, epoch)[position])
-            else:
-                index = int(rng.integers(len(paths)))
+        for domain in range(len(self.files)):
+            index, rng = self._draw(sample, domain)
             array, failed = self._decoded(domain, index)
             skipped += failed
-            images.append(self._random_part(array, rng))
+            top, left, height, width, flip = self._placement(array.shape, rng)
+            part = array[top : top + height, left : left + width]
+            images.append(image_to_uint8(part[:, ::-1] if flip else part))
         return Sample(tuple(images), tuple(skipped))
+
+    def _draw(self, sample: int, domain: int) -> tuple[int, np.random.Generator]:
+        """The file of `domain` that `sample` uses, and the sample's generator for its crop and flip."""
+        epoch, position = divmod(sample, self.epoch_length)
+        rng = np.random.default_rng([self.seed, sample, domain])
+        if len(self.files[domain]) == self.epoch_length:
+            return int(self._permutation(domain, epoch)[position]), rng
+        return int(rng.integers(len(self.files[domain]))), rng
+
+    def _placement(self, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, int, int, int, bool]:
+        """(top, left, height, width, flip) of the random crop of a decoded image of `shape`."""
+        height, width = shape[0], shape[1]
+        top = left = 0
+        if self.config.preprocess in ("resize-crop", "crop", "scale-width-crop"):
+            top = int(rng.integers(height - self.config.size + 1))
+            left = int(rng.integers(width - self.config.size + 1))
+            height = width = self.config.size
+        flip = bool(self.config.flip and rng.random() < 0.5)
+        return top, left, height, width, flip
 
     def _permutation(self, domain: int, epoch: int) -> np.ndarray:
         key = (domain, epoch)
@@ -169,16 +185,6 @@ class UnpairedDataset(Dataset):
             image = image.resize((max(config.size, round(image.width * scale)), max(config.size, round(image.height * scale))), Image.BICUBIC)
         return image
 
-    def _random_part(self, array: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        if self.config.preprocess in ("resize-crop", "crop", "scale-width-crop"):
-            size = self.config.size
-            top = int(rng.integers(array.shape[0] - size + 1))
-            left = int(rng.integers(array.shape[1] - size + 1))
-            array = array[top : top + size, left : left + size]
-        if self.config.flip and rng.random() < 0.5:
-            array = array[:, ::-1]
-        return image_to_uint8(array)
-
 
 def collate(samples: Sequence[Sample]) -> tuple[tuple[torch.Tensor, ...], list[str]]:
     """Stack samples into one uint8 batch per domain; gather the skipped-file messages."""
@@ -193,21 +199,34 @@ def collate(samples: Sequence[Sample]) -> tuple[tuple[torch.Tensor, ...], list[s
 Batches = Iterator[tuple[tuple[torch.Tensor, ...], list[str]]]
 
 
+def batch_samples(step: int, batch_size: int, rank: int = 0, ranks: int = 1) -> range:
+    """The sample numbers of `step` that process `rank` of `ranks` trains on.
+
+    The global batch of step k is samples k*B .. k*B+B-1 whatever the number of processes; each
+    rank takes a contiguous B/ranks of them, so no sample is seen twice and the union is the
+    batch a single process would have drawn.
+    """
+    local = batch_size // ranks
+    first = step * batch_size + rank * local
+    return range(first, first + local)
+
+
 class _BatchStream(IterableDataset):
-    """Batches of steps start .. stop-1; batch k holds samples k*B .. k*B+B-1.
+    """Batches of steps start .. stop-1 for one rank (see `batch_samples`).
 
     Worker w of W makes batches start+w, start+w+W, ...; the loader takes one batch from each
     worker in turn, so the step order is kept whatever the number of workers.
     """
 
-    def __init__(self, dataset: UnpairedDataset, batch_size: int, start: int, stop: int) -> None:
+    def __init__(self, dataset: UnpairedDataset, batch_size: int, start: int, stop: int, rank: int, ranks: int) -> None:
         self.dataset, self.batch_size, self.start, self.stop = dataset, batch_size, start, stop
+        self.rank, self.ranks = rank, ranks
 
     def __iter__(self) -> Batches:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         for step in range(self.start + worker, self.stop, workers):
-            yield collate([self.dataset[step * self.batch_size + i] for i in range(self.batch_size)])
+            yield collate([self.dataset[sample] for sample in batch_samples(step, self.batch_size, self.rank, self.ranks)])
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -216,15 +235,65 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def batches(dataset: UnpairedDataset, batch_size: int, start_step: int, stop_step: int, workers: int, pin_memory: bool) -> Batches:
+def batches(
+    dataset: UnpairedDataset, batch_size: int, start_step: int, stop_step: int, workers: int, pin_memory: bool, rank: int = 0, ranks: int = 1
+) -> Batches:
     """uint8 batches (one tensor per domain) for steps start_step .. stop_step-1, with skipped-file messages."""
-    stream = _BatchStream(dataset, batch_size, start_step, stop_step)
+    stream = _BatchStream(dataset, batch_size, start_step, stop_step, rank, ranks)
     if workers == 0:
         return iter(stream)
     loader = DataLoader(
         stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, worker_init_fn=_ignore_sigint, prefetch_factor=4
     )
     return iter(loader)
+
+
+class DeviceImages:
+    """The decoded data set as one uint8 tensor per domain on the training device.
+
+    Each image is decoded and resized once; a batch is then one gather on the device, with the
+    same crops and flips (drawn on the CPU from each sample's generator) as the decoding path,
+    so both give identical batches. Needs images of one size per domain (any cropping
+    --preprocess gives that); `build` returns None otherwise.
+    """
+
+    def __init__(self, dataset: UnpairedDataset, images: list[torch.Tensor], skipped: list[str]) -> None:
+        self.dataset, self.images, self.skipped = dataset, images, skipped
+
+    @classmethod
+    def build(cls, dataset: UnpairedDataset, device: torch.device) -> DeviceImages | None:
+        images, skipped = [], []
+        for domain, paths in enumerate(dataset.files):
+            arrays = []
+            for index in range(len(paths)):
+                array, failed = dataset._decoded(domain, index)  # an undecodable file stands for the next one
+                skipped += failed
+                arrays.append(array)
+            if len({array.shape for array in arrays}) > 1:
+                return None
+            images.append(torch.from_numpy(np.stack(arrays)).to(device))  # [N, H, W, 3]
+        return cls(dataset, images, skipped)
+
+    def batch(self, samples: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """uint8 NCHW images of `samples`, one tensor per domain."""
+        batch = []
+        for domain, images in enumerate(self.images):
+            plan = []
+            for sample in samples:
+                index, rng = self.dataset._draw(sample, domain)
+                plan.append((index, *self.dataset._placement(tuple(images.shape[1:]), rng)))
+            index, top, left, height, width, flip = (torch.tensor(column) for column in zip(*plan))
+            rows = (top[:, None] + torch.arange(int(height[0]))).to(images.device)
+            columns = left[:, None] + torch.arange(int(width[0]))
+            columns = torch.where(flip[:, None], columns.flip(1), columns).to(images.device)
+            crops = images[index.to(images.device)[:, None, None], rows[:, :, None], columns[:, None, :]]
+            batch.append(crops.permute(0, 3, 1, 2).contiguous())
+        return tuple(batch)
+
+    def batches(self, batch_size: int, start_step: int, stop_step: int, rank: int = 0, ranks: int = 1) -> Batches:
+        """As `batches`, from the device copy (no files are skipped any more: that happened in `build`)."""
+        for step in range(start_step, stop_step):
+            yield self.batch(batch_samples(step, batch_size, rank, ranks)), []
 
 
 def default_workers(dataset: UnpairedDataset, config: DataConfig) -> int:

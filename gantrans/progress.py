@@ -68,10 +68,14 @@ class TrainingDisplay:
     def _started(self, event: training.Started) -> None:
         sizes = ", ".join(f"{name} {count}" for name, count in event.domain_sizes.items())
         resumed = f", resuming at step {event.start_step}" if event.start_step else ""
-        memory = "decoded once into memory" if event.cached else f"{event.workers} decoding workers"
+        if event.data_on_device:
+            memory = f"decoded once onto {event.device}"
+        else:
+            memory = "decoded once into memory" if event.cached else f"{event.workers} decoding workers"
+        processes = f" x {event.processes} processes" if event.processes > 1 else ""
         self.console.print(
-            f"training {event.run_dir}: {event.total_steps} steps ({event.steps_per_epoch}/epoch) on {event.device}; "
-            f"images: {sizes}; {memory}{resumed}", soft_wrap=True,
+            f"training {event.run_dir}: {event.total_steps} steps ({event.steps_per_epoch}/epoch) on {event.device}{processes}, "
+            f"{event.precision}; images: {sizes}; {memory}{resumed}", soft_wrap=True,
         )  # fmt: skip
         self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step, speed="")
 

@@ -13,24 +13,29 @@ from PIL import Image
 from torch import Tensor
 
 from gantrans import checkpoint
+from gantrans.config import PRECISIONS
 from gantrans.errors import GantransError, UsageError
 from gantrans.images import ImageDecodeError, find_images, image_to_uint8, is_image_path, load_rgb, save_image, tensor_to_image, to_model_range
 from gantrans.methods import Method
-from gantrans.training import resolve_device
+from gantrans.training import resolve_device, uses_bf16
 
 
 class Translator:
     """Translate images with a trained model. Sizes are kept: inputs are padded to the
     generator's stride and the result is cropped back."""
 
-    def __init__(self, method: Method, info: checkpoint.ModelInfo, device: torch.device) -> None:
+    def __init__(self, method: Method, info: checkpoint.ModelInfo, device: torch.device, bf16: bool = False) -> None:
         self.method, self.info, self.device = method, info, device
+        self.bf16 = bf16  # generators run under bf16 autocast; results are returned in fp32
 
     @classmethod
-    def load(cls, path: Path | str, device: str = "auto") -> Translator:
+    def load(cls, path: Path | str, device: str = "auto", precision: str = "auto") -> Translator:
+        """The model at `path` on `device`; `precision` fp32, bf16, or auto (bf16 on a CUDA GPU that has it)."""
+        if precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
         resolved = resolve_device(device)
         method, info = checkpoint.load_model(path, resolved)
-        return cls(method, info, resolved)
+        return cls(method, info, resolved, uses_bf16(precision, resolved))
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -63,7 +68,9 @@ class Translator:
             # Reflection continues the image naturally; it needs the pad to be smaller than the side.
             mode = "reflect" if pad_bottom < height and pad_right < width else "replicate"
             images = F.pad(images, (0, pad_right, 0, pad_bottom), mode=mode)
-        return self.method.translate(images, target, source)[..., :height, :width]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            translated = self.method.translate(images, target, source)
+        return translated[..., :height, :width].float()
 
     def translate_images(self, images: Sequence[Image.Image], target: str, source: str | None = None, size: int | None = None) -> list[Image.Image]:
         """PIL images -> translated PIL images; images of equal size go through the network together."""
