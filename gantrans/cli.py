@@ -456,6 +456,76 @@ def _print_eval_table(columns: dict[str, dict[str, str]]) -> None:
     Console().print(table)
 
 
+@app.command("bench")
+@user_errors
+def bench(
+    methods: str = typer.Option("cyclegan,stargan,direct,shared-latent", help="Comma-separated methods or presets to measure."),
+    size: Optional[int] = typer.Option(None, help="Image side for training and translation.  [default: 256 on CUDA, 64 on CPU]"),
+    steps: Optional[int] = typer.Option(None, help="Timed steps per setting (translation: timed batches).  [default: 20 on CUDA, 2 on CPU]"),
+    warmup: Optional[int] = typer.Option(None, help="Untimed steps first (compilation, cuDNN autotuning).  [default: 5 on CUDA, 1 on CPU]"),
+    large_size: Optional[int] = typer.Option(None, help="Side of the one-image translation that must fit in memory.  [default: 1024 on CUDA, 4 x --size on CPU]"),
+    levers: bool = typer.Option(True, "--levers/--no-levers", help="CycleGAN also under each speed lever alone."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="Include the torch.compile settings.  [default: on CUDA; off on CPU, where compiling takes minutes per network]"),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="A training setting by flag name, for every method measured (repeatable): --set ngf=32 --set n_blocks=6."),
+    peak_tflops: Optional[float] = typer.Option(None, help="The device's peak TFLOP/s (an H100's dense bf16: ~790), for the share of it reached."),
+    record: Optional[Path] = typer.Option(None, help="Append the table, command and machine to this Markdown file (benchmarks/RESULTS.md)."),
+    device: str = DeviceOption,
+) -> None:
+    """Measure training and translation speed and peak memory: fast settings against the reference ones.
+
+    \b
+    Example: gantrans bench --record benchmarks/RESULTS.md
+    Prints a Markdown table on stdout; progress goes to stderr.
+    """
+    import time
+
+    from gantrans import bench as benchmark
+    from gantrans.methods import PRESETS
+    from gantrans.training import resolve_device
+
+    resolved = resolve_device(device)
+    on_gpu = resolved.type == "cuda"
+    names = [name for name in methods.split(",") if name]
+    unknown = [name for name in names if name not in PRESETS]
+    if unknown or not names:
+        raise UsageError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(PRESETS)}")
+    size = size or (256 if on_gpu else 64)
+    steps, warmup = steps or (20 if on_gpu else 2), warmup if warmup is not None else (5 if on_gpu else 1)
+    for name, value in (("--size", size), ("--steps", steps)):
+        if value < 1:
+            raise UsageError(f"{name} must be positive (got {value})")
+    overrides = _parse_settings(settings or [])
+    benchmark.check(names, size, resolved, overrides)
+    if not on_gpu:
+        stderr.print("bench: no GPU here; CPU figures check the harness, not the GPU targets", soft_wrap=True)
+    rows, reference_speed = benchmark.run(
+        names, size, steps, warmup, resolved, levers, large_size or (1024 if on_gpu else 4 * size), on_gpu if compile is None else compile,
+        overrides, progress=lambda message: stderr.print(f"bench: {message}", soft_wrap=True),
+    )  # fmt: skip
+    table = benchmark.markdown(rows, reference_speed, peak_tflops)
+    print(table)
+    if record is not None:
+        command = "gantrans " + " ".join(sys.argv[1:])
+        with record.open("a") as handle:
+            handle.write(f"\n## Speed ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {benchmark.machine_description(resolved)}.\n\n{table}\n")
+
+
+def _parse_settings(items: list[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs -> {name: value}; values are JSON (numbers, true/false) or else strings."""
+    import json
+
+    values = {}
+    for item in items:
+        name, separator, text = item.partition("=")
+        if not separator or not name:
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set ngf=32")
+        try:
+            values[name.strip().lstrip("-").replace("-", "_")] = json.loads(text)
+        except json.JSONDecodeError:
+            values[name.strip().lstrip("-").replace("-", "_")] = text
+    return values
+
+
 @app.command("import", no_args_is_help=True)
 @user_errors
 def import_model(

@@ -16,6 +16,7 @@ steps, so a checkpoint is only ever written from a consistent state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -378,7 +379,7 @@ def _train_step(
     Forward passes run under bf16 autocast when `bf16`: convolutions in bf16, the losses in fp32
     (they cast their inputs), the backward pass and the fp32 weights' updates outside it.
     """
-    autocast = torch.autocast(batch[0].device.type, dtype=torch.bfloat16, enabled=bf16)
+    autocast = torch.autocast(batch[0].device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     g_losses = d_losses = None
     if (step + 1) % config.n_critic == 0:
         # Frozen discriminators: the generator loss backpropagates through them without
