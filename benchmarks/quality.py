@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import json
 import platform
 import sys
 import time
@@ -135,16 +136,18 @@ def baselines(root: Path, inputs: str = "digit") -> dict[str, tuple[float, float
     return {name: (float((guess - truths).abs().mean()) / 2, psnr(guess, truths), ssim(guess, truths)) for name, guess in (("identity", originals), ("mean painted image", mean))}
 
 
-def run(method: str, root: Path, inputs: str, runs: Path, steps: int) -> dict[str, float]:
+def run(method: str, root: Path, inputs: str, runs: Path, steps: int, extra: dict[str, object] | None = None, name: str = "") -> dict[str, float]:
+    """Train `method` (with `extra` settings) into runs/<name or method>, then score it against the truth."""
+    out = runs / (name or method)
     # Inputs first: `direct` maps the first domain into the second.
-    overrides = {**COMMON, **SETTINGS[method], "root": str(root), "domains": (inputs, "painted"), "steps": steps, "out": str(runs / method), "sample_every": steps, "checkpoint_every": steps, "snapshot_every": 0}
+    overrides = {**COMMON, **SETTINGS[method], "root": str(root), "domains": (inputs, "painted"), "steps": steps, "out": str(out), "sample_every": steps, "checkpoint_every": steps, "snapshot_every": 0, **(extra or {})}
     config = make_train_config(method, overrides)
     started = time.perf_counter()
     for _ in train(config, overwrite=True):
         pass
     seconds = time.perf_counter() - started
     judges = Judges(load_inception(), load_lpips())
-    report = evaluate_model(Translator.load(runs / method, "cpu"), root, judges, limit=TEST, reference_dir=root / "truth")
+    report = evaluate_model(Translator.load(out, "cpu", "fp32"), root, judges, limit=TEST, reference_dir=root / "truth")
     (forward,) = [d for d in report.directions if (d.source, d.target) == (inputs, "painted")]
     return {"seconds": seconds, "l1": forward.reference_l1, "psnr": forward.reference_psnr, "ssim": forward.reference_ssim, "fid": forward.fid, "kid": forward.kid}
 
@@ -161,6 +164,48 @@ def table(results: dict[str, dict[str, float]], reference: dict[str, tuple[float
     return "\n".join(lines)
 
 
+# The speed settings at equal images seen: a step of batch 8 sees as many images as 8 steps of 1.
+# Larger batches take the square-root learning-rate rule for Adam (Malladi et al. 2022).
+SPEED_SETTINGS = {
+    "reference: fp32, batch 1": {"precision": "fp32", "batch_size": 1},
+    f"fp32, batch {COMMON['batch_size']}, lr × √{COMMON['batch_size']}": {"precision": "fp32"},
+    f"fast: bf16, batch {COMMON['batch_size']}, lr × √{COMMON['batch_size']}": {"precision": "bf16"},
+}
+
+
+def compare_speed_settings(method: str, root: Path, inputs: str, runs: Path, steps: int) -> str:
+    """Train `method` under each of SPEED_SETTINGS for the same number of images; the quality table and
+    the loss curves against images seen."""
+    batch = COMMON["batch_size"]
+    base_lr = make_train_config(method, {"root": str(root), **SETTINGS[method]}).lr
+    results, curves = {}, {}
+    for index, (label, extra) in enumerate(SPEED_SETTINGS.items()):
+        batch_size = int(extra.get("batch_size", batch))
+        settings = {**extra, "batch_size": batch_size, "lr": base_lr * batch_size**0.5, "log_every": max(1, 10 * batch // batch_size)}
+        print(f"quality: {method}, {label}", file=sys.stderr, flush=True)
+        results[label] = run(method, root, inputs, runs, steps * batch // batch_size, settings, name=f"{method}-speed-{index}")
+        log = [json.loads(line) for line in (runs / f"{method}-speed-{index}" / "log.jsonl").read_text().splitlines()]
+        curves[label] = [(line["step"] * batch_size, line) for line in log if "eval" not in line]
+    lines = ["| setting | images seen | train time | L1 vs T(x) ↓ | PSNR ↑ | SSIM ↑ | FID ↓ |", "|---|---|---|---|---|---|---|"]
+    for label, r in results.items():
+        lines.append(f"| {label} | {steps * batch} | {r['seconds'] / 60:.1f} min | {r['l1']:.4f} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['fid']:.1f} |")
+    lines += ["", "Loss curves (means over each tenth of the images seen): cycle_x + cycle_y / adv_xy / d_y", ""]
+    lines += ["| images seen | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
+    total = steps * batch
+    for tenth in range(1, 11):
+        low, high = total * (tenth - 1) / 10, total * tenth / 10
+        cells = []
+        for points in curves.values():
+            window = [line for seen, line in points if low < seen <= high]
+            if not window:
+                cells.append("—")
+                continue
+            mean = lambda key: sum(line[key] for line in window) / len(window)  # noqa: E731
+            cells.append(f"{mean('cycle_x') + mean('cycle_y'):.3f} / {mean('adv_xy'):.3f} / {mean('d_y'):.3f}")
+        lines.append(f"| {int(high)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=tuple(DOMAIN), default="digits", help="digits (MNIST) or photos (scikit-image sample photo patches)")
@@ -168,8 +213,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="training steps per method")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/work/quality"), help="data and runs folder")
     parser.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
+    parser.add_argument("--speed-settings", action="store_true", help="instead: the first method under the reference and the fast training settings, at equal images seen")
     args = parser.parse_args()
     root, inputs = build(args.work / args.dataset / "data", args.dataset), DOMAIN[args.dataset]
+    if args.speed_settings:
+        method = args.methods.split(",")[0]
+        text = compare_speed_settings(method, root, inputs, args.work / args.dataset / "runs", args.steps)
+        print(text)
+        if args.record:
+            _record(f"Speed settings keep quality: {method}, {inputs} → painted", text)
+        return
     results = {}
     for method in args.methods.split(","):
         print(f"quality: training {method} for {args.steps} steps on {args.dataset}", file=sys.stderr, flush=True)
@@ -177,10 +230,15 @@ def main() -> None:
     text = table(results, baselines(root, inputs), args.steps)
     print(text)
     if args.record:
-        command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
-        machine = f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()
-        with open("benchmarks/RESULTS.md", "a") as results_file:
-            results_file.write(f"\n## Quality with known truth: {inputs} → painted ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {machine}.\n\n{text}\n")
+        _record(f"Quality with known truth: {inputs} → painted", text)
+
+
+def _record(title: str, text: str) -> None:
+    """Append `text` under `title`, with the command and the machine, to benchmarks/RESULTS.md."""
+    command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
+    machine = f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()
+    with open("benchmarks/RESULTS.md", "a") as results_file:
+        results_file.write(f"\n## {title} ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {machine}.\n\n{text}\n")
 
 
 if __name__ == "__main__":
