@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and by itself: a bare `torch` requirement could otherwise pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install weights demo test bench-quality clean
+.PHONY: install weights demo test bench bench-quality clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ weights: install
 
 test: install weights
 	$(BIN)/python -m pytest -q
+
+# Speed and peak memory of every method, reference settings against fast ones (gantrans bench).
+# Meant for a GPU machine; on CPU it checks the harness at 64 px (tens of minutes on 2 cores).
+bench: install
+	$(BIN)/gantrans bench --record benchmarks/RESULTS.md
 
 # Known-truth quality benchmark (benchmarks/quality.py): every method for the same steps on CPU or GPU;
 # appends the tables, commands and machine to benchmarks/RESULTS.md. About an hour on 2 CPU cores.

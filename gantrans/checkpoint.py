@@ -86,13 +86,34 @@ def _metadata(config: TrainConfig, domains: tuple[str, ...], step: int, generato
     }
 
 
-def save_model(path: Path, method: Method, config: TrainConfig, step: int, extra: Mapping[str, str] | None = None) -> None:
-    """Write the generators and their metadata (the file `translate` and sharing need); `extra`
-    adds metadata entries (the evaluation score of a best model)."""
+@dataclass(frozen=True)
+class PendingFile:
+    """A file's contents, copied off the networks (training may go on meanwhile), not yet written."""
+
+    path: Path
+    tensors: dict[str, Tensor]
+    metadata: dict[str, str]
+
+    @classmethod
+    def of(cls, path: Path, tensors: Mapping[str, Tensor], metadata: dict[str, str]) -> PendingFile:
+        return cls(path, {name: tensor.detach().to("cpu", copy=True) for name, tensor in tensors.items()}, metadata)
+
+    def write(self) -> None:
+        atomic_save(self.tensors, self.path, self.metadata)
+
+
+def model_contents(path: Path, method: Method, config: TrainConfig, step: int, extra: Mapping[str, str] | None = None) -> PendingFile:
+    """The generators and their metadata (the file `translate` and sharing need); `extra` adds
+    metadata entries (the evaluation score of a best model)."""
     tensors = {}
     for name, generator in method.generators.items():
         tensors.update(_prefixed(name, generator.state_dict()))
-    atomic_save(tensors, path, {**_metadata(config, method.domains, step, tuple(method.generators)), **(extra or {})})
+    return PendingFile.of(path, tensors, {**_metadata(config, method.domains, step, tuple(method.generators)), **(extra or {})})
+
+
+def save_model(path: Path, method: Method, config: TrainConfig, step: int, extra: Mapping[str, str] | None = None) -> None:
+    """Write the generators file (see `model_contents`)."""
+    model_contents(path, method, config, step, extra).write()
 
 
 def read_model_info(path: Path | str) -> ModelInfo:
@@ -141,6 +162,14 @@ def save_training_state(
     path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
     other_ranks: Sequence[Mapping[str, Tensor]] = (),
 ) -> None:  # fmt: skip
+    """Write the training-state file (see `training_state_contents`)."""
+    training_state_contents(path, method, optimizers, config, step, other_ranks).write()
+
+
+def training_state_contents(
+    path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
+    other_ranks: Sequence[Mapping[str, Tensor]] = (),
+) -> PendingFile:  # fmt: skip
     """Everything a resume needs, in one file (so it can never disagree with itself). `other_ranks`
     are the `training_state()`s of ranks 1, 2, ... of a multi-process run (their pools and generators)."""
     # The trained networks only: frozen helpers (a pretrained feature network) are rebuilt, not saved.
@@ -154,7 +183,7 @@ def save_training_state(
         for index, values in state["state"].items():
             tensors.update({f"{name}.{index}.{key}": value for key, value in values.items()})
         metadata[f"{name}.param_groups"] = json.dumps(state["param_groups"])
-    atomic_save(tensors, path, metadata)
+    return PendingFile.of(path, tensors, metadata)
 
 
 def load_training_state(path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], rank: int = 0) -> int:

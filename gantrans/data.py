@@ -281,12 +281,14 @@ class DeviceImages:
             plan = []
             for sample in samples:
                 index, rng = self.dataset._draw(sample, domain)
-                plan.append((index, *self.dataset._placement(tuple(images.shape[1:]), rng)))
-            index, top, left, height, width, flip = (torch.tensor(column) for column in zip(*plan))
-            rows = (top[:, None] + torch.arange(int(height[0]))).to(images.device)
-            columns = left[:, None] + torch.arange(int(width[0]))
-            columns = torch.where(flip[:, None], columns.flip(1), columns).to(images.device)
-            crops = images[index.to(images.device)[:, None, None], rows[:, :, None], columns[:, None, :]]
+                top, left, height, width, flip = self.dataset._placement(tuple(images.shape[1:]), rng)
+                plan.append((index, top, left, int(flip)))
+            # One small copy, queued without waiting for the device (no host sync in the step).
+            index, top, left, flip = torch.tensor(plan).to(images.device, non_blocking=True).unbind(1)
+            rows = top[:, None] + torch.arange(height, device=images.device)
+            columns = left[:, None] + torch.arange(width, device=images.device)
+            columns = torch.where(flip[:, None].bool(), columns.flip(1), columns)
+            crops = images[index[:, None, None], rows[:, :, None], columns[:, None, :]]  # [B, height, width, 3]
             batch.append(crops.permute(0, 3, 1, 2).contiguous())
         return tuple(batch)
 

@@ -93,10 +93,10 @@ class World:
         return bool(tensor.item())
 
     def gather(self, state: dict[str, Tensor]) -> list[dict[str, Tensor]]:
-        """Every rank's `state` (on the CPU), in rank order, on every rank."""
-        state = {name: tensor.detach().cpu() for name, tensor in state.items()}
+        """Every rank's `state` (on the CPU, when there are several), in rank order, on every rank."""
         if self.size == 1:
             return [state]
+        state = {name: tensor.detach().cpu() for name, tensor in state.items()}
         states: list[Any] = [None] * self.size
         dist.all_gather_object(states, state)
         return states

@@ -7,7 +7,8 @@ Update order of step s, one batch each (the same for all methods):
 This is the reference CycleGAN order for n_critic = n_generator = 1; one G step per n_critic D
 steps (WGAN, StarGAN, DualGAN) or one D step per n_generator G steps (DiscoGAN) otherwise.
 Randomness inside a step (dropout, noise drawn on the device) comes from torch's generator,
-seeded from (seed, s) at each step, so a resumed run draws what an uninterrupted one would.
+seeded from (seed, s, rank) at each step, so a resumed run draws what an uninterrupted one would.
+Forward passes may run under bf16 autocast, and several processes (torchrun) may share each step.
 
 `train()` yields events (progress, samples, checkpoints); the CLI renders them, tests and
 notebooks iterate them. Stopping early (Ctrl-C) is a `should_stop` callable checked between
@@ -35,6 +36,7 @@ from gantrans.distributed import World, join_from_environment, process_device
 from gantrans.errors import GantransError, UsageError
 from gantrans.images import image_grid, save_image, to_model_range
 from gantrans.methods import METHODS, PRESETS, Losses, Method
+from gantrans.storage import BackgroundWriter
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class SamplesWritten:
 
 @dataclass(frozen=True)
 class CheckpointWritten:
+    """A checkpoint of `step`: a snapshot is on disk; the latest checkpoint's state is copied and its
+    files are being written in the background (whole by the next checkpoint, and by `Finished`)."""
+
     step: int
     path: Path
     snapshot: bool  # a kept copy rather than the latest
@@ -261,6 +266,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
 
     step, interrupted, skipped = start, False, 0
     meter, last_log_step, last_log_time = LossMeter(), start, time.perf_counter()
+    writer = BackgroundWriter()  # checkpoints are written while training goes on
     for message in device_images.skipped if device_images is not None else ():
         skipped += 1
         yield FileSkipped(message)
@@ -295,7 +301,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
                     _append_log(log_path, {"step": done, "lr": lr, "images_per_second": round(speed, 3), **losses_logged})
                 last_log_step, last_log_time = done, now
             yield StepDone(done, total, losses_logged, speed, lr)
-            yield from _periodic_outputs(run_dir, method, optimizers, config, done, total, batch, world)
+            yield from _periodic_outputs(run_dir, method, optimizers, config, done, total, batch, world, writer)
             if config.eval_every and done % config.eval_every == 0:
                 world.average_buffers(method)
                 if evaluation is not None:
@@ -309,9 +315,11 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
         # keep the work done so far, then report. (With several processes the others wait in a
         # collective for the failed one; torchrun stops them, and the last checkpoint stands.)
         if step > start and world.size == 1:
-            list(_save(run_dir, method, optimizers, config, step, world))
+            list(_save(run_dir, method, optimizers, config, step, world, writer))
+        writer.wait()
         raise
-    yield from _save(run_dir, method, optimizers, config, step, world)
+    yield from _save(run_dir, method, optimizers, config, step, world, writer)
+    writer.wait()
     yield Finished(step, run_dir, time.perf_counter() - started_at, interrupted, skipped)
 
 
@@ -465,7 +473,7 @@ def _append_log(path: Path, record: dict[str, float]) -> None:
 
 def _periodic_outputs(
     run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, done: int, total: int,
-    batch: tuple[Tensor, ...], world: World,
+    batch: tuple[Tensor, ...], world: World, writer: BackgroundWriter,
 ) -> Iterator[Event]:  # fmt: skip
     """Sample grids, the latest checkpoint and kept snapshots, each on its own schedule (files from rank 0)."""
     sample_due = done % config.sample_every == 0
@@ -484,7 +492,7 @@ def _periodic_outputs(
         save_image(image_grid(list(columns.values())), path)
         yield SamplesWritten(done, path)
     if done % config.checkpoint_every == 0 and done < total:  # the final checkpoint is written after the loop
-        yield from _save(run_dir, method, optimizers, config, done, world)
+        yield from _save(run_dir, method, optimizers, config, done, world, writer)
     if snapshot_due and world.is_main:
         path = run_dir / "snapshots" / f"generators_step{done:07d}.safetensors"
         checkpoint.save_model(path, method, config, done)
@@ -492,14 +500,17 @@ def _periodic_outputs(
 
 
 def _save(
-    run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, step: int, world: World = World()
-) -> Iterator[Event]:
-    """The latest checkpoint (a collective: every rank calls it; rank 0 writes, with every rank's pools and generators)."""
+    run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, step: int, world: World,
+    writer: BackgroundWriter,
+) -> Iterator[Event]:  # fmt: skip
+    """The latest checkpoint: copied now, written by `writer` in the background (a collective: every
+    rank calls it; rank 0 writes, with every rank's pools and generators)."""
     rank_states = world.gather(method.training_state())
     world.average_buffers(method)
     if not world.is_main:
         return
+    state = checkpoint.training_state_contents(run_dir / checkpoint.STATE_FILE, method, optimizers, config, step, rank_states[1:])
+    model = checkpoint.model_contents(run_dir / checkpoint.MODEL_FILE, method, config, step)
     # Training state first: if we die between the two writes, resume still finds a consistent state.
-    checkpoint.save_training_state(run_dir / checkpoint.STATE_FILE, method, optimizers, config, step, rank_states[1:])
-    checkpoint.save_model(run_dir / checkpoint.MODEL_FILE, method, config, step)
+    writer.submit(state.write, model.write)
     yield CheckpointWritten(step, run_dir / checkpoint.MODEL_FILE, snapshot=False)

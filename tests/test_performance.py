@@ -137,3 +137,24 @@ def _mixed_sizes(root: Path) -> Path:
 
     Image.new("RGB", (24, 32)).save(root / "horse" / "tall.png")
     return root
+
+
+def test_background_writes_run_in_order_and_a_failure_surfaces_as_one_clear_error(tmp_path):
+    from gantrans.errors import GantransError
+    from gantrans.storage import BackgroundWriter
+
+    order: list[str] = []
+    writer = BackgroundWriter()
+    writer.submit(lambda: order.append("state"), lambda: order.append("model"))
+    writer.submit(lambda: order.append("next"))  # waits for the first batch
+    writer.wait()
+    assert order == ["state", "model", "next"]
+
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device", str(tmp_path / "training_state.safetensors"))
+
+    writer.submit(full_disk, lambda: order.append("never"))
+    with pytest.raises(GantransError, match=r"cannot write .*training_state.safetensors: No space left on device"):
+        writer.wait()
+    assert order[-1] == "next"  # the model file is not written after a failed state file
+    writer.wait()  # the error is reported once
