@@ -28,7 +28,6 @@ from torch.utils.flop_counter import flop_registry
 from gantrans import checkpoint
 from gantrans.config import DataConfig, TrainConfig
 from gantrans.data import DeviceImages, UnpairedDataset, batches, discover_domains
-from gantrans.methods import Method
 from gantrans.training import _compile_networks, _train_step, make_optimizer, make_train_config, uses_bf16
 from gantrans.translate import Translator
 
@@ -105,8 +104,8 @@ def bench_config(method: str, setting: Setting, size: int, device: torch.device,
     })  # fmt: skip
 
 
-def _trainer(config: TrainConfig, device: torch.device) -> tuple[Method, Callable[[int], None]]:
-    """A fresh method and a function that runs its training step `s` on fixed random batches."""
+def _trainer(config: TrainConfig, device: torch.device) -> Callable[[int], None]:
+    """A function that runs training step `s` of a fresh method on fixed random batches."""
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     method = checkpoint.build_method(config, DOMAINS, training=True).to(device, memory_format=memory_format)
     optimizers = {
@@ -119,7 +118,7 @@ def _trainer(config: TrainConfig, device: torch.device) -> tuple[Method, Callabl
     batch = tuple(
         (torch.rand(config.batch_size, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=memory_format) for _ in DOMAINS
     )
-    return method, lambda step: _train_step(method, optimizers, batch, step, config, bf16)
+    return lambda step: _train_step(method, optimizers, batch, step, config, bf16)
 
 
 class FlopCounter(TorchDispatchMode):
@@ -145,7 +144,7 @@ class FlopCounter(TorchDispatchMode):
 def step_flop(method_name: str, size: int, device: torch.device, overrides: Mapping[str, Any] = {}) -> float:
     """FLOP of one training step on one image per domain (forward and backward, G and D). On the
     "meta" device nothing is computed: the count is instant at any size."""
-    _, step = _trainer(bench_config(method_name, REFERENCE, size, device, overrides), device)
+    step = _trainer(bench_config(method_name, REFERENCE, size, device, overrides), device)
     with FlopCounter() as counter:
         step(0)
     return float(counter.total)
@@ -159,7 +158,7 @@ def training_speed(
     _reset_memory(device)
     config = bench_config(method_name, setting, size, device, overrides)
     try:
-        _, step = _trainer(config, device)
+        step = _trainer(config, device)
         for index in range(warmup):
             step(index)
         synchronize(device)
@@ -257,7 +256,7 @@ def markdown(rows: list[Measurement], reference_speed: dict[tuple[str, int], flo
         tflops = ""
         if row.tflops is not None:
             tflops = f"{row.tflops:.3g}" + (f" ({100 * row.tflops / peak_tflops:.0f}% of {peak_tflops:g})" if peak_tflops else "")
-        speed = row.note or f"{row.images_per_second:,.1f}"
+        speed = row.note or (f"{row.images_per_second:,.1f}" if row.images_per_second >= 10 else f"{row.images_per_second:.3g}")
         lines.append(f"| {row.method} | {row.setting} | {speed} | {ratio} | {memory} | {tflops} |")
     return "\n".join(lines)
 
