@@ -519,10 +519,11 @@ def _parse_settings(items: list[str]) -> dict[str, Any]:
         name, separator, text = item.partition("=")
         if not separator or not name:
             raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set ngf=32")
+        name = name.strip().lstrip("-").replace("-", "_")  # ngf, n-blocks, --n-blocks
         try:
-            values[name.strip().lstrip("-").replace("-", "_")] = json.loads(text)
+            values[name] = json.loads(text)
         except json.JSONDecodeError:
-            values[name.strip().lstrip("-").replace("-", "_")] = text
+            values[name] = text
     return values
 
 

@@ -110,15 +110,15 @@ class UnpairedDataset(Dataset):
     def __getitem__(self, sample: int) -> Sample:
         images, skipped = [], []
         for domain in range(len(self.files)):
-            index, rng = self._draw(sample, domain)
-            array, failed = self._decoded(domain, index)
+            index, rng = self.draw(sample, domain)
+            array, failed = self.decoded(domain, index)
             skipped += failed
-            top, left, height, width, flip = self._placement(array.shape, rng)
+            top, left, height, width, flip = self.placement(array.shape, rng)
             part = array[top : top + height, left : left + width]
             images.append(image_to_uint8(part[:, ::-1] if flip else part))
         return Sample(tuple(images), tuple(skipped))
 
-    def _draw(self, sample: int, domain: int) -> tuple[int, np.random.Generator]:
+    def draw(self, sample: int, domain: int) -> tuple[int, np.random.Generator]:
         """The file of `domain` that `sample` uses, and the sample's generator for its crop and flip."""
         epoch, position = divmod(sample, self.epoch_length)
         rng = np.random.default_rng([self.seed, sample, domain])
@@ -126,7 +126,7 @@ class UnpairedDataset(Dataset):
             return int(self._permutation(domain, epoch)[position]), rng
         return int(rng.integers(len(self.files[domain]))), rng
 
-    def _placement(self, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, int, int, int, bool]:
+    def placement(self, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, int, int, int, bool]:
         """(top, left, height, width, flip) of the random crop of a decoded image of `shape`."""
         height, width = shape[0], shape[1]
         top = left = 0
@@ -145,7 +145,7 @@ class UnpairedDataset(Dataset):
             self._permutations[key] = rng.permutation(len(self.files[domain]))
         return self._permutations[key]
 
-    def _decoded(self, domain: int, index: int) -> tuple[np.ndarray, list[str]]:
+    def decoded(self, domain: int, index: int) -> tuple[np.ndarray, list[str]]:
         """The deterministic part of preprocessing; an undecodable file is replaced by the next one."""
         paths, failed = self.files[domain], []
         for attempt in range(len(paths)):
@@ -266,7 +266,7 @@ class DeviceImages:
         for domain, paths in enumerate(dataset.files):
             arrays = []
             for index in range(len(paths)):
-                array, failed = dataset._decoded(domain, index)  # an undecodable file stands for the next one
+                array, failed = dataset.decoded(domain, index)  # an undecodable file stands for the next one
                 skipped += failed
                 arrays.append(array)
             if len({array.shape for array in arrays}) > 1:
@@ -280,8 +280,8 @@ class DeviceImages:
         for domain, images in enumerate(self.images):
             plan = []
             for sample in samples:
-                index, rng = self.dataset._draw(sample, domain)
-                top, left, height, width, flip = self.dataset._placement(tuple(images.shape[1:]), rng)
+                index, rng = self.dataset.draw(sample, domain)
+                top, left, height, width, flip = self.dataset.placement(tuple(images.shape[1:]), rng)
                 plan.append((index, top, left, int(flip)))
             # One small copy, queued without waiting for the device (no host sync in the step).
             index, top, left, flip = torch.tensor(plan).to(images.device, non_blocking=True).unbind(1)
