@@ -133,7 +133,7 @@ def train(
     clip: Optional[float] = typer.Option(None, help="Clip discriminator weights to [-clip, clip] after each step (needed by --gan-loss wgan).  [default: 0, off]"),
     seed: Optional[int] = typer.Option(None, help="Random seed: same seed, same run (on CPU).  [default: 0]"),
     device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu, cuda or cuda:N.  [default: auto]"),
-    gpus: int = typer.Option(1, help="Train with this many processes on this machine, one per GPU, the batch split among them (torchrun underneath; on CPU: gloo processes). Several machines: start `torchrun ... -m gantrans train` on each.  [default: 1]"),
+    gpus: int = typer.Option(1, help="Train with this many processes on this machine, one per GPU, the batch split among them (started as torchrun would; on CPU: gloo processes). Several machines: start `torchrun ... -m gantrans train` on each.  [default: 1]"),
     precision: Optional[str] = typer.Option(None, help="bf16 (autocast: bf16 convolutions; weights, optimizer and losses in fp32), fp32, or auto: bf16 on CUDA.  [default: auto]"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (first steps are slow while it compiles; discriminators stay eager under a gradient penalty).  [default: off]"),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory layout for networks and batches.  [default: off]"),
@@ -195,7 +195,7 @@ def train(
         return
     if gpus < 1:
         raise UsageError(f"--gpus must be >= 1 (got {gpus})")
-    if gpus > 1 and "WORLD_SIZE" not in os.environ:  # in the workers torchrun starts, --gpus has been applied
+    if gpus > 1 and "WORLD_SIZE" not in os.environ:  # in the workers it starts, --gpus has been applied
         from gantrans.distributed import launch
 
         training.check_launch(resolved, resume, overwrite, gpus)
@@ -209,8 +209,8 @@ def _run_training(config: Any, resume: bool, overwrite: bool) -> None:
 
     stop = threading.Event()
     rank = int(os.environ.get("RANK", "0"))
-    # Under torchrun, Ctrl-C reaches each worker twice (from the terminal and from torchrun), and
-    # the workers must agree on the step to stop at: there a second signal does not abort.
+    # With several processes the workers must agree on the step to stop at, and under torchrun
+    # Ctrl-C reaches each of them twice (from the terminal and from torchrun): no abort on a second.
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
 
     def request_stop(signum: int, frame: Any) -> None:

@@ -1,7 +1,7 @@
 """Data-parallel training over processes: torchrun's environment, gradient averaging, rank 0 writes.
 
-`torchrun --nproc-per-node N -m gantrans train ...` (or `gantrans train --gpus N`) starts N copies
-of the trainer. Each copy takes its share of every global batch (`--batch-size` is the global batch,
+`torchrun --nproc-per-node N -m gantrans train ...` (or `gantrans train --gpus N`, which sets up the
+same environment for N local processes itself) starts N copies of the trainer. Each copy takes its share of every global batch (`--batch-size` is the global batch,
 so a config means the same run on any number of GPUs), computes its losses, and the gradients
 are averaged over all processes before every optimizer step, so all ranks keep identical weights.
 
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -131,20 +133,40 @@ def process_device(world: World, device: torch.device) -> torch.device:
 
 
 def launch(processes: int, arguments: list[str]) -> int:
-    """Run `gantrans <arguments>` as `processes` torchrun workers on this machine; returns the exit code.
+    """Run `gantrans <arguments>` as `processes` workers on this machine, with the environment torchrun
+    would give them (a local rendezvous on a free port); returns the exit code.
 
-    The workers get Ctrl-C from the terminal themselves and agree on when to stop; this process
-    only waits for them.
+    The workers are in this process's group, so a terminal's Ctrl-C reaches each of them once, and
+    they agree on the step to stop at; this process only waits. A worker that fails takes the others
+    down (they would wait for it in a collective forever), and its exit code is returned.
     """
-    # --standalone: a local rendezvous on a free port, so two runs on one machine do not collide.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes), "-m", "gantrans", *arguments]
-    child = subprocess.Popen(command)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workers = []
+    for rank in range(processes):
+        environment = {
+            **os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(processes),
+            "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(processes),
+        }  # fmt: skip
+        workers.append(subprocess.Popen([sys.executable, "-m", "gantrans", *arguments], env=environment))
+    forward = lambda signum, frame: [worker.send_signal(signum) for worker in workers if worker.poll() is None]  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig, handler in ((signal.SIGINT, signal.SIG_IGN), (signal.SIGTERM, forward))}
     try:
         while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:
-                continue
+            codes = [worker.poll() for worker in workers]
+            # 130: stopped by Ctrl-C, as the others will be once they reach the agreed step.
+            failed = [code for code in codes if code not in (None, 0, 130)]
+            if failed:
+                for worker in workers:
+                    if worker.poll() is None:
+                        worker.kill()  # it waits in a collective for the failed one: nothing left to save
+                for worker in workers:
+                    worker.wait()
+                return failed[0]
+            if None not in codes:
+                return max(codes)
+            time.sleep(0.2)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -203,7 +203,7 @@ def train(
 
 def check_launch(config: TrainConfig, resume: bool, overwrite: bool, processes: int) -> None:
     """The checks a run would fail at once, made before starting `processes` workers (which would
-    each report them, wrapped in torchrun's failure report)."""
+    each report them)."""
     _check_batch_split(config.batch_size, processes)
     discover_domains(config.data.root, config.data.domains)
     _check_run_dir(Path(config.out or default_run_dir(config)), resume, overwrite)
@@ -313,7 +313,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
     except GantransError:
         # A data problem surfaces while fetching a batch, before the step changes anything:
         # keep the work done so far, then report. (With several processes the others wait in a
-        # collective for the failed one; torchrun stops them, and the last checkpoint stands.)
+        # collective for the failed one; the launcher stops them, and the last checkpoint stands.)
         if step > start and world.size == 1:
             list(_save(run_dir, method, optimizers, config, step, world, writer))
         writer.wait()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 
+from gantrans import checkpoint
 from gantrans.checkpoint import build_method
 from gantrans.config import TrainConfig
 from gantrans.data import UnpairedDataset, batch_samples, discover_domains
@@ -120,3 +124,21 @@ def test_ranks_draw_their_own_samples_of_the_data_set(tiny_data: Path) -> None:
     rank0 = [dataset[sample].images[0] for sample in batch_samples(0, 4, 0, 2)]
     rank1 = [dataset[sample].images[0] for sample in batch_samples(0, 4, 1, 2)]
     assert not any(torch.equal(a, b) for a in rank0 for b in rank1)
+
+
+def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--gpus", "2", "--out", str(out)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") >= 2):
+        assert time.time() < deadline and process.poll() is None, "training did not start"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the launcher and both workers
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and b"Traceback" not in stderr, stderr.decode()[-2000:]
+    assert stdout.decode().strip() == str(out)
+    saved = tensors(out / "training_state.safetensors")
+    assert any(name.startswith("rank1.extra.") for name in saved)
+    last_logged = json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"]
+    assert checkpoint.read_model_info(out).step == last_logged > 0
