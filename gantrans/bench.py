@@ -10,7 +10,6 @@ counts B * D images, as the training log does.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import platform
 import tempfile
@@ -28,7 +27,7 @@ from torch.utils.flop_counter import flop_registry
 from gantrans import checkpoint
 from gantrans.config import DataConfig, TrainConfig
 from gantrans.data import DeviceImages, UnpairedDataset, batches, discover_domains
-from gantrans.training import _compile_networks, _train_step, make_optimizer, make_train_config, uses_bf16
+from gantrans.training import _compile_networks, _train_step, batch_scaled_lr, make_optimizer, make_train_config, uses_bf16
 from gantrans.translate import Translator
 
 DOMAINS = ("x", "y")
@@ -44,11 +43,6 @@ class Setting:
     batch_size: int = 1
     compile: bool = False
     channels_last: bool = False
-
-    @property
-    def lr_factor(self) -> float:
-        """The learning-rate rule for a batch of B: times sqrt(B) (square-root scaling for Adam, Malladi et al. 2022)."""
-        return math.sqrt(self.batch_size)
 
 
 REFERENCE = Setting("reference: fp32, eager, batch 1, NCHW")
@@ -98,7 +92,7 @@ def bench_config(method: str, setting: Setting, size: int, device: torch.device,
     rate; `overrides` are further settings by flag name (smaller networks: {"ngf": 16})."""
     preset = make_train_config(method, {"root": "bench", **overrides})
     return make_train_config(method, {
-        "root": "bench", "size": size, "load_size": size, "batch_size": setting.batch_size, "lr": preset.lr * setting.lr_factor,
+        "root": "bench", "size": size, "load_size": size, "batch_size": setting.batch_size, "lr": batch_scaled_lr(preset.lr, setting.batch_size),
         "precision": setting.precision, "compile": setting.compile, "channels_last": setting.channels_last, "device": str(device),
         **overrides,
     })  # fmt: skip
@@ -279,8 +273,8 @@ def run(
     compile: bool = True, overrides: Mapping[str, Any] = {}, progress: Callable[[str], None] = lambda message: None,
 ) -> tuple[list[Measurement], dict[tuple[str, int], float]]:
     """Every measurement of one benchmark run, and the reference-settings speeds, by (method row, size).
-    Without `compile`, the settings that compile are left out, and the fast ones run eager."""
-    check(methods, size, device, overrides)
+    Without `compile`, the settings that compile are left out, and the fast ones run eager. Call
+    `check` first: a size the networks cannot take fails there, not hours into a run."""
     rows: list[Measurement] = []
     reference_speed: dict[tuple[str, int], float] = {}
     fast = FAST if compile else dataclasses.replace(FAST, name=FAST.name.replace(", compiled", ""), compile=False)

@@ -56,10 +56,8 @@ class World:
             flat = torch.cat([g.reshape(-1) for g in gradients])
             dist.all_reduce(flat)
             flat /= self.size
-            offset = 0
-            for gradient in gradients:
-                gradient.copy_(flat[offset : offset + gradient.numel()].view_as(gradient))
-                offset += gradient.numel()
+            for gradient, averaged in zip(gradients, flat.split([g.numel() for g in gradients])):
+                gradient.copy_(averaged.view_as(gradient))
 
     def average_buffers(self, module: nn.Module) -> None:
         """Average floating buffers (batch norm's running statistics) so every rank translates alike."""

@@ -323,6 +323,12 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
     yield Finished(step, run_dir, time.perf_counter() - started_at, interrupted, skipped)
 
 
+def batch_scaled_lr(lr: float, batch_size: int) -> float:
+    """The learning rate for a batch of `batch_size`, from the one tuned for batch 1: times its
+    square root (square-root scaling for Adam, Malladi et al. 2022)."""
+    return lr * batch_size**0.5
+
+
 def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether forward passes run under bf16 autocast: `precision` bf16, or auto on a CUDA GPU that has bf16."""
     if precision == "auto":
