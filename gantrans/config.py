@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gantrans.errors import UsageError
+from gantrans.names import check_domain_name
 
 PREPROCESS_MODES = ("resize-crop", "crop", "scale-width", "scale-width-crop", "none")
 OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("auto", "fp32", "bf16")
+MAX_IMAGE_SIDE = 8192  # the largest training crop or load size: beyond it one image alone fills a GPU
 
 T = TypeVar("T")
 
@@ -27,6 +30,15 @@ T = TypeVar("T")
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+def check_finite_numbers(settings: Any) -> None:
+    """Every float field of the dataclass `settings` is a finite number: `--lambda-cycle nan` or
+    `--lr inf` would otherwise train to NaN without a word."""
+    for field_ in dataclasses.fields(settings):
+        value = getattr(settings, field_.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{field_.name.replace('_', '-')} must be a finite number (got {value})")
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,9 @@ class DataConfig:
     on_device: bool | None = None  # keep the decoded images on the training device, crop there; None: on CUDA when they fit cache_mb
 
     def __post_init__(self) -> None:
-        _check(self.size > 0, f"--size must be positive (got {self.size})")
-        _check(self.load_size > 0, f"--load-size must be positive (got {self.load_size})")
+        for name in ("size", "load_size"):
+            value = getattr(self, name)
+            _check(0 < value <= MAX_IMAGE_SIDE, f"--{name.replace('_', '-')} must be between 1 and {MAX_IMAGE_SIDE} (got {value})")
         _check(
             self.preprocess in PREPROCESS_MODES,
             f"--preprocess must be one of {', '.join(PREPROCESS_MODES)} (got {self.preprocess!r})",
@@ -57,7 +70,7 @@ class DataConfig:
             )
         _check(len(set(self.domains)) == len(self.domains), f"--domains has a repeated name: {','.join(self.domains)}")
         for name in self.domains:
-            _check(bool(name) and "/" not in name and name != "all", f"--domains: {name!r} is not a usable domain name")
+            check_domain_name(name, "--domains")
         _check(self.workers is None or self.workers >= 0, f"--workers must be >= 0 (got {self.workers})")
         _check(self.cache_mb >= 0, f"--cache-mb must be >= 0 (got {self.cache_mb})")
 
@@ -94,13 +107,16 @@ class TrainConfig:
     snapshot_every: int = 10000  # steps between kept copies of the generators in <out>/snapshots (0: none)
     eval_every: int = 0  # steps between FID/KID evaluations, logged, the best model kept in <out>/best (0: none)
     eval_images: int = 50  # evaluation images per domain (the first of the test split, else of the training images)
+    max_bad_steps: int = 10  # consecutive steps with non-finite gradients (each skipped) before the run stops as diverged
 
     def __post_init__(self) -> None:
+        check_finite_numbers(self)
         _check(self.batch_size > 0, f"--batch-size must be positive (got {self.batch_size})")
         _check(self.epochs >= 0 and self.decay_epochs >= 0, "--epochs and --decay-epochs must be >= 0")
         _check(self.steps is None or self.steps > 0, f"--steps must be positive (got {self.steps})")
         _check(self.steps is not None or self.epochs + self.decay_epochs > 0, "--epochs + --decay-epochs must be > 0")
-        _check(self.lr > 0, f"--lr must be positive (got {self.lr})")
+        # Adam's step is about lr per weight: above 1 every weight jumps by more than its whole scale.
+        _check(0 < self.lr <= 1, f"--lr must be in (0, 1] (got {self.lr})")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)")
         _check(self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         _check(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
@@ -121,6 +137,7 @@ class TrainConfig:
         _check(self.snapshot_every >= 0, "--snapshot-every must be >= 0")
         _check(self.eval_every >= 0, "--eval-every must be >= 0")
         _check(self.eval_images >= 2, f"--eval-images must be at least 2 (got {self.eval_images})")
+        _check(self.max_bad_steps >= 1, f"--max-bad-steps must be >= 1 (got {self.max_bad_steps})")
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """Length of the run in optimizer steps."""
@@ -144,19 +161,26 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Rebuild a config (with its method config) from `to_dict` output; unknown keys are errors."""
-        from gantrans.methods import METHODS  # the registry imports method files, which import nothing here
+        from gantrans.methods import METHODS, PRESETS  # the registry imports method files, which import nothing here
 
+        if not isinstance(values, dict):
+            raise UsageError(f"expected a JSON object of settings, got {type(values).__name__}")
         values = dict(values)
         method = values.get("method", cls.method)
-        if method not in METHODS:
-            raise UsageError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        if not isinstance(method, str) or method not in METHODS:
+            raise UsageError(f"unknown method {str(method)[:40]!r}; known: {', '.join(METHODS)}")
+        # The preset names a run's folder and is shown in listings: one of ours, never free text.
+        preset = values.get("preset", cls.preset)
+        if preset and (not isinstance(preset, str) or preset not in PRESETS):
+            raise UsageError(f"unknown preset {str(preset)[:40]!r}; known: {', '.join(PRESETS)}")
         model = values.pop("model", None) or {}
         config = dataclass_from_dict(cls, values)
         return dataclasses.replace(config, model=dataclass_from_dict(METHODS[method].config_class, model))
 
 
 def dataclass_from_dict(cls: type[T], values: dict[str, Any]) -> T:
-    """Build dataclass `cls` from plain JSON values: nested dataclasses, tuples from lists, unknown keys rejected."""
+    """Build dataclass `cls` from plain JSON values: nested dataclasses, tuples from lists, unknown
+    keys and values of the wrong type rejected with a UsageError naming the setting."""
     if not isinstance(values, dict):
         raise UsageError(f"expected a JSON object for {cls.__name__}, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
@@ -164,21 +188,36 @@ def dataclass_from_dict(cls: type[T], values: dict[str, Any]) -> T:
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
-    kwargs = {}
-    for name, value in values.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
-            value = dataclass_from_dict(kind, value)
-        elif _is_tuple(kind) and isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+    return cls(**{name: _typed_value(name, hints[name], value) for name, value in values.items()})
 
 
-def _is_tuple(kind: Any) -> bool:
+def _typed_value(name: str, kind: Any, value: Any) -> Any:
+    """`value` as the field type `kind` wants it (JSON lists -> tuples, ints -> floats), or a UsageError."""
+    if kind is Any:
+        return value
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        return any(_is_tuple(arg) for arg in typing.get_args(kind))
-    return kind is tuple or typing.get_origin(kind) is tuple
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        (kind,) = [option for option in options if option is not type(None)]
+    if dataclasses.is_dataclass(kind):
+        return dataclass_from_dict(kind, value)  # type: ignore[arg-type]
+    if kind is tuple or typing.get_origin(kind) is tuple:
+        if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        return _wrong_type(name, "a list of names", value)
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind in (bool, str) and isinstance(value, kind):
+        return value
+    return _wrong_type(name, {float: "a number", int: "a whole number", bool: "true or false", str: "text"}.get(kind, str(kind)), value)
+
+
+def _wrong_type(name: str, expected: str, value: Any) -> Any:
+    shown = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+    raise UsageError(f"setting {name!r} must be {expected} (got {shown[:60]})")
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from gantrans.config import DataConfig
 from gantrans.errors import GantransError
 from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb
+from gantrans.names import domain_name_problem
 
 
 
@@ -52,6 +53,9 @@ def discover_domains(root: Path | str, domains: Sequence[str] = (), split: str =
     missing = [name for name in names if name not in present]
     if missing:
         raise DataError(f"domain folder {root / missing[0]} not found; {root} has: {', '.join(present) or 'no sub-folders'}")
+    for name in names:  # folder names become domain names, and those become parts of file names
+        if problem := domain_name_problem(name):
+            raise DataError(f"domain folder {root / name}: {problem}; rename the folder, or pick others with --domains")
     return {name: _domain_images(root / name, name) for name in names}
 
 
@@ -83,12 +87,14 @@ class UnpairedDataset(Dataset):
     epoch, the others are drawn at random (as in the CycleGAN paper's unaligned sampling).
     """
 
-    def __init__(self, files: dict[str, list[Path]], config: DataConfig, seed: int, multiple: int = 4) -> None:
+    def __init__(self, files: dict[str, list[Path]], config: DataConfig, seed: int, multiple: int = 4, min_side: int = 1) -> None:
         self.domains = tuple(files)
         self.files = [files[name] for name in self.domains]
         self.config = config
         self.seed = seed
         self.multiple = multiple  # side lengths the networks need when the preprocess does not crop
+        # and the shortest side they take, as a multiple of `multiple` (a 1x1 image is enlarged to it)
+        self.min_side = -(-max(min_side, multiple) // multiple) * multiple
         self.epoch_length = max(len(paths) for paths in self.files)
         self.cache_enabled = False
         self._cache: dict[tuple[int, int], np.ndarray] = {}
@@ -173,11 +179,11 @@ class UnpairedDataset(Dataset):
             target = config.size if config.preprocess == "scale-width" else config.load_size
             new_height = max(1, round(height * target / width))
             if config.preprocess == "scale-width":  # no crop follows: make the height fit the networks
-                new_height = max(self.multiple, round(new_height / self.multiple) * self.multiple)
+                new_height = max(self.min_side, round(new_height / self.multiple) * self.multiple)
             image = image.resize((target, new_height), Image.BICUBIC)
         elif config.preprocess == "none":
-            multiple = self.multiple
-            size = (max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple))
+            multiple, shortest = self.multiple, self.min_side
+            size = (max(shortest, round(width / multiple) * multiple), max(shortest, round(height / multiple) * multiple))
             image = image.resize(size, Image.BICUBIC) if size != image.size else image
         if config.preprocess in ("crop", "scale-width-crop") and min(image.size) < config.size:
             # Too small to crop from: enlarge so the shorter side equals the crop size.
@@ -189,9 +195,13 @@ class UnpairedDataset(Dataset):
 def collate(samples: Sequence[Sample]) -> tuple[tuple[torch.Tensor, ...], list[str]]:
     """Stack samples into one uint8 batch per domain; gather the skipped-file messages."""
     domains = len(samples[0].images)
-    shapes = {sample.images[d].shape for sample in samples for d in range(domains)}
+    shapes = {tuple(sample.images[d].shape[1:]) for sample in samples for d in range(domains)}
     if len(shapes) > 1:
-        raise DataError("images of different sizes in one batch (preprocess scale-width or none): use --batch-size 1 or a cropping --preprocess")
+        sizes = ", ".join(sorted(f"{width}x{height}" for height, width in shapes))
+        raise DataError(
+            f"images of different sizes in one step ({sizes}): --preprocess scale-width and none keep each image's "
+            "aspect ratio, and one step needs one size; use --preprocess scale-width-crop, resize-crop or crop"
+        )  # fmt: skip
     batch = tuple(torch.stack([sample.images[d] for sample in samples]) for d in range(domains))
     return batch, [message for sample in samples for message in sample.skipped]
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -27,13 +28,14 @@ from gantrans.config import TrainConfig
 
 from gantrans.data import discover_domains
 from gantrans.errors import GantransError, UsageError
-from gantrans.features import LPIPS, cache_dir
-from gantrans.images import ImageDecodeError, find_images, image_to_uint8, load_rgb, to_model_range
+from gantrans.features import LPIPS
+from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb, to_model_range
 from gantrans.inception import INPUT_SIDE, FIDInceptionV3, tf1_bilinear_resize
 from gantrans.methods import Method
 from gantrans.metrics import copy_fraction, feature_statistics, frechet_distance, kernel_inception_distance, nearest_distances, psnr, ssim
 from gantrans.storage import atomic_save
 from gantrans.translate import Translator
+from gantrans.weights import cache_home
 
 FEATURE_CACHE_VERSION = "1"  # bump when the feature convention changes: old cached features are then ignored
 
@@ -58,7 +60,7 @@ def image_features(images: Iterable[Tensor], network: FIDInceptionV3, batch_size
 
 def file_features(paths: Sequence[Path], network: FIDInceptionV3, batch_size: int = 32) -> tuple[Tensor, list[str]]:
     """Features of image files (cached by the files' identity), and the messages of files skipped as unreadable."""
-    cached = cache_dir().parent / "features" / f"{_files_key(paths)}.safetensors"
+    cached = cache_home() / "features" / f"{_files_key(paths)}.safetensors"
     if cached.is_file():
         return load_file(str(cached))["features"], []
     skipped: list[str] = []
@@ -106,16 +108,11 @@ class FolderComparison:
 
 def compare_folders(folder1: Path, folder2: Path, network: FIDInceptionV3, batch_size: int = 32) -> FolderComparison:
     """FID and KID between the images of two folders (searched recursively), as pytorch-fid takes two folders."""
-    images = []
-    for folder in (folder1, folder2):
-        if not Path(folder).is_dir():
-            raise UsageError(f"{folder} is not a folder")
-        images.append(find_images(Path(folder)))
-        if len(images[-1]) < 2:
-            raise GantransError(f"{folder}: FID needs at least 2 images, found {len(images[-1])}")
+    images = [folder_images(folder) for folder in (folder1, folder2)]
     features, skipped = [], []
-    for paths in images:
+    for folder, paths in zip((folder1, folder2), images):
         folder_features, folder_skipped = file_features(paths, network, batch_size)
+        _check_count(str(folder), len(folder_features), len(paths), folder_skipped)
         features.append(folder_features)
         skipped += folder_skipped
     kid, kid_std = kernel_inception_distance(*features)
@@ -124,6 +121,41 @@ def compare_folders(folder1: Path, folder2: Path, network: FIDInceptionV3, batch
         fid=frechet_distance(*feature_statistics(features[0]), *feature_statistics(features[1])), kid=kid, kid_std=kid_std,
         skipped=tuple(skipped),
     )  # fmt: skip
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The image files of one side of `--fid`, at least 2 of them (checked before any network is loaded)."""
+    if not Path(folder).is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    paths = find_images(Path(folder))
+    if not paths and any(path.is_file() for path in Path(folder).rglob("*")):
+        raise GantransError(f"{folder}: no images (looked for {' '.join(IMAGE_EXTENSIONS)}); FID and KID need at least 2")
+    _check_count(str(folder), len(paths), len(paths), [])
+    return paths
+
+
+def evaluation_files(data: Path, domains: Sequence[str], split: str = "test", limit: int | None = None) -> dict[str, list[Path]]:
+    """The image files `evaluate_model` uses per domain; at least 2 in each (checked before any
+    network is loaded or anything translated)."""
+    files = {domain: paths[:limit] for domain, paths in discover_domains(data, domains, split).items()}
+    for domain, paths in files.items():
+        _check_count(_domain_place(domain, paths), len(paths), len(paths), [])
+    return files
+
+
+def _check_count(where: str, readable: int, found: int, skipped: Sequence[str]) -> None:
+    """FID and KID need two images a side: a clear error naming the place, the count and the first unreadable file."""
+    if readable >= 2:
+        return
+    if readable < found:
+        reason = f"; {skipped[0]}" if skipped else ""
+        raise GantransError(f"{where}: only {readable} of its {found} image files can be read{reason}; FID and KID need at least 2")
+    raise GantransError(f"{where}: {readable} image{'' if readable == 1 else 's'}, but FID and KID need at least 2")
+
+
+def _domain_place(domain: str, paths: Sequence[Path]) -> str:
+    """A domain and the folder that holds all its images, for messages."""
+    return f"domain {domain!r} ({os.path.commonpath(paths) if len(paths) > 1 else paths[0].parent})"
 
 
 @dataclass(frozen=True)
@@ -222,9 +254,14 @@ def evaluate_model(
     if reference_dir is not None and not Path(reference_dir).is_dir():
         raise UsageError(f"--reference-dir {reference_dir} is not a folder (expected REF/<target domain>/<input file names>)")
     has_split = any((Path(data) / name).is_dir() for name in (split, f"{split}A", f"{split}B"))
-    files = {domain: paths[:limit] for domain, paths in discover_domains(data, translator.domains, split).items()}
+    files = evaluation_files(data, translator.domains, split, limit)
     skipped: list[str] = []
-    images = {domain: list(_readable(paths, skipped)) for domain, paths in files.items()}
+    images = {}
+    for domain, paths in files.items():  # all decoded and counted before anything is translated or measured
+        unreadable: list[str] = []
+        images[domain] = list(_readable(paths, unreadable))
+        _check_count(_domain_place(domain, paths), len(images[domain]), len(paths), unreadable)
+        skipped += unreadable
     directions = []
     for target in translator.targets:
         real_features, real_skipped = file_features(files[target], inception, batch_size)
@@ -239,7 +276,8 @@ def evaluate_model(
         for source in (domain for domain in translator.domains if domain != target and images[domain]):
             references = _references(reference_dir, target, images[source]) if reference_dir else None
             directions.append(_direction(translator, images[source], source, target, real, train_features, references, judges, batch_size))
-    return ModelReport(str(translator.info.path.parent), str(data), split if has_split else "train", tuple(directions), tuple(skipped))
+    unique = tuple(dict.fromkeys(skipped))  # a target's unreadable files were met twice: decoded, then measured
+    return ModelReport(str(translator.info.path.parent), str(data), split if has_split else "train", tuple(directions), unique)
 
 
 @dataclass(frozen=True)

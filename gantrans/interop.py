@@ -18,8 +18,12 @@ from torch import Tensor
 from gantrans import checkpoint
 from gantrans.config import DataConfig, TrainConfig
 from gantrans.errors import GantransError, UsageError
+from gantrans.checkpoint import non_finite
 from gantrans.methods import CycleGANConfig
+from gantrans.methods.base import NETWORK_BOUNDS
+from gantrans.names import check_domain_name
 from gantrans.nn import ResnetGenerator
+from gantrans.storage import exclusive_folder
 
 # Old checkpoints (PyTorch < 0.4) carry instance-norm running statistics that the network
 # does not use (the reference project deletes them the same way when loading).
@@ -45,17 +49,30 @@ def read_reference_generator(path: Path) -> tuple[dict[str, Tensor], int, int]:
         raise GantransError(f"{path}: not a reference ResnetGenerator (no model.1.weight; keys start {', '.join(list(state)[:3])})")
     ngf = state["model.1.weight"].shape[0]
     n_blocks = len({int(m.group(1)) for key in state if (m := _BLOCK_KEY.match(key))})
+    # Sizes come from the file: bound them before building anything of that size.
+    for name, value in (("ngf", ngf), ("n_blocks", n_blocks)):
+        low, high = NETWORK_BOUNDS[name]
+        if not low <= value <= high:
+            raise GantransError(f"{path}: a generator with {name} {value} (gantrans takes {low} to {high}); not a reference ResnetGenerator")
     # Generators trained with dropout have it between the block's two convs (conv_block.6 instead
     # of .5); dropout is the identity at inference, so the weights map over unchanged.
     state = {re.sub(r"(conv_block)\.6\.", r"\1.5.", key): value for key, value in state.items()}
-    _check_matches(path, state, ResnetGenerator(ngf, n_blocks).state_dict(), n_blocks)
-    return state, ngf, n_blocks
+    with torch.device("meta"):  # the expected shapes, without allocating the network
+        expected = ResnetGenerator(ngf, n_blocks).state_dict()
+    _check_matches(path, state, expected, n_blocks)
+    bad = non_finite(state)
+    if bad:
+        raise GantransError(f"{path}: non-finite weights (NaN or infinity) in {', '.join(bad[:3])}")
+    return {key: value.float().contiguous() for key, value in state.items()}, ngf, n_blocks
 
 
 def _check_matches(path: Path, state: Mapping[str, Tensor], expected: Mapping[str, Tensor], n_blocks: int) -> None:
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
-    wrong = [f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})" for key, value in expected.items() if key in state and state[key].shape != value.shape]
+    wrong = [
+        f"{key} {tuple(state[key].shape)} {state[key].dtype} (expected {tuple(value.shape)})"
+        for key, value in expected.items() if key in state and (state[key].shape != value.shape or not state[key].is_floating_point())
+    ]  # fmt: skip
     problems = []
     if missing:
         problems.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
@@ -67,12 +84,20 @@ def _check_matches(path: Path, state: Mapping[str, Tensor], expected: Mapping[st
         raise GantransError(f"{path}: does not match a resnet_{n_blocks}blocks generator (instance norm, 3 channels): {'; '.join(problems)}")
 
 
-def import_reference_cyclegan(paths: Sequence[Path], domains: Sequence[str], out: Path) -> Path:
-    """Write a gantrans model from G_A (domains[0] -> domains[1]) and optionally G_B (the reverse)."""
+def import_reference_cyclegan(paths: Sequence[Path], domains: Sequence[str], out: Path, overwrite: bool = False) -> Path:
+    """Write a gantrans model from G_A (domains[0] -> domains[1]) and optionally G_B (the reverse).
+    A folder that holds a model already is replaced only with `overwrite` (its training state,
+    which belongs to the replaced model, is removed)."""
     if not 1 <= len(paths) <= 2:
         raise UsageError("give one or two generator files: latest_net_G_A.pth [latest_net_G_B.pth]")
     if len(domains) != 2:
         raise UsageError(f"--domains needs two names, A then B (e.g. horse,zebra), got {','.join(domains) or 'none'}")
+    for domain in domains:
+        check_domain_name(domain, "--domains")
+    out = Path(out)
+    existing = [out / name for name in (checkpoint.MODEL_FILE, checkpoint.STATE_FILE) if (out / name).exists()]
+    if existing and not overwrite:
+        raise GantransError(f"{out} already holds a model ({existing[0].name}): pass --overwrite to replace it, or another --out")
     generators = {}
     shapes = set()
     for name, path in zip(("generator_xy", "generator_yx"), paths):
@@ -89,6 +114,8 @@ def import_reference_cyclegan(paths: Sequence[Path], domains: Sequence[str], out
             method.generators[name].load_state_dict(generators[name])
         else:
             del method.generators[name]
-    path = Path(out) / checkpoint.MODEL_FILE
-    checkpoint.save_model(path, method, config, step=0)
+    path = out / checkpoint.MODEL_FILE
+    with exclusive_folder(out):  # not while a training run writes there
+        checkpoint.save_model(path, method, config, step=0)
+        (out / checkpoint.STATE_FILE).unlink(missing_ok=True)  # it resumed the replaced model, not this one
     return path

@@ -7,6 +7,7 @@ from types import TracebackType
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
@@ -55,8 +56,10 @@ class TrainingDisplay:
             self._started(event)
         elif isinstance(event, training.StepDone):
             self._step(event)
-        elif isinstance(event, training.FileSkipped):
-            self.console.print(f"[yellow]warning:[/] skipped {event.message}", soft_wrap=True, markup=True, highlight=False)
+        elif isinstance(event, (training.FileSkipped, training.Warned)):
+            # File names are text from the disk: escaped, so "[red]" in one is not read as markup.
+            what = f"skipped {event.message}" if isinstance(event, training.FileSkipped) else event.message
+            self.console.print(f"[yellow]warning:[/] {escape(what)}", soft_wrap=True, markup=True, highlight=False)
         elif isinstance(event, training.CheckpointWritten) and not self.interactive:
             self.console.print(f"checkpoint at step {event.step}: {event.path}", soft_wrap=True)
         elif isinstance(event, training.Evaluated):

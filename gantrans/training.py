@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,10 @@ from gantrans import checkpoint
 from gantrans.config import DataConfig, TrainConfig
 from gantrans.data import Batches, DeviceImages, UnpairedDataset, batches, default_workers, discover_domains
 from gantrans.distributed import World, join_from_environment, process_device
-from gantrans.errors import GantransError, UsageError
+from gantrans.errors import DivergedError, GantransError, OutOfMemoryError, UsageError, is_out_of_memory
 from gantrans.images import image_grid, save_image, to_model_range
 from gantrans.methods import METHODS, PRESETS, Losses, Method
-from gantrans.storage import BackgroundWriter
+from gantrans.storage import BackgroundWriter, exclusive_folder, remove_stale_temporaries
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class FileSkipped:
 
 
 @dataclass(frozen=True)
+class Warned:
+    message: str  # something the user should know that does not stop the run (resumed on changed data)
+
+
+@dataclass(frozen=True)
 class SamplesWritten:
     step: int
     path: Path
@@ -76,8 +82,8 @@ class SamplesWritten:
 
 @dataclass(frozen=True)
 class CheckpointWritten:
-    """A checkpoint of `step`: a snapshot is on disk; the latest checkpoint's state is copied and its
-    files are being written in the background (whole by the next checkpoint, and by `Finished`)."""
+    """A checkpoint of `step` is on disk (the latest one is written in the background and
+    announced once its files are whole)."""
 
     step: int
     path: Path
@@ -100,24 +106,28 @@ class Finished:
     skipped_files: int
 
 
-Event = Union[Started, StepDone, FileSkipped, SamplesWritten, CheckpointWritten, Evaluated, Finished]
+Event = Union[Started, StepDone, FileSkipped, Warned, SamplesWritten, CheckpointWritten, Evaluated, Finished]
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when present, else CPU; a requested but absent CUDA device is an error."""
+    """`auto` -> CUDA when present, else Apple's MPS, else CPU; a requested but absent device is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
     return device
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    return Path("runs") / f"{Path(config.data.root).resolve().name}-{config.preset or config.method}"
+    return Path("runs") / f"{Path(os.path.abspath(config.data.root)).name}-{config.preset or config.method}"
 
 
 def learning_rate_factor(step: int, decay_start: int, total: int) -> float:
@@ -130,7 +140,7 @@ def learning_rate_factor(step: int, decay_start: int, total: int) -> float:
 # Settings that may change when a run is resumed; everything else must stay as saved.
 RESUMABLE_SETTINGS = (
     "steps", "epochs", "decay_epochs", "device", "log_every", "sample_every", "checkpoint_every", "snapshot_every", "workers", "eval_every",
-    "precision", "compile", "channels_last", "on_device",
+    "precision", "compile", "channels_last", "on_device", "lr", "max_bad_steps",
 )  # fmt: skip
 
 
@@ -160,18 +170,69 @@ def make_train_config(method: str, overrides: dict[str, Any], config_file: dict[
     return TrainConfig.from_dict(values)
 
 
-def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
-    """The saved config of the run in `run_dir`, with the few settings that may change on resume."""
+def resume_config(
+    run_dir: Path, overrides: dict[str, Any], method: str | None = None, config_file: dict[str, Any] | None = None
+) -> TrainConfig:
+    """The saved config of the run in `run_dir`, with what the command line asks for.
+
+    Settings given with their saved values are fine: the command that started the run, with
+    --resume added, resumes it. RESUMABLE_SETTINGS may change; any other change is an error naming
+    old -> new. `overrides["root"]` may point at a moved copy of the data (checked when training starts).
+    """
     config = saved_config(run_dir)
-    fixed = [name for name in overrides if name not in RESUMABLE_SETTINGS]
+    file_values = config_file or {}
+    trained_as = config.preset or config.method
+    for given, saved in ((method, trained_as), (file_values.get("preset") or None, trained_as), (file_values.get("method"), config.method)):
+        if given is not None and given != saved:
+            raise UsageError(f"--method {given}: the run in {run_dir} was trained with --method {trained_as}; leave it out to resume")
+    requested = {**_flat_settings(file_values), **overrides}
+    root = requested.pop("root", None)
+    changes = {name: value for name, value in requested.items() if not _same_value(value, saved_setting(config, name))}
+    fixed = [name for name in changes if name not in RESUMABLE_SETTINGS]
     if fixed:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in fixed)
-        raise UsageError(f"{flags}: cannot change when resuming (the run keeps its saved config); start a new run with --out DIR")
-    data_changes = {name: value for name, value in overrides.items() if name in ("workers", "on_device")}
-    train_changes = {name: value for name, value in overrides.items() if name not in data_changes}
+        described = ", ".join(f"--{name.replace('_', '-')} {_shown(saved_setting(config, name))} -> {_shown(changes[name])}" for name in fixed)
+        raise UsageError(f"{described}: cannot change when resuming (the run keeps its saved config); leave it out, or start a new run with --out DIR")
+    data_changes = {name: value for name, value in changes.items() if name in ("workers", "on_device")}
+    train_changes = {name: value for name, value in changes.items() if name not in data_changes}
     if "epochs" in train_changes or "decay_epochs" in train_changes:
         train_changes.setdefault("steps", None)  # epochs given: they replace a step count
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, **data_changes), out=str(run_dir), **train_changes)
+    data = dataclasses.replace(config.data, root=_resumed_data_root(config.data.root, root), **data_changes)
+    return dataclasses.replace(config, data=data, out=str(run_dir), **train_changes)
+
+
+def saved_setting(config: TrainConfig, name: str) -> Any:
+    """The value of setting `name` (a flag's name with underscores) in `config`, wherever it lives."""
+    for part in (config, config.data, config.model):
+        if name in {f.name for f in dataclasses.fields(part)} - {"model", "data", "method"}:
+            return getattr(part, name)
+    raise UsageError(f"--{name.replace('_', '-')} does not apply to --method {config.preset or config.method}")
+
+
+def _flat_settings(config_file: dict[str, Any]) -> dict[str, Any]:
+    """A --config file's values as flag name -> value (its "data" and "model" parts flattened)."""
+    flat = {name: value for name, value in config_file.items() if name not in ("data", "model", "out", "method", "preset")}
+    for part in ("data", "model"):
+        if isinstance(config_file.get(part), dict):
+            flat.update(config_file[part])
+    return flat
+
+
+def _same_value(given: Any, saved: Any) -> bool:
+    return (tuple(given) if isinstance(given, list) else given) == saved
+
+
+def _shown(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+def _resumed_data_root(saved: str, given: str | None) -> str:
+    """The data folder a resumed run reads: the saved one, or `given` (the data moved, or a relative
+    --data from another directory), as an absolute path."""
+    if given is None:
+        if not Path(saved).is_dir():
+            raise UsageError(f"the run's data folder {saved} is not there any more: pass --data DIR to resume on the data's new place")
+        return saved
+    return os.path.abspath(given)
 
 
 def saved_config(run_dir: Path) -> TrainConfig:
@@ -194,8 +255,8 @@ def train(
     # The loop reseeds torch's generators at every step; the caller gets its own states back.
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
-        with torch.random.fork_rng(devices=cuda_devices):
-            yield from _train(config, resume, overwrite, should_stop, world)
+        with torch.random.fork_rng(devices=cuda_devices), contextlib.ExitStack() as held:
+            yield from _train(config, resume, overwrite, should_stop, world, held)
     finally:
         if created_group:
             dist.destroy_process_group()
@@ -219,16 +280,19 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return (seed * 2**32 + step + rank * 2**62) % 2**63
 
 
-def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Callable[[], bool], world: World) -> Iterator[Event]:
+def _train(
+    config: TrainConfig, resume: bool, overwrite: bool, should_stop: Callable[[], bool], world: World, held: contextlib.ExitStack
+) -> Iterator[Event]:  # fmt: skip
+    """The run itself (see `train`); the run folder's lock, once taken, stays in `held` until the run ends."""
     started_at = time.perf_counter()
     device = process_device(world, resolve_device(config.device))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick the fastest kernels
     _check_batch_split(config.batch_size, world.size)
     files = discover_domains(config.data.root, config.data.domains)
-    config = dataclasses.replace(
-        config, data=dataclasses.replace(config.data, domains=tuple(files)), out=config.out or str(default_run_dir(config))
-    )
+    # The data folder is kept as an absolute path, so `--resume` works from any directory.
+    data = dataclasses.replace(config.data, root=os.path.abspath(config.data.root), domains=tuple(files))
+    config = dataclasses.replace(config, data=data, out=config.out or str(default_run_dir(config)))
     method = checkpoint.build_method(config, tuple(files), training=True, seed=config.seed)
     if config.data.preprocess != "none":  # every other mode makes images --size wide
         method.check_training_size(config.data.size)
@@ -236,13 +300,16 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)  # batch norm over the global batch, as one process would
     method = method.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
     method.rng.manual_seed(config.seed + world.rank * 2**32)  # image pools and penalties draw per rank
-    dataset, workers, device_images = _prepare_data(files, config, method.stride, device)
+    dataset, workers, device_images = _prepare_data(files, config, method, device)
     run_dir = Path(config.out)
-    _check_run_dir(run_dir, resume, overwrite)
+    _check_run_dir(run_dir, resume, overwrite)  # before anything is created
+    if world.is_main:
+        held.enter_context(exclusive_folder(run_dir))  # one writer per run folder
+        remove_stale_temporaries(run_dir)  # left by writers killed mid-write
+        _check_run_dir(run_dir, resume, overwrite)  # again under the lock: another run may just have written there
     world.barrier()  # every rank has seen the run folder as it was before rank 0 writes to it
     steps_per_epoch = max(1, len(dataset) // config.batch_size)
     total = config.total_steps(steps_per_epoch)
-    decay_start = config.decay_start(steps_per_epoch)
     optimizers = {
         "optimizer_g": make_optimizer(method.generators.parameters(), config, device),
         "optimizer_d": make_optimizer(method.discriminators.parameters(), config, device),
@@ -252,75 +319,154 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, should_stop: Call
     if config.compile:
         _compile_networks(method, config)
     bf16 = uses_bf16(config.precision, device)
-    log_path = run_dir / "log.jsonl"
+    domain_sizes = {domain: len(paths) for domain, paths in files.items()}
     evaluation = None
     if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(config.to_json() + "\n")
-        _truncate_log(log_path, start)
+        _truncate_log(run_dir / "log.jsonl", start)
         evaluation = _training_evaluation(config, run_dir, tuple(files), device) if config.eval_every else None
     yield Started(
-        run_dir, start, total, steps_per_epoch, {d: len(f) for d, f in files.items()}, str(device), workers,
+        run_dir, start, total, steps_per_epoch, domain_sizes, str(device), workers,
         dataset.cache_enabled or device_images is not None, device_images is not None, "bf16" if bf16 else "fp32", world.size,
     )  # fmt: skip
-
-    step, interrupted, skipped = start, False, 0
-    meter, last_log_step, last_log_time = LossMeter(), start, time.perf_counter()
-    writer = BackgroundWriter()  # checkpoints are written while training goes on
+    if resume:
+        yield from _data_changes(run_dir, domain_sizes)
     for message in device_images.skipped if device_images is not None else ():
-        skipped += 1
         yield FileSkipped(message)
     if device_images is not None:
         stream: Batches = device_images.batches(config.batch_size, start, total, world.rank, world.size)
     else:
         stream = batches(dataset, config.batch_size, start, total, workers, device.type == "cuda", world.rank, world.size)
+    run = _Run(config, run_dir, method, optimizers, world, device, bf16, start, total, config.decay_start(steps_per_epoch), domain_sizes, evaluation)
+    yield from _loop(run, stream, should_stop, started_at, len(device_images.skipped) if device_images is not None else 0)
+
+
+@dataclass
+class _Run:
+    """What every step of one run works with (set up once by `_train`)."""
+
+    config: TrainConfig
+    run_dir: Path
+    method: Method
+    optimizers: dict[str, torch.optim.Optimizer]
+    world: World
+    device: torch.device
+    bf16: bool
+    start: int  # the first step (> 0 when resuming)
+    total: int  # steps of the whole run
+    decay_start: int  # the step from which the learning rate decays
+    domain_sizes: dict[str, int]  # images per domain, saved with each checkpoint (a resume checks them)
+    evaluation: Callable | None  # --eval-every's FID/KID, on rank 0
+    writer: BackgroundWriter = dataclasses.field(default_factory=BackgroundWriter)  # checkpoints are written while training goes on
+
+
+def _loop(run: _Run, stream: Batches, should_stop: Callable[[], bool], started_at: float, skipped: int) -> Iterator[Event]:
+    """Steps run.start .. run.total-1, then the final checkpoint. A data error keeps the work done so
+    far; divergence and running out of memory keep the last checkpoint as it is."""
+    config, world, start, total = run.config, run.world, run.start, run.total
+    step, interrupted = start, False
+    meter, watch, last_log_step, last_log_time = LossMeter(), DivergenceWatch(run.device), start, time.perf_counter()
     try:
         for step in range(start, total):
             # Several processes must stop at the same step: they agree at log steps (a host sync anyway).
-            if (world.size == 1 or step % config.log_every == 0) and world.any(should_stop(), device):
+            if (world.size == 1 or step % config.log_every == 0) and world.any(should_stop(), run.device):
                 interrupted = True
                 break
             uint8_batch, skipped_messages = next(stream)
             for message in skipped_messages:
                 skipped += 1
                 yield FileSkipped(message)
-            batch = tuple(_model_input(images, device, config.channels_last) for images in uint8_batch)
-            lr = config.lr * learning_rate_factor(step, decay_start, total)
-            _set_learning_rate(optimizers, lr)
+            batch = tuple(_model_input(images, run.device, config.channels_last) for images in uint8_batch)
+            lr = config.lr * learning_rate_factor(step, run.decay_start, total)
+            _set_learning_rate(run.optimizers, lr)
             torch.manual_seed(step_seed(config.seed, step, world.rank))  # see the module docstring
-            g_losses, d_losses = _train_step(method, optimizers, batch, step, config, bf16, world)
+            g_losses, d_losses, step_skipped = _train_step(run.method, run.optimizers, batch, step, config, run.bf16, world)
+            watch.add(step_skipped)
             meter.add(g_losses)
             meter.add(d_losses)
             done = step + 1
             losses_logged, speed = None, None
             if done % config.log_every == 0 or done == total:
-                losses_logged = world.mean(meter.means(), device)
+                losses_logged = world.mean(meter.means(), run.device)
+                watch.check(config.max_bad_steps, losses_logged, done)
                 now = time.perf_counter()
-                speed = (done - last_log_step) * config.batch_size * len(files) / max(now - last_log_time, 1e-9)
+                speed = (done - last_log_step) * config.batch_size * len(run.domain_sizes) / max(now - last_log_time, 1e-9)
                 if world.is_main:
-                    _append_log(log_path, {"step": done, "lr": lr, "images_per_second": round(speed, 3), **losses_logged})
+                    _append_log(run.run_dir / "log.jsonl", {"step": done, "lr": lr, "images_per_second": round(speed, 3), **losses_logged})
                 last_log_step, last_log_time = done, now
             yield StepDone(done, total, losses_logged, speed, lr)
-            yield from _periodic_outputs(run_dir, method, optimizers, config, done, total, batch, world, writer)
-            if config.eval_every and done % config.eval_every == 0:
-                world.average_buffers(method)
-                if evaluation is not None:
-                    scores, best = evaluation(method, config, done)
-                    _append_log(log_path, {"step": done, "eval": scores, "best": best})
-                    yield Evaluated(done, scores, best)
+            yield from run.writer.poll()
+            yield from _periodic_outputs(run, done, batch)
         else:
             step = total
+        yield from _save(run, step)
+        yield from run.writer.wait()
+    except (DivergedError, checkpoint.NonFiniteWeightsError) as error:
+        _finish_writes(run)
+        raise DivergedError(f"{error}. {_last_checkpoint(run.run_dir)}; resume it with a lower --lr, or check the loss weights") from None
     except GantransError:
         # A data problem surfaces while fetching a batch, before the step changes anything:
         # keep the work done so far, then report. (With several processes the others wait in a
         # collective for the failed one; the launcher stops them, and the last checkpoint stands.)
         if step > start and world.size == 1:
-            list(_save(run_dir, method, optimizers, config, step, world, writer))
-        writer.wait()
+            list(_save(run, step))
+        _finish_writes(run)
         raise
-    yield from _save(run_dir, method, optimizers, config, step, world, writer)
-    writer.wait()
-    yield Finished(step, run_dir, time.perf_counter() - started_at, interrupted, skipped)
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        _finish_writes(run)
+        raise OutOfMemoryError(
+            f"out of memory on {run.device} at step {step + 1}: try a smaller --batch-size or --size. {_last_checkpoint(run.run_dir)}"
+        ) from None
+    yield Finished(step, run.run_dir, time.perf_counter() - started_at, interrupted, skipped)
+
+
+def _finish_writes(run: _Run) -> None:
+    """Let the checkpoint being written finish (it is whole and good) before the run ends on an error."""
+    with contextlib.suppress(GantransError):
+        run.writer.wait()
+
+
+def _last_checkpoint(run_dir: Path) -> str:
+    """Which checkpoint a run that stopped on an error leaves, in words."""
+    path = run_dir / checkpoint.STATE_FILE
+    if not path.is_file():
+        return f"No checkpoint had been written to {run_dir} yet"
+    try:
+        return f"The last good checkpoint (step {checkpoint.read_model_info(path).step}) is kept in {run_dir}"
+    except GantransError:
+        return f"The last checkpoint in {run_dir} is unchanged"
+
+
+def _data_changes(run_dir: Path, domain_sizes: dict[str, int]) -> Iterator[Event]:
+    """A warning when a resumed run finds other image counts than it saved (moved or edited data)."""
+    saved = checkpoint.saved_domain_sizes(run_dir / checkpoint.STATE_FILE)
+    if saved is not None and saved != domain_sizes:
+        changes = ", ".join(f"{domain} {saved.get(domain, 0)} -> {count}" for domain, count in domain_sizes.items() if saved.get(domain) != count)
+        yield Warned(f"the data changed since the run was saved (images: {changes}); it goes on with the data as it is, so the batches differ from an uninterrupted run's")
+
+
+class DivergenceWatch:
+    """Counts consecutive steps skipped for NaN or infinite gradients on the device (no host sync in
+    the step); `check` reads the count at log steps and stops a run that diverged."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.streak = torch.zeros((), device=device)  # skipped steps in a row, up to now
+        self.longest = torch.zeros((), device=device)  # the longest such run since the last check
+
+    def add(self, skipped: Tensor) -> None:
+        self.streak = (self.streak + 1) * skipped
+        self.longest = torch.maximum(self.longest, self.streak)
+
+    def check(self, limit: int, losses: dict[str, float], step: int) -> None:
+        """A DivergedError when `limit` steps in a row were skipped since the last check."""
+        longest = int(self.longest.item())
+        self.longest = self.streak.clone()
+        if longest >= limit:
+            broken = [name for name, value in losses.items() if not torch.isfinite(torch.tensor(value))]
+            which = f"; non-finite losses: {', '.join(broken)}" if broken else ""
+            raise DivergedError(f"training diverged: {longest} steps in a row up to step {step} had NaN or infinite gradients{which}; they were skipped and the run stopped")
 
 
 def batch_scaled_lr(lr: float, batch_size: int) -> float:
@@ -330,9 +476,11 @@ def batch_scaled_lr(lr: float, batch_size: int) -> float:
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether forward passes run under bf16 autocast: `precision` bf16, or auto on a CUDA GPU that has bf16."""
+    """Whether forward passes run under bf16 autocast: `precision` bf16, or auto on a CUDA GPU with
+    native bf16 (compute capability 8.0, Ampere, or newer). `torch.cuda.is_bf16_supported()` also
+    counts emulated bf16, which T4, V100 and RTX 20xx have without bf16 convolution kernels: slow or failing."""
     if precision == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
     return precision == "bf16"
 
 
@@ -357,7 +505,7 @@ def _needs_double_backward(config: TrainConfig) -> bool:
 
 
 def _training_evaluation(config: TrainConfig, run_dir: Path, domains: tuple[str, ...], device: torch.device) -> Callable:
-    """The FID/KID evaluation of --eval-every (loaded once; needs `gantrans fetch-weights`)."""
+    """The FID/KID evaluation of --eval-every (loaded once; the Inception weights download on first use)."""
     from gantrans.evaluate import TrainingEvaluation
     from gantrans.inception import load_inception
 
@@ -365,11 +513,11 @@ def _training_evaluation(config: TrainConfig, run_dir: Path, domains: tuple[str,
 
 
 def _prepare_data(
-    files: dict[str, list[Path]], config: TrainConfig, stride: int, device: torch.device
+    files: dict[str, list[Path]], config: TrainConfig, method: Method, device: torch.device
 ) -> tuple[UnpairedDataset, int, DeviceImages | None]:
     """The data set, and where samples are made: decoded once onto the device (cropped there), decoded
     once into memory (small data), or decoded by worker processes."""
-    dataset = UnpairedDataset(files, config.data, config.seed, multiple=stride)
+    dataset = UnpairedDataset(files, config.data, config.seed, multiple=method.stride, min_side=method.training_min_side())
     fits = dataset.estimated_bytes() <= config.data.cache_mb * 2**20
     on_device = config.data.on_device if config.data.on_device is not None else device.type == "cuda" and fits
     if on_device:
@@ -387,14 +535,16 @@ def _prepare_data(
 def _train_step(
     method: Method, optimizers: dict[str, torch.optim.Optimizer], batch: tuple[Tensor, ...], step: int, config: TrainConfig,
     bf16: bool = False, world: World = World(),
-) -> tuple[Losses | None, Losses | None]:  # fmt: skip
-    """One generator and/or discriminator update (see the module docstring for the order).
+) -> tuple[Losses | None, Losses | None, Tensor]:  # fmt: skip
+    """One generator and/or discriminator update (see the module docstring for the order); returns
+    their losses and, on the device, 1.0 when an update was skipped for non-finite gradients.
 
     Forward passes run under bf16 autocast when `bf16`: convolutions in bf16, the losses in fp32
     (they cast their inputs), the backward pass and the fp32 weights' updates outside it.
     """
     autocast = torch.autocast(batch[0].device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     g_losses = d_losses = None
+    skipped = torch.zeros((), device=batch[0].device)
     if (step + 1) % config.n_critic == 0:
         # Frozen discriminators: the generator loss backpropagates through them without
         # computing gradients for their weights.
@@ -403,22 +553,44 @@ def _train_step(
         with autocast:
             g_losses = method.generator_loss(batch, step)
         g_losses.total.backward()
-        world.average_gradients(method.generators.parameters())
-        optimizers["optimizer_g"].step()
+        skipped = torch.maximum(skipped, _step_if_finite(optimizers["optimizer_g"], method.generators, world))
         method.discriminators.requires_grad_(True)
     if (step + 1) % config.n_generator == 0:
         optimizers["optimizer_d"].zero_grad(set_to_none=True)
         with autocast:
             d_losses = method.discriminator_loss(batch, g_losses.fakes if g_losses is not None else None)
         d_losses.total.backward()
-        world.average_gradients(method.discriminators.parameters())
-        optimizers["optimizer_d"].step()
+        skipped = torch.maximum(skipped, _step_if_finite(optimizers["optimizer_d"], method.discriminators, world))
         if config.clip > 0:
             # WGAN's weight clipping keeps the critic (roughly) K-Lipschitz (Arjovsky et al. 2017, algorithm 1).
             with torch.no_grad():
                 for parameter in method.discriminators.parameters():
                     parameter.clamp_(-config.clip, config.clip)
-    return g_losses, d_losses
+    return g_losses, d_losses, skipped
+
+
+def _step_if_finite(optimizer: torch.optim.Optimizer, networks: nn.Module, world: World) -> Tensor:
+    """Average the gradients of `networks` over the processes, then step `optimizer` unless one of
+    them is NaN or infinite (such a step is skipped, as AMP's gradient scaler skips it); returns 1.0
+    for a skipped step, else 0.0, on the device. Fused optimizers (Adam on CUDA) skip on the device
+    without a host sync; others read the flag on the host, which costs nothing on a CPU, whose
+    kernels have already run (RMSProp on a GPU pays one sync per step)."""
+    parameters = [parameter for parameter in networks.parameters() if parameter.grad is not None]
+    world.average_gradients(parameters)
+    if not parameters:
+        optimizer.step()
+        return torch.zeros(())
+    # One norm per gradient; their sum is finite exactly when every gradient entry is.
+    found_inf = (~torch.stack(torch._foreach_norm([parameter.grad for parameter in parameters])).sum().isfinite()).float()
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        optimizer.found_inf = found_inf  # type: ignore[attr-defined]  (the protocol torch's GradScaler uses)
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf  # type: ignore[attr-defined]
+    elif not found_inf.item():
+        optimizer.step()
+    return found_inf
 
 
 def make_optimizer(parameters: Iterator[torch.nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -477,17 +649,16 @@ def _append_log(path: Path, record: dict[str, float]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def _periodic_outputs(
-    run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, done: int, total: int,
-    batch: tuple[Tensor, ...], world: World, writer: BackgroundWriter,
-) -> Iterator[Event]:  # fmt: skip
-    """Sample grids, the latest checkpoint and kept snapshots, each on its own schedule (files from rank 0)."""
+def _periodic_outputs(run: _Run, done: int, batch: tuple[Tensor, ...]) -> Iterator[Event]:
+    """Sample grids, the latest checkpoint, kept snapshots and evaluations, each on its own schedule
+    (files from rank 0)."""
+    config, method, world = run.config, run.method, run.world
     sample_due = done % config.sample_every == 0
     snapshot_due = bool(config.snapshot_every) and done % config.snapshot_every == 0
     if sample_due or snapshot_due:
         world.average_buffers(method)  # batch norm's running statistics, as the saved model will have them
     if sample_due and world.is_main:
-        path = run_dir / "samples" / f"step_{done:07d}.png"
+        path = run.run_dir / "samples" / f"step_{done:07d}.png"
         path.parent.mkdir(exist_ok=True)
         # Evaluation mode, as `translate` runs the generators: no dropout, batch norm's running
         # statistics (which sampling then leaves untouched).
@@ -497,26 +668,30 @@ def _periodic_outputs(
         method.train()
         save_image(image_grid(list(columns.values())), path)
         yield SamplesWritten(done, path)
-    if done % config.checkpoint_every == 0 and done < total:  # the final checkpoint is written after the loop
-        yield from _save(run_dir, method, optimizers, config, done, world, writer)
+    if done % config.checkpoint_every == 0 and done < run.total:  # the final checkpoint is written after the loop
+        yield from _save(run, done)
     if snapshot_due and world.is_main:
-        path = run_dir / "snapshots" / f"generators_step{done:07d}.safetensors"
+        path = run.run_dir / "snapshots" / f"generators_step{done:07d}.safetensors"
         checkpoint.save_model(path, method, config, done)
         yield CheckpointWritten(done, path, snapshot=True)
+    if config.eval_every and done % config.eval_every == 0:
+        world.average_buffers(method)
+        if run.evaluation is not None:
+            scores, best = run.evaluation(method, config, done)
+            _append_log(run.run_dir / "log.jsonl", {"step": done, "eval": scores, "best": best})
+            yield Evaluated(done, scores, best)
 
 
-def _save(
-    run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig, step: int, world: World,
-    writer: BackgroundWriter,
-) -> Iterator[Event]:  # fmt: skip
-    """The latest checkpoint: copied now, written by `writer` in the background (a collective: every
-    rank calls it; rank 0 writes, with every rank's pools and generators)."""
-    rank_states = world.gather(method.training_state())
-    world.average_buffers(method)
-    if not world.is_main:
+def _save(run: _Run, step: int) -> Iterator[Event]:
+    """The latest checkpoint: copied now, written in the background and announced once it is on disk
+    (a collective: every rank calls it; rank 0 writes, with every rank's pools and generators)."""
+    rank_states = run.world.gather(run.method.training_state())
+    run.world.average_buffers(run.method)
+    if not run.world.is_main:
         return
-    state = checkpoint.training_state_contents(run_dir / checkpoint.STATE_FILE, method, optimizers, config, step, rank_states[1:])
-    model = checkpoint.model_contents(run_dir / checkpoint.MODEL_FILE, method, config, step)
+    state = checkpoint.training_state_contents(
+        run.run_dir / checkpoint.STATE_FILE, run.method, run.optimizers, run.config, step, rank_states[1:], run.domain_sizes
+    )  # fmt: skip
+    model = checkpoint.model_contents(run.run_dir / checkpoint.MODEL_FILE, run.method, run.config, step)
     # Training state first: if we die between the two writes, resume still finds a consistent state.
-    writer.submit(state.write, model.write)
-    yield CheckpointWritten(step, run_dir / checkpoint.MODEL_FILE, snapshot=False)
+    yield from run.writer.submit(CheckpointWritten(step, run.run_dir / checkpoint.MODEL_FILE, snapshot=False), state.write, model.write)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,10 +15,20 @@ from torch import Tensor
 
 from gantrans import checkpoint
 from gantrans.config import PRECISIONS
-from gantrans.errors import GantransError, UsageError
-from gantrans.images import ImageDecodeError, find_images, image_to_uint8, is_image_path, load_rgb, save_image, tensor_to_image, to_model_range
+from gantrans.errors import GantransError, UsageError, is_out_of_memory
+from gantrans.images import (
+    IMAGE_EXTENSIONS, ImageDecodeError, ImageTooLargeError, find_images, image_format, image_to_uint8, is_image_path,
+    load_rgb, no_images_message, save_image, tensor_to_image, to_model_range,
+)  # fmt: skip
 from gantrans.methods import Method
+from gantrans.names import OutsideFolderError, inside
+from gantrans.storage import write_atomically
 from gantrans.training import resolve_device, uses_bf16
+
+# The largest image translated whole (~16.8 MP, 4096x4096): larger ones need the tiling of a later
+# version. Checked from the header, after --size, before anything is decoded.
+MAX_TRANSLATE_PIXELS = 2**24
+MAX_SIZE = math.isqrt(MAX_TRANSLATE_PIXELS)  # --size is the shorter side: beyond this no image fits
 
 
 class Translator:
@@ -73,7 +84,10 @@ class Translator:
         return translated[..., :height, :width].float()
 
     def translate_images(self, images: Sequence[Image.Image], target: str, source: str | None = None, size: int | None = None) -> list[Image.Image]:
-        """PIL images -> translated PIL images; images of equal size go through the network together."""
+        """PIL images -> translated PIL images; images of equal size go through the network together.
+        An image of more than MAX_TRANSLATE_PIXELS (after resizing to `size`) is an ImageTooLargeError."""
+        for image in images:
+            check_translatable(image.size, size)
         if size is not None:
             images = [resize_shorter_side(image, size) for image in images]
         results: list[Image.Image | None] = [None] * len(images)
@@ -88,14 +102,39 @@ class Translator:
 
 
 def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
-    scale = size / min(image.size)
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+    width, height = resized(image.size, size)
+    return image.resize((width, height), Image.BICUBIC)
+
+
+def resized(size: tuple[int, int], shorter_side: int | None) -> tuple[int, int]:
+    """(width, height) after scaling so the shorter side is `shorter_side` (None: unchanged)."""
+    if shorter_side is None:
+        return size
+    scale = shorter_side / min(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def check_translatable(size: tuple[int, int], shorter_side: int | None = None, label: str = "image") -> None:
+    """An ImageTooLargeError when an image of `size`, resized to `shorter_side`, is more than
+    MAX_TRANSLATE_PIXELS: checked from the header, before decoding or resizing allocates anything."""
+    if shorter_side is not None and not 0 < shorter_side <= MAX_SIZE:
+        raise UsageError(f"--size must be between 1 and {MAX_SIZE} (got {shorter_side})")
+    width, height = resized(size, shorter_side)
+    if width * height <= MAX_TRANSLATE_PIXELS:
+        return
+    longer, shorter = max(size), min(size)
+    fits = math.isqrt(MAX_TRANSLATE_PIXELS * shorter // longer) // 64 * 64  # a round shorter side that fits
+    raise ImageTooLargeError(
+        f"{label}: {width}x{height} is more than gantrans translates whole ({MAX_TRANSLATE_PIXELS} pixels); "
+        f"use --size {max(fits, 1)} or less"
+    )
 
 
 @dataclass(frozen=True)
 class InputFile:
     path: Path
     output_stem: Path  # output name without ".<domain>.png", relative to the output folder
+    problem: str | None = None  # why there is nothing to translate here (a folder without images)
 
 
 @dataclass(frozen=True)
@@ -103,23 +142,36 @@ class Result:
     input: Path
     output: Path | None  # None when the input failed
     error: str | None = None
+    kept: bool = False  # `output` existed and was kept (--no-clobber); nothing was written
 
 
 def expand_inputs(arguments: Iterable[str], skip_outputs_of: Sequence[str] = ()) -> Iterator[InputFile]:
     """Files as given; folders recursively (keeping their sub-folder structure in the output).
 
     In folders, files named like our own outputs (<stem>.<domain>.png for a domain in
-    `skip_outputs_of`) are skipped, so translating a folder twice does not translate translations.
+    `skip_outputs_of`, and <stem>.grid.png) are skipped, so translating a folder twice does not
+    translate translations. A folder with nothing to translate is an InputFile with a `problem`.
     """
-    output_suffixes = tuple(f".{domain}.png" for domain in skip_outputs_of)
+    output_suffixes = tuple(f".{name}.png" for name in (*skip_outputs_of, "grid"))
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
-            for image in find_images(path):
-                if not (output_suffixes and image.name.endswith(output_suffixes)):
-                    yield InputFile(image, image.relative_to(path).with_suffix(""))
-        else:
+        if not path.is_dir():
             yield InputFile(path, Path(path.stem))
+            continue
+        images = find_images(path)
+        inputs = [image for image in images if not image.name.endswith(output_suffixes)]
+        if images and not inputs:
+            yield InputFile(path, Path(path.name), f"nothing to translate in {path}: its {len(images)} image(s) are all earlier outputs (*.<domain>.png, *.grid.png)")
+        elif not inputs:
+            yield InputFile(path, Path(path.name), no_images_message(path))
+        yield from (InputFile(image, image.relative_to(path).with_suffix("")) for image in inputs)
+
+
+def check_something_to_translate(items: Sequence[InputFile]) -> None:
+    """A GantransError when no input holds anything to translate (all are folders without images):
+    one clear line instead of a silent exit 0."""
+    if items and all(item.problem for item in items):
+        raise GantransError("; ".join(item.problem for item in items if item.problem))
 
 
 def output_path(item: InputFile, target: str, out: Path | None, out_is_file: bool) -> Path:
@@ -128,67 +180,207 @@ def output_path(item: InputFile, target: str, out: Path | None, out_is_file: boo
         return out
     name = f"{item.output_stem.name}.{target}.png"
     if out is None:
-        return item.path.with_name(name)
+        return item.path.parent / name
     return out / item.output_stem.parent / name
 
 
-def translate_files(
-    translator: Translator, inputs: Iterable[InputFile], target: str, out: Path | None = None,
-    out_is_file: bool = False, batch_size: int = 8, source: str | None = None, size: int | None = None,
-) -> Iterator[Result]:  # fmt: skip
-    """Translate image files in batches, yielding one Result per input in input order.
-    An unreadable input gives a Result with an error; the others are still translated."""
-    translator.check_target(target)
-    pending: list[tuple[InputFile, Image.Image | None, str | None]] = []
-    for item in inputs:
+class Outputs:
+    """Where translations go, and the rules every write follows: inside the folder it is meant for, never
+    over an input of this run, never twice in one run (the later input is an error naming the earlier),
+    over an existing file only with `overwrite`, and through a temporary file, so none is ever partial."""
+
+    def __init__(self, out: Path | None = None, out_is_file: bool = False, overwrite: bool = True) -> None:
+        self.out, self.out_is_file, self.overwrite = out, out_is_file, overwrite
+        self._inputs: dict[tuple[int, int], Path] = {}  # (st_dev, st_ino) of this run's inputs: links and hard links too
+        self._claimed: dict[str, Path] = {}  # real path of each output of this run -> the input it belongs to
+
+    def add_inputs(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            identity = _identity(path)
+            if identity is not None:
+                self._inputs.setdefault(identity, path)
+
+    def create_folder(self) -> None:
+        """Create the --out folder now: a folder that cannot be created is one error, not one per input."""
+        folder = self.out.parent if self.out is not None and self.out_is_file else self.out
         try:
-            pending.append((item, load_rgb(item.path), None))
-        except ImageDecodeError as error:
-            pending.append((item, None, str(error)))
-        if len(pending) >= batch_size:
-            yield from _flush(translator, pending, target, out, out_is_file, source, size)
-            pending = []
-    yield from _flush(translator, pending, target, out, out_is_file, source, size)
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise GantransError(f"cannot create the --out folder {folder}: {error.strerror or error}") from None
 
+    def check(self, item: InputFile, target: str) -> Path | Result:
+        """The destination of `item`'s translation into `target`, or the Result that ends it here:
+        an error (outside its folder, an input, taken) or a kept file (--no-clobber; claimed, so a
+        later input with the same output name is still an error)."""
+        destination = output_path(item, target, self.out, self.out_is_file)
+        folder = item.path.parent if self.out is None else self.out.parent if self.out_is_file else self.out
+        try:
+            inside(folder, destination)
+        except OutsideFolderError as error:
+            return Result(item.path, None, f"{item.path}: {error}")
+        identity = _identity(destination)
+        replaced = self._inputs.get(identity) if identity else None
+        if replaced is not None:
+            what = "the input itself" if replaced == item.path else f"the input {replaced}"
+            return Result(item.path, None, f"{item.path}: not translated: its output {destination} is {what}, and inputs are never replaced")
+        earlier = self._claimed.get(os.path.realpath(destination))
+        if earlier is not None:
+            other = "the same input, given twice" if earlier == item.path else earlier
+            return Result(item.path, None, f"{item.path}: not translated: its output {destination} is already written from {other} in this run (rename one of them)")
+        if not self.overwrite and os.path.lexists(destination):
+            self.claim(destination, item.path)
+            return Result(item.path, destination, kept=True)
+        return destination
 
-def _flush(translator: Translator, pending: list, target: str, out: Path | None, out_is_file: bool, source: str | None, size: int | None) -> Iterator[Result]:
-    decoded = [(item, image) for item, image, _ in pending if image is not None]
-    translated = iter(translator.translate_images([image for _, image in decoded], target, source, size))
-    for item, image, error in pending:
-        if image is None:
-            yield Result(item.path, None, error)
-            continue
-        destination = output_path(item, target, out, out_is_file)
+    def claim(self, destination: Path, source: Path) -> None:
+        """Reserve `destination` for `source`: a later input with the same output name is an error."""
+        self._claimed[os.path.realpath(destination)] = source
+
+    def save(self, image: Image.Image, destination: Path, source: Path) -> Result:
+        """Write `image` to `destination` (claimed by `source`) through a temporary file."""
         try:
             destination.parent.mkdir(parents=True, exist_ok=True)
-            save_image(next(translated), destination)
+            write_atomically(destination, lambda temporary: save_image(image, temporary, image_format(destination)))
         except OSError as failure:
-            yield Result(item.path, None, f"{destination}: cannot write ({failure.strerror or failure})")
-            continue
-        yield Result(item.path, destination)
+            return Result(source, None, f"{destination}: cannot write ({failure.strerror or failure})")
+        return Result(source, destination)
+
+    def write(self, image: Image.Image, item: InputFile, target: str) -> Result:
+        """check, claim and save in one: for outputs made one at a time (grids, stdin)."""
+        destination = self.check(item, target)
+        if isinstance(destination, Result):
+            return destination
+        self.claim(destination, item.path)
+        return self.save(image, destination, item.path)
 
 
-def write_grid(source: Path, outputs: Sequence[Path], destination: Path) -> None:
-    """The input and its translations side by side, at the translations' size."""
-    translations = [load_rgb(path) for path in outputs]
-    images = [load_rgb(source).resize(translations[0].size, Image.BICUBIC), *translations]
-    grid = Image.new("RGB", (sum(image.width for image in images), translations[0].height))
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A decoded input waiting for its batch, and where its translation goes."""
+
+    input: Path
+    image: Image.Image
+    destination: Path
+
+
+def translate_files(
+    translator: Translator, inputs: Iterable[InputFile], target: str, outputs: Outputs | None = None,
+    batch_size: int = 8, source: str | None = None, size: int | None = None,
+) -> Iterator[Result]:  # fmt: skip
+    """Translate image files in batches, yielding one Result per input in input order. An input that
+    cannot be read, translated or written gives a Result with an error; the others are still done."""
+    translator.check_target(target)
+    outputs = outputs or Outputs()
+    pending: list[_Job | Result] = []
+    for item in inputs:
+        pending.append(_prepare(item, target, outputs, size))
+        if len(pending) >= batch_size:
+            yield from _flush(translator, pending, target, source, outputs)
+            pending = []
+    yield from _flush(translator, pending, target, source, outputs)
+
+
+def _prepare(item: InputFile, target: str, outputs: Outputs, size: int | None) -> _Job | Result:
+    """Check where `item` goes, then decode it (resized now, so a batch holds only what it translates)."""
+    if item.problem:
+        return Result(item.path, None, item.problem)
+    outputs.add_inputs([item.path])  # inputs read from stdin are known only as they come
+    destination = outputs.check(item, target)
+    if isinstance(destination, Result):
+        return destination
+    try:
+        image = load_rgb(item.path, check_size=lambda header: check_translatable(header, size, str(item.path)))
+    except ImageDecodeError as error:
+        return Result(item.path, None, str(error))
+    outputs.claim(destination, item.path)
+    return _Job(item.path, image if size is None else resize_shorter_side(image, size), destination)
+
+
+def _flush(translator: Translator, pending: list[_Job | Result], target: str, source: str | None, outputs: Outputs) -> Iterator[Result]:
+    jobs = [entry for entry in pending if isinstance(entry, _Job)]
+    translated, failure = translate_batch(translator, [job.image for job in jobs], target, source) if jobs else ([], None)
+    results = iter(translated)
+    for entry in pending:
+        if isinstance(entry, Result):
+            yield entry
+        elif failure is not None:
+            yield Result(entry.input, None, f"{entry.input}: {failure}")
+        else:
+            yield outputs.save(next(results), entry.destination, entry.input)
+
+
+def translate_batch(
+    translator: Translator, images: Sequence[Image.Image], target: str, source: str | None = None, size: int | None = None,
+) -> tuple[list[Image.Image], str | None]:  # fmt: skip
+    """The translations of `images`, or none and why: running out of memory fails this batch only."""
+    try:
+        return translator.translate_images(images, target, source, size), None
+    except Exception as error:  # noqa: BLE001  (only allocation failures are handled; the rest re-raised)
+        if not is_out_of_memory(error):
+            raise
+    # Outside the except block: the error's frames (and the tensors they hold) are released by now.
+    if translator.device.type == "cuda":
+        torch.cuda.empty_cache()
+    width, height = max((image.size for image in images), key=lambda size: size[0] * size[1])
+    return [], f"out of memory translating a batch of {len(images)} image(s) of up to {width}x{height}; try --batch-size 1 or --size N"
+
+
+def translate_all(
+    translator: Translator, items: Iterable[InputFile], targets: Sequence[str], outputs: Outputs,
+    grid: bool = False, batch_size: int = 8, source: str | None = None, size: int | None = None,
+) -> Iterator[Result]:  # fmt: skip
+    """translate_files for each target, then (with `grid`) the grid of each input translated into all."""
+    if len(targets) > 1 or grid:
+        items = list(items)  # walked once per target
+    done: dict[Path, list[Path]] = {}
+    for target in targets:
+        for result in translate_files(translator, items, target, outputs, batch_size, source, size):
+            if result.output is not None:
+                done.setdefault(result.input, []).append(result.output)
+            yield result
+    for item in items if grid else ():
+        if len(done.get(item.path, [])) == len(targets):
+            yield write_grid(item, done[item.path], outputs)
+
+
+def write_grid(item: InputFile, translations: Sequence[Path], outputs: Outputs) -> Result:
+    """The input and its translations side by side, at the translations' size, as <stem>.grid.png."""
+    destination = outputs.check(item, "grid")
+    if isinstance(destination, Result):
+        return destination
+    try:
+        images = [load_rgb(path) for path in translations]
+        images.insert(0, load_rgb(item.path).resize(images[0].size, Image.BICUBIC))
+    except ImageDecodeError as error:
+        return Result(item.path, None, f"{destination}: not written ({error})")
+    grid = Image.new("RGB", (sum(image.width for image in images), images[0].height))
     for index, image in enumerate(images):
         grid.paste(image, (sum(other.width for other in images[:index]), 0))
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, destination)
+    outputs.claim(destination, item.path)
+    return outputs.save(grid, destination, item.path)
 
 
-def find_model(target: str | None, home: Path | None = None) -> Path:
+def find_model(target: str | None, home: Path | None = None, on_skip: Callable[[str], None] = lambda message: None) -> Path:
     """The most recently written model under `home` ($GANTRANS_HOME, else ./runs) that translates into
-    `target` (any model when `target` is None)."""
+    `target` (any model when `target` is None). A model file that cannot be read is passed over and
+    handed to `on_skip` (the CLI warns)."""
     home = home or Path(os.environ.get("GANTRANS_HOME") or "runs")
     candidates = sorted(home.glob(f"*/{checkpoint.MODEL_FILE}"), key=lambda path: path.stat().st_mtime, reverse=True)
     seen = []
     for candidate in candidates:
         try:
             info = checkpoint.read_model_info(candidate)
-        except GantransError:
+        except GantransError as error:
+            on_skip(str(error))
             continue
         if target is None or target in info.domains:
             return candidate.parent
@@ -201,3 +393,13 @@ def find_model(target: str | None, home: Path | None = None) -> Path:
 def looks_like_image_file(path: Path) -> bool:
     """Whether `--out PATH` names an output file rather than a folder."""
     return not path.is_dir() and is_image_path(path)
+
+
+def out_is_file(out: Path | None) -> bool:
+    """Whether `--out` names an output file (else a folder, or None). An existing file that is not named
+    like an image is a UsageError: it is neither a folder to write into nor an image to replace."""
+    if out is None or looks_like_image_file(out):
+        return out is not None
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is an existing file, neither a folder nor an image file name ({' '.join(IMAGE_EXTENSIONS)})")
+    return False

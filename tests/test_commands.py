@@ -89,7 +89,21 @@ def test_dry_run_prints_the_config_and_config_files_are_overridden_by_flags(tiny
     [
         (["--size", "16"], 2, "--data DIR is required"),
         (["--data", "nowhere"], 1, "data folder nowhere does not exist"),
-        (["--data", "{data}", "--size", "0"], 2, "--size must be positive"),
+        (["--data", "{data}", "--size", "0"], 2, "--size must be between 1 and 8192 (got 0)"),
+        (["--data", "{data}", "--size", "60000"], 2, "--size must be between 1 and 8192 (got 60000)"),
+        (["--data", "{data}", "--lr", "inf"], 2, "--lr must be a finite number (got inf)"),
+        (["--data", "{data}", "--lr", "nan"], 2, "--lr must be a finite number"),
+        (["--data", "{data}", "--lr", "1e6"], 2, "--lr must be in (0, 1] (got 1000000.0)"),
+        (["--data", "{data}", "--lambda-cycle", "nan"], 2, "--lambda-cycle must be a finite number (got nan)"),
+        (["--data", "{data}", "--lambda-identity", "-inf"], 2, "--lambda-identity must be a finite number"),
+        (["--data", "{data}", "--n-blocks", "2000000"], 2, "--n-blocks must be between 0 and 64"),
+        (["--data", "{data}", "--ngf", "100000"], 2, "--ngf must be between 1 and 1024"),
+        (["--data", "{data}", "--max-bad-steps", "0"], 2, "--max-bad-steps must be >= 1"),
+        (["--data", "{data}", "--domains", "horse,../../ESCAPED"], 2, "'../../ESCAPED' is not a usable domain name"),
+        (["--data", "{data}", "--domains", "horse,grid"], 2, "'grid' is reserved"),
+        (["--data", "{data}", "--config", "{typed_json}"], 2, "setting 'lr' must be a number (got \"fast\")"),
+        (["--data", "{data}", "--config", "{list_json}"], 2, "setting 'domains' must be a list of names"),
+        (["--data", "{data}", "--config", "{nested_json}"], 2, "setting 'ngf' must be a whole number (got 2.5)"),
         (["--data", "{data}", "--method", "pix2pix"], 2, "unknown method 'pix2pix'"),
         (["--data", "{data}", "--gan-loss", "magic"], 2, "--gan-loss must be one of"),
         (["--data", "{data}", "--preprocess", "zoom"], 2, "--preprocess must be one of"),
@@ -106,7 +120,11 @@ def test_dry_run_prints_the_config_and_config_files_are_overridden_by_flags(tiny
 )
 def test_train_errors_are_one_clear_line(tiny_data, tmp_path, args, code, fragment):
     (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "typed.json").write_text('{"lr": "fast"}')
+    (tmp_path / "list.json").write_text('{"data": {"domains": "horse,zebra"}}')
+    (tmp_path / "nested.json").write_text('{"model": {"ngf": 2.5}}')
     values = {"data": str(tiny_data), "bad_json": str(tmp_path / "bad.json"), "empty": str(tmp_path / "empty")}
+    values.update({f"{name}_json": str(tmp_path / f"{name}.json") for name in ("typed", "list", "nested")})
     assert_one_line_error(invoke("train", *[a.format(**values) for a in args]), code, fragment)
 
 

@@ -220,5 +220,10 @@ def test_cache_decodes_each_file_once(tiny_data):
 
 def test_collate_refuses_mixed_sizes_clearly():
     samples = [Sample((torch.zeros(3, 8, 8, dtype=torch.uint8),), ()), Sample((torch.zeros(3, 8, 12, dtype=torch.uint8),), ())]
-    with pytest.raises(DataError, match="different sizes in one batch"):
+    # The advice must not be "--batch-size 1": at batch 1 the two domains' images can differ too.
+    with pytest.raises(DataError, match=r"different sizes in one step \(12x8, 8x8\).*use --preprocess scale-width-crop") as caught:
         collate(samples)
+    assert "batch-size" not in str(caught.value)
+    one_step_two_domains = [Sample((torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(3, 8, 12, dtype=torch.uint8)), ())]
+    with pytest.raises(DataError, match="different sizes in one step"):
+        collate(one_step_two_domains)

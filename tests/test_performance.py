@@ -34,7 +34,7 @@ def test_bf16_autocast_losses_track_fp32_and_leave_fp32_weights(make_config):
     for bf16 in (False, True):
         torch.manual_seed(0)  # the same batch both times
         method, optimizers, batch = tiny_method(make_config)
-        g_losses, d_losses = _train_step(method, optimizers, batch, 0, make_config(), bf16=bf16)
+        g_losses, d_losses, _ = _train_step(method, optimizers, batch, 0, make_config(), bf16=bf16)
         results[bf16] = {**g_losses.terms, **d_losses.terms}
         assert all(value.dtype == torch.float32 for value in results[bf16].values())  # losses are computed in fp32
         assert all(parameter.dtype == torch.float32 for parameter in method.parameters())
@@ -145,16 +145,17 @@ def test_background_writes_run_in_order_and_a_failure_surfaces_as_one_clear_erro
 
     order: list[str] = []
     writer = BackgroundWriter()
-    writer.submit(lambda: order.append("state"), lambda: order.append("model"))
-    writer.submit(lambda: order.append("next"))  # waits for the first batch
-    writer.wait()
+    assert writer.submit("first", lambda: order.append("state"), lambda: order.append("model")) == []
+    assert writer.submit("second", lambda: order.append("next")) == ["first"]  # waits for the first batch
+    assert writer.wait() == ["second"]  # reported once its files are written, and only once
+    assert writer.wait() == [] and writer.poll() == []
     assert order == ["state", "model", "next"]
 
     def full_disk() -> None:
         raise OSError(28, "No space left on device", str(tmp_path / "training_state.safetensors"))
 
-    writer.submit(full_disk, lambda: order.append("never"))
+    writer.submit("never reported", full_disk, lambda: order.append("never"))
     with pytest.raises(GantransError, match=r"cannot write .*training_state.safetensors: No space left on device"):
         writer.wait()
     assert order[-1] == "next"  # the model file is not written after a failed state file
-    writer.wait()  # the error is reported once
+    assert writer.wait() == []  # the error is reported once, and the failed batch never as written

@@ -84,7 +84,8 @@ def test_generator_step_leaves_no_gradient_on_discriminators(make_config):
 def test_generator_and_discriminator_step_both_update(make_config):
     method, optimizers, batch = tiny_method(make_config)
     generators, discriminators = snapshot(method.generators), snapshot(method.discriminators)
-    g_losses, d_losses = _train_step(method, optimizers, batch, 0, make_config())
+    g_losses, d_losses, skipped = _train_step(method, optimizers, batch, 0, make_config())
+    assert float(skipped) == 0.0
     assert g_losses is not None and set(g_losses.fakes) == {"fake_x", "fake_y"}
     assert changed(generators, method.generators) and changed(discriminators, method.discriminators)
 
@@ -189,8 +190,16 @@ def test_resume_can_extend_but_not_change_the_model(make_config):
     extended = resume_config(Path(config.out), {"steps": 4})
     assert extended.steps == 4 and extended.model == config.model
     assert run(extended, resume=True)[-1].step == 4
-    with pytest.raises(UsageError, match="--ngf: cannot change when resuming"):
+    with pytest.raises(UsageError, match="--ngf 4 -> 8: cannot change when resuming"):
         resume_config(Path(config.out), {"ngf": 8})
+    # The settings the run started with, typed again, are no change: up-arrow and --resume resumes.
+    same = {"ngf": 4, "size": 16, "load_size": 20, "batch_size": 1, "lr": 2e-4, "domains": ("horse", "zebra"), "root": config.data.root}
+    assert resume_config(Path(config.out), same, method="cyclegan").model == config.model
+    with pytest.raises(UsageError, match="--method discogan: the run .* was trained with --method cyclegan"):
+        resume_config(Path(config.out), {}, method="discogan")
+    with pytest.raises(UsageError, match=r"--size 16 -> 32, --n-blocks 1 -> 2: cannot change"):
+        resume_config(Path(config.out), {**same, "size": 32, "n_blocks": 2})
+    assert resume_config(Path(config.out), {"lr": 1e-4}).lr == 1e-4  # a lower rate after a divergence is allowed
 
 
 def test_existing_model_is_never_overwritten_by_accident(make_config):

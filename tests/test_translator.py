@@ -41,8 +41,8 @@ def test_size_option_resizes_the_shorter_side(translator):
     assert output.size == (20, 10) and resize_shorter_side(Image.new("RGB", (30, 90)), 15).size == (15, 45)
 
 
-def test_folder_inputs_mirror_structure_and_skip_earlier_outputs(tmp_path):
-    for name in ["a.png", "sub/b.jpg", "sub/b.zebra.png", "notes.txt"]:
+def test_folder_inputs_mirror_structure_and_skip_earlier_outputs_and_grids(tmp_path):
+    for name in ["a.png", "sub/b.jpg", "sub/b.zebra.png", "sub/b.grid.png", "notes.txt"]:
         (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (4, 4)).save(tmp_path / "in" / name) if name != "notes.txt" else (tmp_path / "in" / name).write_text("x")
     items = list(expand_inputs([str(tmp_path / "in")], skip_outputs_of=("horse", "zebra")))

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gantrans import losses
+from gantrans.config import check_finite_numbers
 from gantrans.errors import UsageError
 from gantrans.nn.generators import UPSAMPLE_MODES
 
@@ -72,11 +73,15 @@ class Method(nn.Module):
         method's default when it is None. None for methods that don't need it."""
         return None
 
+    def training_min_side(self) -> int:
+        """The shortest image side that every network of the method (discriminators too) accepts."""
+        return max([self.min_side, *(getattr(network, "min_side", 1) for network in self.discriminators.values())])
+
     def check_training_size(self, size: int) -> None:
         """A clear error when square training crops of `size` pixels do not fit the networks."""
         if size % self.stride:
             raise UsageError(f"--size {size} must be a multiple of {self.stride} for this generator (e.g. {max(self.stride, size // self.stride * self.stride)})")
-        needed = max([self.min_side, *(getattr(network, "min_side", 1) for network in self.discriminators.values())])
+        needed = self.training_min_side()
         if size < needed:
             raise UsageError(f"--size {size} is too small for these networks: they need at least {needed} pixels (use a larger --size, or a smaller --n-layers-d or --depth)")
 
@@ -94,13 +99,19 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)} (got {value!r})")
 
 
+# Sane bounds on network sizes, checked before anything is built: a shared model file's config
+# must not be able to ask for two million residual blocks. The largest published settings
+# (ngf 64, 9 blocks, 6 discriminator layers) are far inside them.
+NETWORK_BOUNDS = {"ngf": (1, 1024), "ndf": (1, 1024), "n_layers_d": (1, 8), "n_blocks": (0, 64)}
+
+
 def check_common_settings(config: Any, weights: Sequence[str]) -> None:
-    """Validation shared by the methods' configs: network sizes, upsampling, GAN objective, loss weights."""
-    for name in ("ngf", "ndf", "n_layers_d"):
-        if getattr(config, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(config, name)})")
-    if config.n_blocks < 0:
-        raise UsageError(f"--n-blocks must be >= 0 (got {config.n_blocks})")
+    """Validation shared by the methods' configs: finite numbers, network sizes, upsampling, GAN
+    objective, loss weights."""
+    check_finite_numbers(config)
+    for name, (low, high) in NETWORK_BOUNDS.items():
+        if not low <= getattr(config, name) <= high:
+            raise UsageError(f"--{name.replace('_', '-')} must be between {low} and {high} (got {getattr(config, name)})")
     check_choice("upsample", config.upsample, UPSAMPLE_MODES)
     check_choice("gan_loss", config.gan_loss, losses.GAN_LOSSES)
     for name in weights:
