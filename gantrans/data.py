@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from gantrans.config import DataConfig
 from gantrans.errors import GantransError
-from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb
+from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb, no_images_message
 from gantrans.names import domain_name_problem
 
 
@@ -68,9 +68,7 @@ def _domain_images(folder: Path, name: str) -> list[Path]:
         raise DataError(f"domain {name!r}: folder {folder} not found")
     images = find_images(folder)
     if not images:
-        others = sum(len(files) for _, _, files in os.walk(folder))
-        what = f"{others} files, none with an image extension ({' '.join(IMAGE_EXTENSIONS)})" if others else "nothing"
-        raise DataError(f"domain {name!r}: no images in {folder} (found {what})")
+        raise DataError(f"domain {name!r}: {no_images_message(folder)}")
     return images
 
 

@@ -588,7 +588,7 @@ def _step_if_finite(optimizer: torch.optim.Optimizer, networks: nn.Module, world
             optimizer.step()
         finally:
             del optimizer.found_inf  # type: ignore[attr-defined]
-    elif not found_inf.item():
+    elif found_inf.is_meta or not found_inf.item():  # meta tensors have no values (bench counts FLOPs on them)
         optimizer.step()
     return found_inf
 
@@ -604,6 +604,8 @@ def make_optimizer(parameters: Iterator[torch.nn.Parameter], config: TrainConfig
 
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GantransError(f"--out {run_dir} is a file, not a folder: name a folder for the run")
     has_model = (run_dir / checkpoint.STATE_FILE).exists() or (run_dir / checkpoint.MODEL_FILE).exists()
     if resume and not (run_dir / checkpoint.STATE_FILE).exists():
         raise GantransError(f"nothing to resume in {run_dir}: no {checkpoint.STATE_FILE}")

@@ -32,10 +32,10 @@ from test_commands import TINY, assert_one_line_error, invoke
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A tiny trained horse <-> zebra model."""
-    root = tmp_path_factory.mktemp("data")
+    root = tmp_path_factory.mktemp("hostile_data")
     write_images(root / "horse", 4, seed=1)
     write_images(root / "zebra", 4, seed=2)
-    config = tiny_config(root, root.parent / "runs" / "h2z", steps=2)
+    config = tiny_config(root, tmp_path_factory.mktemp("hostile_runs") / "h2z", steps=2)
     list(training.train(config))
     return Path(config.out)
 
@@ -440,3 +440,17 @@ def test_auto_device_picks_apples_mps_when_there_is_no_cuda(monkeypatch):
     assert training.resolve_device("auto") == torch.device("cpu")
     with pytest.raises(GantransError, match="MPS is not available"):
         training.resolve_device("mps")
+
+
+def test_training_skips_a_fifo_and_link_loops_in_its_data(tiny_data, tmp_path):
+    """A FIFO named like an image once hung training; link loops multiplied the data or never ended."""
+    os.mkfifo(tiny_data / "horse" / "pipe.png")
+    os.symlink(".", tiny_data / "horse" / "self")
+    os.symlink("..", tiny_data / "zebra" / "up")
+    result = subprocess.run(
+        [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--steps", "12", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "images: horse 7, zebra 4" in result.stderr  # 6 images and the FIFO, each once
+    assert "warning: skipped" in result.stderr and "pipe.png: not a regular file" in result.stderr
