@@ -35,7 +35,8 @@ import torch
 from PIL import Image
 
 from gantrans.evaluate import Judges, evaluate_model
-from gantrans.features import downloaded_package, load_lpips
+from gantrans.features import load_lpips
+from gantrans.weights import downloaded_package
 from gantrans.inception import load_inception
 from gantrans.metrics import psnr, ssim
 from gantrans.training import batch_scaled_lr, make_train_config, train

@@ -275,6 +275,7 @@ def translate(
               gantrans translate - --to vangogh < in.jpg > out.png
               gantrans translate face.jpg --to all --grid --model runs/celeba-stargan
     """
+    from gantrans import outputs as destinations
     from gantrans import translate as translation
 
     if batch_size < 1:
@@ -286,7 +287,7 @@ def translate(
         raise UsageError("'-' (image bytes on stdin) cannot be combined with other inputs")
     if not inputs and sys.stdin.isatty():
         raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
-    out_is_file = translation.out_is_file(out)
+    out_is_file = destinations.out_is_file(out)
     model_path = model or translation.find_model(None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr))
     translator = translation.Translator.load(model_path, device, precision)
     targets = translator.targets if to == "all" else (to,)
@@ -299,7 +300,7 @@ def translate(
             if len(targets) > 1:
                 raise UsageError("--to all needs --from here: this model translates from a named domain, and the inputs can't be all of them")
             stderr.print(f"translating from {assumed} into {target} (--from names the inputs' domain)", soft_wrap=True)
-    outputs = translation.Outputs(out, out_is_file, overwrite)
+    outputs = destinations.Outputs(out, out_is_file, overwrite)
     if inputs == ["-"]:
         if len(targets) > 1 or grid:
             raise UsageError("'-' writes one image to stdout: use a single --to DOMAIN, without --grid")
@@ -307,10 +308,10 @@ def translate(
         return
     if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir() or len(targets) > 1 or grid):
         raise UsageError(f"--out {out} is a file name, but there is more than one output: give a folder")
-    items = translation.expand_inputs(inputs or (line.strip() for line in sys.stdin if line.strip()), translator.domains)
+    items = destinations.expand_inputs(inputs or (line.strip() for line in sys.stdin if line.strip()), translator.domains)
     if inputs or len(targets) > 1 or grid:
         items = list(items)  # counted for the progress bar, checked against the outputs, walked once per target
-        translation.check_something_to_translate(items)
+        destinations.check_something_to_translate(items)
         outputs.add_inputs(item.path for item in items)
     outputs.create_folder()
     failed: set[Path] = set()
@@ -348,6 +349,7 @@ def _translate_stdin_bytes(translator: Any, to: str, outputs: Any, source: Optio
     """Image bytes on stdin -> a PNG on stdout, or a file under (or at) --out, written like any other output."""
     from gantrans import translate as translation
     from gantrans.images import load_rgb, save_image
+    from gantrans.outputs import InputFile
 
     data = sys.stdin.buffer.read()
     if not data:
@@ -361,7 +363,7 @@ def _translate_stdin_bytes(translator: Any, to: str, outputs: Any, source: Optio
         sys.stdout.buffer.flush()
         return
     outputs.create_folder()
-    result = outputs.write(translated[0], translation.InputFile(Path("stdin"), Path("stdin")), to)
+    result = outputs.write(translated[0], InputFile(Path("stdin"), Path("stdin")), to)
     if result.error:
         raise GantransError(result.error)
     if result.kept:
@@ -638,6 +640,7 @@ def models(
     """List trained models: path, method, domains, step, image size."""
     import json
 
+    from rich.markup import escape
     from rich.table import Table
 
     from gantrans import checkpoint
@@ -655,7 +658,8 @@ def models(
         return
     table = Table("model", "method", "domains", "step", "size")
     for info in infos:
-        table.add_row(str(info.path.parent), info.method, ", ".join(info.domains), str(info.step), str(info.image_size))
+        # Folder names are the disk's text: escaped, so '[red]' in one is not read as a style.
+        table.add_row(escape(str(info.path.parent)), info.method, ", ".join(info.domains), str(info.step), str(info.image_size))
     Console().print(table if infos else f"no models under {home}/")
 
 

@@ -21,7 +21,6 @@ from torch import Tensor, nn
 
 from gantrans.errors import GantransError
 from gantrans.weights import PackageFile, Pretrained, fetch, load_tensors, package_member
-from gantrans.weights import cache_dir, downloaded_package  # noqa: F401  (imported from here by the benchmarks)
 
 VGG16_CONVS = (64, 64, "pool", 128, 128, "pool", 256, 256, 256, "pool", 512, 512, 512, "pool", 512, 512, 512)
 # The ReLU outputs LPIPS uses, by the index of their convolution (0-based, pools not counted).

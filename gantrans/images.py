@@ -61,13 +61,15 @@ def _files_under(folder: Path) -> Iterator[Path]:
     """Every non-hidden file under `folder`. Folder links are followed (data sets are often linked in), but
     each real folder is listed once, and never one above `folder`: `self -> .` or `up -> ..` cannot loop."""
     real = Path(os.path.realpath(folder))
-    visited = {_identity(path) for path in (real, *real.parents)}  # the ancestors too: a link up is a loop
+    visited = {file_identity(path) for path in (real, *real.parents)}  # the ancestors too: a link up is a loop
     for directory, subdirectories, files in os.walk(folder, followlinks=True):
         subdirectories[:] = sorted(d for d in subdirectories if not d.startswith(".") and _first_visit(Path(directory) / d, visited))
         yield from (Path(directory) / name for name in files if not name.startswith("."))
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what `path` points to, or None when it cannot be reached: the same file
+    under any name, links and hard links included."""
     try:
         status = path.stat()
     except OSError:
@@ -76,7 +78,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _first_visit(directory: Path, visited: set[tuple[int, int] | None]) -> bool:
-    identity = _identity(directory)
+    identity = file_identity(directory)
     if identity is None or identity in visited:
         return False
     visited.add(identity)

@@ -10,8 +10,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gantrans import weights
 from gantrans.config import DataConfig, TrainConfig
 from gantrans.methods import PRESETS
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test downloads: pip is refused (a test that needs the real one, or a fake, sets it itself).
+    Without the files in the cache, a test skips or fails instead."""
+
+    def refuse(requirement: str, *args: object, **kwargs: object) -> None:
+        raise weights.DownloadError(f"tests do not download ({requirement})")
+
+    monkeypatch.setattr(weights, "pip_download", refuse)
 
 
 def write_images(folder: Path, count: int, size: tuple[int, int] = (40, 36), seed: int = 0, tint: tuple[float, float, float] = (1, 1, 1)) -> list[Path]:

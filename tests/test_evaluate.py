@@ -25,15 +25,6 @@ HAVE_WHEEL = (cache_dir() / "downloads" / INCEPTION_WEIGHTS.origin.filename).is_
 REAL_PIP_DOWNLOAD = weights.pip_download
 
 
-@pytest.fixture(autouse=True)
-def no_downloads(monkeypatch):
-    """Tests never download: without the files in the cache, a test skips or fails instead."""
-
-    def refuse(requirement: str, *args: object, **kwargs: object) -> None:
-        raise weights.DownloadError(f"tests do not download ({requirement})")
-
-    monkeypatch.setattr(weights, "pip_download", refuse)
-
 
 def random_covariance(dimension: int, seed: int) -> torch.Tensor:
     matrix = torch.randn(dimension, dimension, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

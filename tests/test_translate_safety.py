@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from gantrans import checkpoint
 from gantrans.cli import app
 from gantrans.images import HAS_HEIF, IMAGE_EXTENSIONS, MAX_DECODE_PIXELS, ImageDecodeError, ImageTooLargeError, find_images, load_rgb
-from gantrans.translate import MAX_TRANSLATE_PIXELS, InputFile, Outputs, Result, Translator, check_translatable, expand_inputs, translate_files
+from gantrans.outputs import InputFile, Outputs, Result, expand_inputs
+from gantrans.translate import MAX_TRANSLATE_PIXELS, Translator, check_translatable, translate_files
 
 from conftest import tiny_config
 

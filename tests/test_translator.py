@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from gantrans import checkpoint
-from gantrans.translate import InputFile, Translator, expand_inputs, output_path, resize_shorter_side
+from gantrans.outputs import InputFile, expand_inputs, output_path
+from gantrans.translate import Translator, resize_shorter_side
 
 from conftest import tiny_config
 

@@ -22,7 +22,7 @@ from gantrans.cli import app
 from gantrans.errors import GantransError
 from gantrans.features import VGG16_WEIGHTS, load_lpips, load_vgg16
 from gantrans.inception import INCEPTION_WEIGHTS, load_inception
-from gantrans.weights import DownloadError, cache_dir, safetensors_bytes
+from gantrans.weights import cache_dir, safetensors_bytes
 
 from conftest import write_images
 
@@ -35,13 +35,8 @@ needs_packages = pytest.mark.skipif(not HAVE_PACKAGES, reason=f"package files no
 
 @pytest.fixture(autouse=True)
 def empty_cache(tmp_path, monkeypatch) -> Path:
-    """An empty cache, and no real download: pip is refused unless a test fakes it."""
+    """An empty cache (and, as everywhere, no real download: conftest's `no_downloads`)."""
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
-
-    def refuse(requirement: str, *args: object, **kwargs: object) -> None:
-        raise DownloadError(f"tests do not download ({requirement})")
-
-    monkeypatch.setattr(weights, "pip_download", refuse)
     return tmp_path / "cache" / "weights"
 
 
