@@ -186,6 +186,8 @@ def resume_config(
         if given is not None and given != saved:
             raise UsageError(f"--method {given}: the run in {run_dir} was trained with --method {trained_as}; leave it out to resume")
     requested = {**_flat_settings(file_values), **overrides}
+    if not requested.get("domains", True):
+        del requested["domains"]  # none named: "every sub-folder", which the run found and saved
     root = requested.pop("root", None)
     changes = {name: value for name, value in requested.items() if not _same_value(value, saved_setting(config, name))}
     fixed = [name for name in changes if name not in RESUMABLE_SETTINGS]
@@ -403,7 +405,9 @@ def _loop(run: _Run, stream: Batches, should_stop: Callable[[], bool], started_a
         yield from run.writer.wait()
     except (DivergedError, checkpoint.NonFiniteWeightsError) as error:
         _finish_writes(run)
-        raise DivergedError(f"{error}. {_last_checkpoint(run.run_dir)}; resume it with a lower --lr, or check the loss weights") from None
+        kept = _last_checkpoint(run.run_dir)
+        advice = "resume it with a lower --lr" if kept.startswith("The last") else "start again with a lower --lr"
+        raise DivergedError(f"{error}. {kept}: {advice}, or check the loss weights") from None
     except GantransError:
         # A data problem surfaces while fetching a batch, before the step changes anything:
         # keep the work done so far, then report. (With several processes the others wait in a
