@@ -182,8 +182,11 @@ def build_method(config: TrainConfig, domains: tuple[str, ...], training: bool, 
 def expected_tensors(info: ModelInfo) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Name -> (shape, dtype) of every tensor a model file with `info`'s metadata must hold, from
     the networks built on the meta device (no memory, no time), with their size checked."""
-    with torch.device("meta"):
-        method = METHODS[info.config.method](info.config.model, info.domains, training=False)
+    try:
+        with torch.device("meta"):
+            method = METHODS[info.config.method](info.config.model, info.domains, training=False)
+    except UsageError as error:  # e.g. a one-way method with three domains
+        raise CheckpointError(f"{info.path}: malformed model metadata ({error})") from None
     unknown = [name for name in info.generators if name not in method.generators]
     if unknown or not info.generators:
         raise CheckpointError(f"{info.path}: malformed model metadata (generators {list(info.generators)}; {info.method} has {', '.join(method.generators)})")

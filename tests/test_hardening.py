@@ -90,6 +90,9 @@ def hostile_models(model_dir: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
         "absolute domain": (rewritten(model_dir, tmp / "absolute", {"domains": json.dumps(["horse", "/tmp/x"])}), "'/tmp/x' is not a usable domain name"),
         "reserved domain": (rewritten(model_dir, tmp / "grid", {"domains": json.dumps(["horse", "grid"])}), "'grid' is reserved"),
         "domains disagree": (rewritten(model_dir, tmp / "disagree", {"domains": json.dumps(["horse", "cat"])}), "disagree with the config"),
+        "three domains for a two-domain method": (rewritten(
+            model_dir, tmp / "three", {"domains": json.dumps(["horse", "zebra", "cat"]), "config": with_config(model_dir, data={"domains": ["horse", "zebra", "cat"]})},
+        ), "malformed model metadata (cyclegan"),
         "huge network": (rewritten(model_dir, tmp / "blocks", {"config": with_config(model_dir, model={"n_blocks": 2_000_000})}), "--n-blocks must be between 0 and 64"),
         "huge product": (rewritten(model_dir, tmp / "product", {"config": with_config(model_dir, model={"ngf": 1024, "n_blocks": 64})}), "more than gantrans loads"),
         "huge image size": (rewritten(model_dir, tmp / "size", {"image_size": "99999999"}), "out of range"),
