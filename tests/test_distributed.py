@@ -20,7 +20,8 @@ from gantrans.checkpoint import build_method
 from gantrans.config import TrainConfig
 from gantrans.data import UnpairedDataset, batch_samples, discover_domains
 from gantrans.methods.cyclegan import CycleGANConfig
-from gantrans.training import _train_step, make_optimizer, resume_config, train
+from gantrans.presets import resume_config
+from gantrans.training import _train_step, make_optimizer, train
 
 STEPS = 3
 # Tiny CycleGAN without normalisation: biases in front of instance norm get a zero gradient, which

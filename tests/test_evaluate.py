@@ -351,7 +351,8 @@ def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_pat
     from safetensors import safe_open
 
     from conftest import tiny_config
-    from gantrans.training import Evaluated, resume_config, train
+    from gantrans.presets import resume_config
+    from gantrans.training import Evaluated, train
 
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from gantrans import checkpoint
 from gantrans.methods import METHODS, PRESETS
-from gantrans.training import make_optimizer, resume_config, train
+from gantrans.presets import resume_config
+from gantrans.training import make_optimizer, train
 from gantrans.translate import Translator
 
 from conftest import tiny_config, write_images

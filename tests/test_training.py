@@ -14,8 +14,9 @@ from gantrans import checkpoint
 from gantrans.errors import GantransError, UsageError
 from gantrans.methods import METHODS
 from gantrans.methods.cyclegan import ImagePool
+from gantrans.presets import make_train_config, resume_config
 from gantrans.training import (
-    CheckpointWritten, Finished, SamplesWritten, make_optimizer, _train_step, learning_rate_factor, make_train_config, resume_config, train,
+    CheckpointWritten, Finished, SamplesWritten, make_optimizer, _train_step, learning_rate_factor, train,
 )  # fmt: skip
 
 
