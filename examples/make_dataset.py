@@ -6,8 +6,10 @@ The photos are scikit-image's sample images, read straight out of its wheel from
 download, and scikit-image itself is not installed). Each photo is cut into three disjoint
 vertical regions, so nothing is paired: "photo" patches come from the left region, "vintage"
 patches from the middle one, passed through a fixed old-photo look, and the right region gives
-held-out test images at odd sizes (translation keeps the input size). Both domains show the same
-kind of content, so only the look tells them apart, as in real unpaired sets (summer/winter).
+held-out test images at odd sizes (translation keeps the input size), with their true vintage look
+in truth/vintage/ (the same file names), so a translation can be scored against what it should be.
+Both domains show the same kind of content, so only the look tells them apart, as in real unpaired
+sets (summer/winter).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from PIL import Image
 WHEEL = "scikit-image==0.26.0"
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg")
 PHOTO_REGION, VINTAGE_REGION, TEST_REGION = (0.0, 0.375), (0.375, 0.75), (0.75, 1.0)  # fractions of the width
-TEST_SIZES = ((96, 72), (80, 80), (101, 67))  # (width, height): odd sizes on purpose
+# (width, height) of the held-out test images, two per photo (upper and lower half of its held-out
+# region): odd sizes on purpose, as translation keeps the input size.
+TEST_SIZES = ((96, 72), (80, 80), (101, 67), (67, 101), (88, 59), (73, 91), (59, 77), (90, 90), (105, 63), (64, 99), (83, 61), (77, 85))
 
 
 def fetch_wheel(cache: Path) -> Path:
@@ -80,13 +84,16 @@ def random_patches(photos: dict[str, np.ndarray], count: int, size: int, rng: np
 
 
 def test_images(photos: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """One crop per held-out region (never seen in training), scaled to the odd TEST_SIZES."""
+    """Two crops per photo from its held-out region (never seen in training), scaled to TEST_SIZES."""
     crops = []
-    for (width, height), name in zip(TEST_SIZES, ("astronaut.png", "coffee.png", "motorcycle_left.png")):
-        held_out = region(photos[name], TEST_REGION)
-        crop_height = min(held_out.shape[0], int(held_out.shape[1] * height / width))
-        top = (held_out.shape[0] - crop_height) // 2
-        crop = Image.fromarray(to_uint8(held_out[top : top + crop_height]))
+    for index, (width, height) in enumerate(TEST_SIZES):
+        held_out = region(photos[sorted(photos)[index // 2]], TEST_REGION)
+        half = held_out[: held_out.shape[0] // 2] if index % 2 == 0 else held_out[held_out.shape[0] // 2 :]
+        # The largest centred crop of the target's aspect ratio.
+        crop_height = min(half.shape[0], int(half.shape[1] * height / width))
+        crop_width = min(half.shape[1], int(crop_height * width / height))
+        top, left = (half.shape[0] - crop_height) // 2, (half.shape[1] - crop_width) // 2
+        crop = Image.fromarray(to_uint8(half[top : top + crop_height, left : left + crop_width]))
         crops.append(np.asarray(crop.resize((width, height), Image.LANCZOS), dtype=np.float64) / 255)
     return crops
 
@@ -112,7 +119,8 @@ def main() -> None:
     args = parser.parse_args()
 
     train_dir = args.out / "photo2vintage"
-    if not args.force and all(len(list((train_dir / d).glob("*.png"))) == args.per_domain for d in ("photo", "vintage")):
+    built = all(len(list((train_dir / d).glob("*.png"))) == args.per_domain for d in ("photo", "vintage"))
+    if not args.force and built and len(list((args.out / "truth" / "vintage").glob("*.png"))) == len(TEST_SIZES):
         print(f"make_dataset: {train_dir} already built", file=sys.stderr)
         return
     wheel = fetch_wheel(args.cache)
@@ -120,10 +128,14 @@ def main() -> None:
     photos = read_photos(wheel, PHOTOS)
     write(random_patches(photos, args.per_domain, args.size, rng, PHOTO_REGION), train_dir / "photo", "photo")
     write([vintage(p) for p in random_patches(photos, args.per_domain, args.size, rng, VINTAGE_REGION)], train_dir / "vintage", "vintage")
+    for folder in (args.out / "test", args.out / "truth" / "vintage"):
+        folder.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(test_images(photos)):
-        (args.out / "test").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(to_uint8(image)).save(args.out / "test" / f"test_{index}.png")
-    print(f"make_dataset: {args.per_domain} photo + {args.per_domain} vintage patches of {args.size} px in {train_dir}, {len(TEST_SIZES)} test images in {args.out / 'test'}", file=sys.stderr)
+        image = to_uint8(image)
+        Image.fromarray(image).save(args.out / "test" / f"test_{index:02d}.png")
+        # The truth is the look applied to the very pixels the model sees (8-bit), as for the training patches.
+        Image.fromarray(to_uint8(vintage(image / 255))).save(args.out / "truth" / "vintage" / f"test_{index:02d}.png")
+    print(f"make_dataset: {args.per_domain} photo + {args.per_domain} vintage patches of {args.size} px in {train_dir}, {len(TEST_SIZES)} test images in {args.out / 'test'} (their truth in {args.out / 'truth' / 'vintage'})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def _trainer(config: TrainConfig, device: torch.device) -> Callable[[int], None]
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     method = checkpoint.build_method(config, DOMAINS, training=True).to(device, memory_format=memory_format)
     optimizers = {
-        "optimizer_g": make_optimizer(method.generators.parameters(), config, device),
+        "optimizer_g": make_optimizer(method.generator_side().parameters(), config, device),
         "optimizer_d": make_optimizer(method.discriminators.parameters(), config, device),
     }
     if config.compile:

@@ -1,10 +1,12 @@
 """Model files: safetensors only, so a checkpoint from the internet cannot run code.
 
 A run directory holds
-  generators.safetensors      what `translate` needs: generator weights + metadata (method, config,
-                              domains, image size, normalisation, step, format version)
-  training_state.safetensors  everything `--resume` needs: all weights, optimizer moments and step
-                              counts, the method's random state and image pools
+  generators.safetensors      what `translate` needs: the weights of the generators that translate
+                              (their moving average with --ema) + metadata (method, config, domains,
+                              image size, normalisation, step, format version)
+  training_state.safetensors  everything `--resume` needs: all weights (the live generators, and their
+                              average as `generators_ema.*`), optimizer moments and step counts, the
+                              method's random state and image pools
 Both are written to a temporary file and renamed into place, so a crash never leaves a
 half-written file as the latest.
 """
@@ -19,7 +21,7 @@ from typing import Mapping, Sequence
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from gantrans.config import MAX_IMAGE_SIDE, TrainConfig
 from gantrans.errors import GantransError, UsageError
@@ -249,20 +251,28 @@ def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[Me
 def save_training_state(
     path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
     other_ranks: Sequence[Mapping[str, Tensor]] = (), domain_sizes: Mapping[str, int] | None = None,
+    ema_generators: nn.Module | None = None,
 ) -> None:  # fmt: skip
     """Write the training-state file (see `training_state_contents`)."""
-    training_state_contents(path, method, optimizers, config, step, other_ranks, domain_sizes).write()
+    training_state_contents(path, method, optimizers, config, step, other_ranks, domain_sizes, ema_generators).write()
 
 
 def training_state_contents(
     path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
     other_ranks: Sequence[Mapping[str, Tensor]] = (), domain_sizes: Mapping[str, int] | None = None,
+    ema_generators: nn.Module | None = None,
 ) -> PendingFile:  # fmt: skip
     """Everything a resume needs, in one file (so it can never disagree with itself). `other_ranks`
     are the `training_state()`s of ranks 1, 2, ... of a multi-process run (their pools and generators);
-    `domain_sizes` the image count of each domain, which a resume compares with the data it finds."""
+    `domain_sizes` the image count of each domain, which a resume compares with the data it finds;
+    `ema_generators` the generators' moving average (--ema), kept beside the live ones."""
     # The trained networks only: frozen helpers (a pretrained feature network) are rebuilt, not saved.
-    tensors = {**_prefixed("generators", method.generators.state_dict()), **_prefixed("discriminators", method.discriminators.state_dict())}
+    tensors = {
+        **_prefixed("generators", method.generators.state_dict()), **_prefixed("discriminators", method.discriminators.state_dict()),
+        **_prefixed("auxiliary", method.auxiliary.state_dict()),
+    }  # fmt: skip
+    if ema_generators is not None:
+        tensors.update(_prefixed("generators_ema", ema_generators.state_dict()))
     tensors.update(_prefixed("extra", method.training_state()))
     for rank, state in enumerate(other_ranks, start=1):
         tensors.update(_prefixed(f"rank{rank}.extra", state))
@@ -277,16 +287,23 @@ def training_state_contents(
     return PendingFile.of(path, tensors, metadata)
 
 
-def load_training_state(path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], rank: int = 0) -> int:
+def load_training_state(
+    path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], rank: int = 0, ema_generators: nn.Module | None = None
+) -> int:  # fmt: skip
     """Restore weights, optimizer and method state written by `save_training_state`; returns the step.
 
     Process `rank` of a multi-process run takes its own random state and pools; a rank the saved
     run did not have (resuming on more GPUs) keeps the fresh ones it was built with.
+    `ema_generators` (a run with --ema) take the saved average, or start from the live weights
+    when the run was saved without one.
     """
     metadata, tensors = _read_state_file(path)
     try:
         device = next(method.parameters()).device
         method.generators.load_state_dict(_unprefixed("generators", tensors))
+        method.auxiliary.load_state_dict(_unprefixed("auxiliary", tensors))
+        if ema_generators is not None:
+            ema_generators.load_state_dict(_unprefixed("generators_ema", tensors) or method.generators.state_dict())
         method.discriminators.load_state_dict(_unprefixed("discriminators", tensors))
         rank_state = _unprefixed("extra" if rank == 0 else f"rank{rank}.extra", tensors)
         if rank_state:

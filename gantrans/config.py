@@ -96,6 +96,7 @@ class TrainConfig:
     n_critic: int = 1  # discriminator steps per generator step
     n_generator: int = 1  # generator steps per discriminator step (DiscoGAN: 2); n_critic or this, not both
     clip: float = 0.0  # clamp discriminator weights to [-clip, clip] after each D step (WGAN); 0: off
+    ema: float = 0.0  # decay of the generators' exponential moving average, used to translate (StarGAN v2: 0.999); 0: off
     seed: int = 0  # seeds initialisation, data order, crops, flips and the image pool
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
     precision: str = "auto"  # bf16 autocast (weights, optimizer and losses stay fp32), fp32, or auto: bf16 on CUDA
@@ -128,6 +129,7 @@ class TrainConfig:
             f"--n-critic {self.n_critic} and --n-generator {self.n_generator}: give more steps to one side only",
         )
         _check(self.clip >= 0, f"--clip must be >= 0 (got {self.clip})")
+        _check(0 <= self.ema < 1, f"--ema must be in [0, 1): the decay of the average, e.g. 0.999 (got {self.ema})")
         _check(
             getattr(self.model, "gan_loss", None) != "wgan" or self.clip > 0,
             "--gan-loss wgan needs --clip (e.g. 0.01): clipping the critic's weights is what makes it a WGAN (Arjovsky et al. 2017)",
@@ -203,9 +205,10 @@ def _typed_value(name: str, kind: Any, value: Any) -> Any:
     if dataclasses.is_dataclass(kind):
         return dataclass_from_dict(kind, value)  # type: ignore[arg-type]
     if kind is tuple or typing.get_origin(kind) is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-            return tuple(value)
-        return _wrong_type(name, "a list of names", value)
+        item_kind = (typing.get_args(kind) or (str,))[0]  # tuple[str, ...] or tuple[int, ...]
+        if isinstance(value, (list, tuple)):
+            return tuple(_typed_value(name, item_kind, item) for item in value)
+        return _wrong_type(name, "a list of names" if item_kind is str else "a list of whole numbers", value)
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):

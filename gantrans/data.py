@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from gantrans.config import DataConfig
@@ -26,6 +26,7 @@ from gantrans.errors import GantransError
 from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb, no_images_message
 from gantrans.names import domain_name_problem
 
+SAMPLE_IMAGES = 4  # images per domain in every sample grid
 
 
 class DataError(GantransError):
@@ -57,6 +58,13 @@ def discover_domains(root: Path | str, domains: Sequence[str] = (), split: str =
         if problem := domain_name_problem(name):
             raise DataError(f"domain folder {root / name}: {problem}; rename the folder, or pick others with --domains")
     return {name: _domain_images(root / name, name) for name in names}
+
+
+def held_out_files(root: Path | str, domains: Sequence[str] = ()) -> dict[str, list[Path]]:
+    """Each domain's images of the test split when the data has one (test/, testA, testB), else
+    the training images: what evaluations and sample grids show."""
+    has_test = any((Path(root) / name).is_dir() for name in ("test", "testA", "testB"))
+    return discover_domains(root, domains, "test" if has_test else "train")
 
 
 def _subfolders(folder: Path) -> list[str]:
@@ -121,6 +129,24 @@ class UnpairedDataset(Dataset):
             part = array[top : top + height, left : left + width]
             images.append(image_to_uint8(part[:, ::-1] if flip else part))
         return Sample(tuple(images), tuple(skipped))
+
+    def sample_batch(self, side: int, count: int = SAMPLE_IMAGES) -> tuple[torch.Tensor, ...]:
+        """The fixed images of every sample grid: the first `count` readable images of each domain
+        (sorted by path) of the test split, else of the training images; shorter side resized to
+        `side`, centre-cropped square (no random crop or flip, so every grid shows the same inputs).
+        uint8 [count, 3, side, side] per domain, the same count for each."""
+        try:
+            held_out = held_out_files(self.config.root, self.domains)
+        except DataError:  # an incomplete test split: the training images still make a preview
+            held_out = {}
+        images = []
+        for domain, training_files in zip(self.domains, self.files):
+            # A domain without readable held-out images is shown from its training images.
+            images.append(_first_readable(held_out.get(domain, []), side, count) or _first_readable(training_files, side, count))
+        kept = min(len(chosen) for chosen in images)  # methods may pair rows across domains
+        if kept == 0:
+            raise DataError("no readable image for the sample grids in domain " + ", ".join(d for d, c in zip(self.domains, images) if not c))
+        return tuple(torch.stack(chosen[:kept]) for chosen in images)
 
     def draw(self, sample: int, domain: int) -> tuple[int, np.random.Generator]:
         """The file of `domain` that `sample` uses, and the sample's generator for its crop and flip."""
@@ -188,6 +214,20 @@ class UnpairedDataset(Dataset):
             scale = config.size / min(image.size)
             image = image.resize((max(config.size, round(image.width * scale)), max(config.size, round(image.height * scale))), Image.BICUBIC)
         return image
+
+
+def _first_readable(paths: Sequence[Path], side: int, count: int) -> list[torch.Tensor]:
+    """Up to `count` of `paths`, in order, decoded as centre squares of `side` (unreadable ones skipped)."""
+    chosen: list[torch.Tensor] = []
+    for path in paths:
+        if len(chosen) == count:
+            break
+        try:
+            image = load_rgb(path)
+        except ImageDecodeError:
+            continue
+        chosen.append(image_to_uint8(ImageOps.fit(image, (side, side), Image.BICUBIC)))
+    return chosen
 
 
 def collate(samples: Sequence[Sample]) -> tuple[tuple[torch.Tensor, ...], list[str]]:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from gantrans.checkpoint import MODEL_FILE, STATE_FILE, ModelInfo, build_method, load_discriminators, read_model_info, save_model
 from gantrans.config import TrainConfig
 
-from gantrans.data import discover_domains
+from gantrans.data import discover_domains, held_out_files
 from gantrans.errors import GantransError, UsageError
 from gantrans.features import LPIPS
 from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb, to_model_range
@@ -430,8 +430,7 @@ class TrainingEvaluation:
     def __init__(self, run_dir: Path, data: Path, domains: Sequence[str], limit: int, inception: FIDInceptionV3, batch_size: int = 32) -> None:
         self.best_path = Path(run_dir) / "best" / MODEL_FILE
         self.inception, self.batch_size = inception, batch_size
-        has_test = any((Path(data) / name).is_dir() for name in ("test", "testA", "testB"))
-        self.files = {domain: paths[:limit] for domain, paths in discover_domains(data, domains, "test" if has_test else "train").items()}
+        self.files = {domain: paths[:limit] for domain, paths in held_out_files(data, domains).items()}
         skipped: list[str] = []
         self.images = {domain: [image for _, image in _readable(paths, skipped)] for domain, paths in self.files.items()}
         self.real = {domain: file_features(paths, inception, batch_size)[0] for domain, paths in self.files.items()}
@@ -444,17 +443,19 @@ class TrainingEvaluation:
             return float((handle.metadata() or {}).get("eval_fid", math.inf))
 
     def __call__(self, method: Method, config: TrainConfig, step: int) -> tuple[dict[str, dict[str, float]], bool]:
-        """Score the generators as they are now; keep them if they beat the best. Returns the scores
-        per direction and whether they are the new best."""
+        """Score the generators of `method` as they are now (the EMA copy's, when training keeps
+        one); keep them if they beat the best. Returns the scores per direction and whether they
+        are the new best."""
         info = ModelInfo(self.best_path, config, method.domains, config.data.size, step, tuple(method.generators))
         translator = Translator(method, info, next(method.parameters()).device)
+        was_training = method.training
         method.eval()
         scores = {}
         for target in translator.targets:
             for source in (domain for domain in method.domains if domain != target and self.images[domain]):
                 _, _, fid, kid, _ = _translate_and_score(translator, self.images[source], source, target, self.real[target], self.inception, self.batch_size)
                 scores[f"{source}->{target}"] = {"fid": fid, "kid": kid}
-        method.train()
+        method.train(was_training)
         mean_fid = sum(score["fid"] for score in scores.values()) / len(scores)
         best = mean_fid < self.best_score()
         if best:

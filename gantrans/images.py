@@ -14,11 +14,11 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, features
+from PIL import Image, ImageDraw, ImageFont, ImageOps, features
 from torch import Tensor
 
 from gantrans.errors import GantransError
@@ -35,6 +35,7 @@ NORMALIZATION = "uint8/127.5-1"  # the pixel mapping every model uses; stored in
 # The largest image decoded at all (~134 MP, more than any camera): 400 MB as RGB. Checked from the
 # header, so a 1 KB file that claims 12000x12000 costs nothing. Pillow's own bomb check warns from 89 MP.
 MAX_DECODE_PIXELS = 2**27
+MIN_CELL_WIDTH = 96  # sample grid cells are at least this wide, so that a column's label fits above it
 
 # The errors Pillow raises for files that are not (complete, sane) images.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
@@ -215,12 +216,38 @@ def image_format(path: Path) -> str:
     return Image.registered_extensions().get(path.suffix.lower(), "PNG")
 
 
-def image_grid(columns: Sequence[Tensor], max_rows: int = 4) -> Image.Image:
-    """Sample grid: one column per image batch (e.g. real x, fake y, reconstructed x), one row per example."""
-    rows = min(max_rows, columns[0].shape[0])
-    height, width = columns[0].shape[-2:]
-    grid = Image.new("RGB", (width * len(columns), height * rows), (255, 255, 255))
-    for column, images in enumerate(columns):
-        for row in range(rows):
-            grid.paste(tensor_to_image(images[row]), (column * width, row * height))
+def image_grid(columns: Mapping[str, Tensor], max_rows: int = 4) -> Image.Image:
+    """Sample grid: one column per image batch (e.g. "real horse", "fake zebra"), its label (the key)
+    written in a header band above it, one row per example. Images narrower than MIN_CELL_WIDTH are
+    enlarged by a whole factor (nearest neighbour: the pixels stay visible) so that labels fit."""
+    batches = list(columns.values())
+    rows = min(max_rows, max(images.shape[0] for images in batches))
+    height, width = batches[0].shape[-2:]
+    scale = -(-MIN_CELL_WIDTH // width)  # 1 from MIN_CELL_WIDTH pixels on
+    cell_width, cell_height = width * scale, height * scale
+    font = ImageFont.load_default()  # Pillow's own font: no font file needed
+    labels = [_wrapped(label, font, cell_width) for label in columns]
+    line_height = font.getbbox("Ag")[3] + 2
+    header = Image.new("RGB", (cell_width, max(len(lines) for lines in labels) * line_height + 4), (255, 255, 255))
+    grid = Image.new("RGB", (cell_width * len(batches), header.height + cell_height * rows), (255, 255, 255))
+    for column, (lines, images) in enumerate(zip(labels, batches)):
+        cell = header.copy()  # drawn apart, so a long word is clipped at its own column's edge
+        draw = ImageDraw.Draw(cell)
+        for index, text in enumerate(lines):
+            draw.text(((cell_width - font.getlength(text)) / 2, 2 + index * line_height), text, fill=(0, 0, 0), font=font)
+        grid.paste(cell, (column * cell_width, 0))
+        for row in range(min(rows, images.shape[0])):
+            image = tensor_to_image(images[row]).resize((cell_width, cell_height), Image.NEAREST)
+            grid.paste(image, (column * cell_width, header.height + row * cell_height))
     return grid
+
+
+def _wrapped(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """`text` broken into lines at spaces, each as wide as `width` pixels at most (a longer word stays whole)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width - 4:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines or [""]

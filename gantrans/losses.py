@@ -127,3 +127,14 @@ def gaussian_kl_loss(mean: Tensor) -> Tensor:
     """KL(N(mean, I) || N(0, I)) up to a factor 1/2 and a constant: the mean of mean^2, as UNIT (Liu
     et al. 2017, eq. 2) writes it for codes with a fixed unit variance."""
     return mean.float().pow(2).mean()
+
+
+def patch_nce_loss(query: Tensor, key: Tensor, temperature: float) -> Tensor:
+    """PatchNCE (Park et al. 2020, eqs. 2 and 5): each output patch's embedding (`query`, [B, P, D],
+    unit vectors) must pick the input patch at its own location (`key`, same shape) out of the P
+    locations of the same image; cross-entropy of (P)-way classification with temperature tau.
+    The keys are detached, as in the authors' code: only the output side is pushed."""
+    query, key = query.float(), key.detach().float()
+    logits = query @ key.transpose(1, 2) / temperature  # [B, P, P]; row i's positive is column i
+    targets = torch.arange(query.shape[1], device=query.device).expand(query.shape[0], -1)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())

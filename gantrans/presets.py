@@ -21,7 +21,7 @@ def default_run_dir(config: TrainConfig) -> Path:
 # Settings that may change when a run is resumed; everything else must stay as saved.
 RESUMABLE_SETTINGS = (
     "steps", "epochs", "decay_epochs", "device", "log_every", "sample_every", "checkpoint_every", "snapshot_every", "workers", "eval_every",
-    "precision", "compile", "channels_last", "on_device", "lr", "max_bad_steps",
+    "precision", "compile", "channels_last", "on_device", "lr", "max_bad_steps", "ema",
 )  # fmt: skip
 
 

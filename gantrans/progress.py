@@ -76,9 +76,10 @@ class TrainingDisplay:
         else:
             memory = "decoded once into memory" if event.cached else f"{event.workers} decoding workers"
         processes = f" x {event.processes} processes" if event.processes > 1 else ""
+        ema = f", generator EMA {event.ema}" if event.ema else ""
         self.console.print(
             f"training {event.run_dir}: {event.total_steps} steps ({event.steps_per_epoch}/epoch) on {event.device}{processes}, "
-            f"{event.precision}; images: {sizes}; {memory}{resumed}", soft_wrap=True,
+            f"{event.precision}{ema}; images: {sizes}; {memory}{resumed}", soft_wrap=True,
         )  # fmt: skip
         self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step, speed="")
 

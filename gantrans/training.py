@@ -1,7 +1,8 @@
 """The one training loop for every method.
 
 Update order of step s, one batch each (the same for all methods):
-  1. if (s + 1) % n_critic == 0: generator step, discriminators frozen; its fakes are kept
+  1. if (s + 1) % n_critic == 0: generator step, discriminators frozen; its fakes are kept; then
+     the generators' moving average (--ema) takes a step towards the new weights
   2. if (s + 1) % n_generator == 0: discriminator step, on the fakes of step 1 (or fresh ones when
      no generator step ran)
 This is the reference CycleGAN order for n_critic = n_generator = 1; one G step per n_critic D
@@ -54,6 +55,7 @@ class Started:
     data_on_device: bool  # decoded images kept on the training device, cropped there
     precision: str  # fp32 or bf16
     processes: int  # training processes (ranks); this event comes from each
+    ema: float = 0.0  # decay of the generators' moving average, which translates (0: none)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,13 @@ def check_launch(config: TrainConfig, resume: bool, overwrite: bool, processes: 
     _check_run_dir(Path(config.out or default_run_dir(config)), resume, overwrite)
 
 
+def _restore(run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer], ema: GeneratorEMA | None, world: World) -> int:
+    """Load the saved state of the run in `run_dir` into this rank (the generators' average too,
+    or a fresh one from the live weights when the run had none); returns its step."""
+    ema_generators = ema.method.generators if ema is not None else None
+    return checkpoint.load_training_state(run_dir / checkpoint.STATE_FILE, method, optimizers, world.rank, ema_generators)
+
+
 def _check_batch_split(batch_size: int, processes: int) -> None:
     if batch_size % processes:
         raise UsageError(f"--batch-size {batch_size} is the batch of all {processes} processes together: make it a multiple of {processes}")
@@ -189,7 +198,8 @@ def _train(
         method.check_training_size(config.data.size)
     if world.size > 1 and device.type == "cuda":
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)  # batch norm over the global batch, as one process would
-    method = method.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    method = method.to(device, memory_format=memory_format)
     method.rng.manual_seed(config.seed + world.rank * 2**32)  # image pools and penalties draw per rank
     dataset, workers, device_images = _prepare_data(files, config, method, device)
     run_dir = Path(config.out)
@@ -202,23 +212,27 @@ def _train(
     steps_per_epoch = max(1, len(dataset) // config.batch_size)
     total = config.total_steps(steps_per_epoch)
     optimizers = {
-        "optimizer_g": make_optimizer(method.generators.parameters(), config, device),
+        "optimizer_g": make_optimizer(method.generator_side().parameters(), config, device),
         "optimizer_d": make_optimizer(method.discriminators.parameters(), config, device),
     }
-    start = checkpoint.load_training_state(run_dir / checkpoint.STATE_FILE, method, optimizers, world.rank) if resume else 0
+    ema = GeneratorEMA(method, config, device, memory_format) if config.ema > 0 else None
+    start = _restore(run_dir, method, optimizers, ema, world) if resume else 0
     world.broadcast_module(method)
+    if ema is not None:
+        world.broadcast_module(ema.method)  # a guard, as for the method: every rank built or loaded it alike
     if config.compile:
         _compile_networks(method, config)
     bf16 = uses_bf16(config.precision, device)
     domain_sizes = {domain: len(paths) for domain, paths in files.items()}
-    evaluation = None
+    evaluation, sample_batch = None, ()
     if world.is_main:
         (run_dir / "config.json").write_text(config.to_json() + "\n")
         _truncate_log(run_dir / "log.jsonl", start)
         evaluation = _training_evaluation(config, run_dir, tuple(files), device) if config.eval_every else None
+        sample_batch = _sample_batch(dataset, config, device)
     yield Started(
         run_dir, start, total, steps_per_epoch, domain_sizes, str(device), workers,
-        dataset.cache_enabled or device_images is not None, device_images is not None, "bf16" if bf16 else "fp32", world.size,
+        dataset.cache_enabled or device_images is not None, device_images is not None, "bf16" if bf16 else "fp32", world.size, config.ema,
     )  # fmt: skip
     if resume:
         yield from _data_changes(run_dir, domain_sizes)
@@ -228,7 +242,10 @@ def _train(
         stream: Batches = device_images.batches(config.batch_size, start, total, world.rank, world.size)
     else:
         stream = batches(dataset, config.batch_size, start, total, workers, device.type == "cuda", world.rank, world.size)
-    run = _Run(config, run_dir, method, optimizers, world, device, bf16, start, total, config.decay_start(steps_per_epoch), domain_sizes, evaluation)
+    run = _Run(
+        config, run_dir, method, optimizers, world, device, bf16, start, total, config.decay_start(steps_per_epoch), domain_sizes,
+        evaluation, ema, sample_batch,
+    )  # fmt: skip
     yield from _loop(run, stream, should_stop, started_at, len(device_images.skipped) if device_images is not None else 0)
 
 
@@ -248,7 +265,20 @@ class _Run:
     decay_start: int  # the step from which the learning rate decays
     domain_sizes: dict[str, int]  # images per domain, saved with each checkpoint (a resume checks them)
     evaluation: Callable | None  # --eval-every's FID/KID, on rank 0
+    ema: GeneratorEMA | None  # the generators' moving average (--ema > 0)
+    sample_batch: tuple[Tensor, ...]  # the fixed inputs of every sample grid (rank 0; empty elsewhere)
     writer: BackgroundWriter = dataclasses.field(default_factory=BackgroundWriter)  # checkpoints are written while training goes on
+
+    def translation_model(self) -> Method:
+        """What translates, and so what samples, evaluations and model files show: the EMA copy
+        when there is one, else the live method."""
+        return self.ema.method if self.ema is not None else self.method
+
+    def average_buffers(self) -> None:
+        """Batch norm's running statistics averaged over the processes, as the saved model will have them."""
+        self.world.average_buffers(self.method)
+        if self.ema is not None:
+            self.world.average_buffers(self.ema.method)
 
 
 def _loop(run: _Run, stream: Batches, should_stop: Callable[[], bool], started_at: float, skipped: int) -> Iterator[Event]:
@@ -271,7 +301,7 @@ def _loop(run: _Run, stream: Batches, should_stop: Callable[[], bool], started_a
             lr = config.lr * learning_rate_factor(step, run.decay_start, total)
             _set_learning_rate(run.optimizers, lr)
             torch.manual_seed(step_seed(config.seed, step, world.rank))  # see the module docstring
-            g_losses, d_losses, step_skipped = _train_step(run.method, run.optimizers, batch, step, config, run.bf16, world)
+            g_losses, d_losses, step_skipped = _train_step(run.method, run.optimizers, batch, step, config, run.bf16, world, run.ema)
             watch.add(step_skipped)
             meter.add(g_losses)
             meter.add(d_losses)
@@ -287,7 +317,7 @@ def _loop(run: _Run, stream: Batches, should_stop: Callable[[], bool], started_a
                 last_log_step, last_log_time = done, now
             yield StepDone(done, total, losses_logged, speed, lr)
             yield from run.writer.poll()
-            yield from _periodic_outputs(run, done, batch)
+            yield from _periodic_outputs(run, done)
         else:
             step = total
         yield from _save(run, step)
@@ -427,10 +457,11 @@ def _prepare_data(
 
 def _train_step(
     method: Method, optimizers: dict[str, torch.optim.Optimizer], batch: tuple[Tensor, ...], step: int, config: TrainConfig,
-    bf16: bool = False, world: World = World(),
+    bf16: bool = False, world: World = World(), ema: GeneratorEMA | None = None,
 ) -> tuple[Losses | None, Losses | None, Tensor]:  # fmt: skip
-    """One generator and/or discriminator update (see the module docstring for the order); returns
-    their losses and, on the device, 1.0 when an update was skipped for non-finite gradients.
+    """One generator and/or discriminator update (see the module docstring for the order), with
+    `ema` following the generators; returns their losses and, on the device, 1.0 when an update
+    was skipped for non-finite gradients.
 
     Forward passes run under bf16 autocast when `bf16`: convolutions in bf16, the losses in fp32
     (they cast their inputs), the backward pass and the fp32 weights' updates outside it.
@@ -446,7 +477,9 @@ def _train_step(
         with autocast:
             g_losses = method.generator_loss(batch, step)
         g_losses.total.backward()
-        skipped = torch.maximum(skipped, _step_if_finite(optimizers["optimizer_g"], method.generators, world))
+        skipped = torch.maximum(skipped, _step_if_finite(optimizers["optimizer_g"], method.generator_side(), world))
+        if ema is not None:
+            ema.update()
         method.discriminators.requires_grad_(True)
     if (step + 1) % config.n_generator == 0:
         optimizers["optimizer_d"].zero_grad(set_to_none=True)
@@ -544,49 +577,108 @@ def _append_log(path: Path, record: dict[str, float]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def _periodic_outputs(run: _Run, done: int, batch: tuple[Tensor, ...]) -> Iterator[Event]:
+def _periodic_outputs(run: _Run, done: int) -> Iterator[Event]:
     """Sample grids, the latest checkpoint, kept snapshots and evaluations, each on its own schedule
-    (files from rank 0)."""
-    config, method, world = run.config, run.method, run.world
+    (files from rank 0), all of the translation model (the EMA generators when --ema > 0)."""
+    config, world = run.config, run.world
     sample_due = done % config.sample_every == 0
     snapshot_due = bool(config.snapshot_every) and done % config.snapshot_every == 0
     if sample_due or snapshot_due:
-        world.average_buffers(method)  # batch norm's running statistics, as the saved model will have them
+        run.average_buffers()
     if sample_due and world.is_main:
-        path = run.run_dir / "samples" / f"step_{done:07d}.png"
-        path.parent.mkdir(exist_ok=True)
-        # Evaluation mode, as `translate` runs the generators: no dropout, batch norm's running
-        # statistics (which sampling then leaves untouched).
-        method.eval()
-        with torch.no_grad():
-            columns = method.samples(batch)
-        method.train()
-        save_image(image_grid(list(columns.values())), path)
-        yield SamplesWritten(done, path)
+        yield SamplesWritten(done, _write_samples(run, done))
     if done % config.checkpoint_every == 0 and done < run.total:  # the final checkpoint is written after the loop
         yield from _save(run, done)
     if snapshot_due and world.is_main:
         path = run.run_dir / "snapshots" / f"generators_step{done:07d}.safetensors"
-        checkpoint.save_model(path, method, config, done)
+        checkpoint.save_model(path, run.translation_model(), config, done)
         yield CheckpointWritten(done, path, snapshot=True)
     if config.eval_every and done % config.eval_every == 0:
-        world.average_buffers(method)
+        run.average_buffers()
         if run.evaluation is not None:
-            scores, best = run.evaluation(method, config, done)
+            scores, best = run.evaluation(run.translation_model(), config, done)
             _append_log(run.run_dir / "log.jsonl", {"step": done, "eval": scores, "best": best})
             yield Evaluated(done, scores, best)
+
+
+def _write_samples(run: _Run, done: int) -> Path:
+    """The sample grid of step `done`: the method's columns for the fixed sample images, labelled."""
+    path = run.run_dir / "samples" / f"step_{done:07d}.png"
+    path.parent.mkdir(exist_ok=True)
+    model = run.translation_model()
+    was_training = model.training
+    # Evaluation mode, as `translate` runs the generators: no dropout, batch norm's running
+    # statistics (which sampling then leaves untouched).
+    model.eval()
+    with torch.no_grad():
+        columns = model.samples(run.sample_batch)
+    model.train(was_training)
+    save_image(image_grid({column_label(name, model.domains): images for name, images in columns.items()}), path)
+    return path
+
+
+def column_label(name: str, domains: tuple[str, ...]) -> str:
+    """A sample column's label from a method's key: words apart, and the x / y of two-domain methods
+    named ("fake_y" -> "fake zebra"): the grid is read by people who know their domains' names."""
+    words = name.split("_")
+    if len(domains) == 2 and len(words) > 1 and words[-1] in ("x", "y"):
+        words[-1] = domains["xy".index(words[-1])]
+    return " ".join(words)
+
+
+def _sample_batch(dataset: UnpairedDataset, config: TrainConfig, device: torch.device) -> tuple[Tensor, ...]:
+    """The fixed inputs of every sample grid (see `UnpairedDataset.sample_batch`), decoded once onto the device."""
+    # Square crops of --size, rounded up to sides the networks take (--preprocess none promises no such size).
+    side = max(dataset.min_side, -(-config.data.size // dataset.multiple) * dataset.multiple)
+    return tuple(_model_input(images, device, config.channels_last) for images in dataset.sample_batch(side))
 
 
 def _save(run: _Run, step: int) -> Iterator[Event]:
     """The latest checkpoint: copied now, written in the background and announced once it is on disk
     (a collective: every rank calls it; rank 0 writes, with every rank's pools and generators)."""
     rank_states = run.world.gather(run.method.training_state())
-    run.world.average_buffers(run.method)
+    run.average_buffers()
     if not run.world.is_main:
         return
+    ema_generators = run.ema.method.generators if run.ema is not None else None
     state = checkpoint.training_state_contents(
-        run.run_dir / checkpoint.STATE_FILE, run.method, run.optimizers, run.config, step, rank_states[1:], run.domain_sizes
+        run.run_dir / checkpoint.STATE_FILE, run.method, run.optimizers, run.config, step, rank_states[1:], run.domain_sizes, ema_generators
     )  # fmt: skip
-    model = checkpoint.model_contents(run.run_dir / checkpoint.MODEL_FILE, run.method, run.config, step)
+    # The model file holds only what translates: the EMA generators when there are some.
+    model = checkpoint.model_contents(run.run_dir / checkpoint.MODEL_FILE, run.translation_model(), run.config, step)
     # Training state first: if we die between the two writes, resume still finds a consistent state.
     yield from run.writer.submit(CheckpointWritten(step, run.run_dir / checkpoint.MODEL_FILE, snapshot=False), state.write, model.write)
+
+
+class GeneratorEMA:
+    """An exponential moving average of the generators' weights, which translates instead of the
+    live generators (Karras et al. 2018; StarGAN v2): it evens out the step-to-step jitter of
+    adversarial training. After each generator step, ema = decay * ema + (1 - decay) * live for
+    every floating parameter; buffers (batch norm's running statistics) are copied.
+
+    `method` is an inference-only build of the run's method holding the averaged generators, so
+    samples, evaluations and model files use it as they would the live method. It averages the
+    networks' own tensors, so a compiled network is followed as it is. Ranks hold the same weights
+    after each all-reduced step, so each updates its own copy alike.
+    """
+
+    def __init__(self, live: Method, config: TrainConfig, device: torch.device, memory_format: torch.memory_format) -> None:
+        self.decay = config.ema
+        self.method = checkpoint.build_method(config, live.domains, training=False).to(device, memory_format=memory_format)
+        self.method.eval().requires_grad_(False)
+        self.method.generators.load_state_dict(live.generators.state_dict())  # the average starts at the live weights
+        averaged, copies = dict(self.method.generators.named_parameters()), dict(self.method.generators.named_buffers())
+        pairs = [(averaged[name], tensor) for name, tensor in live.generators.named_parameters() if tensor.is_floating_point()]
+        self._averaged, self._live = [a for a, _ in pairs], [t for _, t in pairs]
+        buffers = [(copies[name], tensor) for name, tensor in live.generators.named_buffers()]
+        self._buffer_copies, self._live_buffers = [c for c, _ in buffers], [t for _, t in buffers]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """One step of the average, after a generator step (queued on the device: no host sync).
+        A step skipped for non-finite gradients left the live weights as they were; the average
+        then moves towards those, as it would had they stayed still."""
+        if self._averaged:
+            torch._foreach_lerp_(self._averaged, self._live, 1.0 - self.decay)  # ema + (1 - decay) (live - ema)
+        if self._buffer_copies:
+            torch._foreach_copy_(self._buffer_copies, self._live_buffers)

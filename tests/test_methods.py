@@ -20,11 +20,16 @@ from conftest import tiny_config, write_images
 DOMAINS = {
     "cyclegan": ("horse", "zebra"), "stargan": ("black", "blond", "brown"), "direct": ("photo", "painting"),
     "discogan": ("shoe", "bag"), "dualgan": ("sketch", "photo"), "shared-latent": ("real", "anime"),
+    "cut": ("horse", "zebra"), "fastcut": ("summer", "winter"),
 }  # fmt: skip
-TARGETS = {**DOMAINS, "direct": ("painting",)}  # direct maps one way
+TARGETS = {**DOMAINS, "direct": ("painting",), "cut": ("zebra",), "fastcut": ("winter",)}  # one-way methods
 # Beyond conftest's tiny sizes: DCGAN's discriminator needs 2**(n_layers_d + 3) pixels, and the
 # curriculum ends mid-run so that resuming crosses it.
-OVERRIDES = {"discogan": {"n_layers_d": 1, "cycle_warmup_steps": 4}}
+# CUT's layers must lie in the one-block encoder of the tiny generator.
+OVERRIDES = {
+    "discogan": {"n_layers_d": 1, "cycle_warmup_steps": 4},
+    "cut": {"nce_layers": (0, 4, 7, 10), "num_patches": 16}, "fastcut": {"nce_layers": (0, 4, 7, 10), "num_patches": 16},
+}  # fmt: skip
 
 
 @pytest.fixture(params=sorted(PRESETS))
@@ -47,7 +52,7 @@ def build(method_name, data, tmp_path, **overrides):
     config = config_for(method_name, data, tmp_path / "run", **overrides)
     method = checkpoint.build_method(config, DOMAINS[method_name], training=True, seed=0)
     optimizers = {
-        "optimizer_g": make_optimizer(method.generators.parameters(), config, torch.device("cpu")),
+        "optimizer_g": make_optimizer(method.generator_side().parameters(), config, torch.device("cpu")),
         "optimizer_d": make_optimizer(method.discriminators.parameters(), config, torch.device("cpu")),
     }
     batch = tuple(torch.rand(2, 3, 16, 16) * 2 - 1 for _ in DOMAINS[method_name])

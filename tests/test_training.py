@@ -125,7 +125,10 @@ def test_train_writes_model_state_samples_and_log(make_config):
     assert [p.name for p in samples] == ["step_0000003.png", "step_0000006.png"]
     from PIL import Image
 
-    assert Image.open(samples[0]).size == (6 * 16, 1 * 16)  # 6 columns (x, G(x), F(G(x)), y, F(y), G(F(y))), batch 1
+    # 6 columns (x, G(x), F(G(x)), y, F(y), G(F(y))) of 16 px images enlarged 6x to 96 px, labelled in a
+    # header band; one row for each of the 4 fixed sample images per domain
+    width, height = Image.open(samples[0]).size
+    assert width == 6 * 96 and 4 * 96 < height < 4 * 96 + 40
     assert [line["step"] for line in log_lines(run_dir)] == [1, 2, 3, 4, 5, 6]
     assert json.loads((run_dir / "config.json").read_text())["model"]["ngf"] == 4
     assert not list(run_dir.glob(".*tmp*"))  # atomic writes leave no temporary files

@@ -8,6 +8,7 @@ defaults, and DiscoGAN and DualGAN as settings of CycleGAN.
 from __future__ import annotations
 
 from gantrans.methods.base import Batch, Losses, Method
+from gantrans.methods.cut import CUT, CUTConfig
 from gantrans.methods.cyclegan import CycleGAN, CycleGANConfig
 from gantrans.methods.direct import Direct, DirectConfig
 from gantrans.methods.shared_latent import SharedLatent, SharedLatentConfig
@@ -18,6 +19,7 @@ METHODS: dict[str, type[Method]] = {
     "stargan": StarGAN,
     "direct": Direct,
     "shared-latent": SharedLatent,
+    "cut": CUT,
 }
 
 
@@ -57,16 +59,25 @@ def _presets() -> dict:
             optimizer="rmsprop", lr=5e-5, beta2=0.9, clip=0.01, n_critic=2, epochs=50, decay_epochs=0,
         ),
         # Choi et al. 2018: WGAN-GP, 5 critic steps per G step, Adam 1e-4 (0.5, 0.999), batch 16,
-        # 128 px, 200k iterations with the learning rate decaying over the last 100k.
+        # 128 px, 200k iterations with the learning rate decaying over the last 100k. Translations come
+        # from an average of the generator's weights (StarGAN v2's practice, Choi et al. 2020).
         "stargan": TrainConfig(
             method="stargan", model=StarGANConfig(), data=DataConfig(size=128, load_size=143),
-            batch_size=16, lr=1e-4, n_critic=5, steps=200_000,
+            batch_size=16, lr=1e-4, n_critic=5, steps=200_000, ema=0.999,
         ),  # fmt: skip
         # The lectures' "Approach 1": G: X -> Y only, shallow (2 blocks); --lambda-feature 1 adds VGG16 consistency.
         "direct": TrainConfig(method="direct", model=DirectConfig()),
         # The lectures' "Approach 2" with UNIT's choices (Liu et al. 2017): VAE-GAN per domain, a shared
         # residual block, LSGAN, reconstruction and cycle weights 10, KL 0.01, Adam 1e-4 with weight decay 1e-4.
         "shared-latent": TrainConfig(method="shared-latent", model=SharedLatentConfig(), lr=1e-4, weight_decay=1e-4),
+        # Park et al. 2020: ResNet-9 G, PatchGAN, LSGAN, PatchNCE on 5 layers x 256 patches at tau 0.07,
+        # identity NCE; Adam 2e-4 (0.5, 0.999), batch 1, 200 + 200 epochs, no image pool.
+        # Translations from the generator's weight average (EMA 0.999), as StarGAN v2.
+        "cut": TrainConfig(method="cut", model=CUTConfig(), epochs=200, decay_epochs=200, ema=0.999),
+        # FastCUT: no identity NCE, lambda_NCE 10 and flip equivariance instead; 150 + 50 epochs.
+        "fastcut": TrainConfig(
+            method="cut", model=CUTConfig(nce_identity=False, lambda_nce=10.0, flip_equivariance=True), epochs=150, decay_epochs=50, ema=0.999,
+        ),
     }
     return {name: dataclasses.replace(config, preset=name) for name, config in presets.items()}
 
@@ -75,5 +86,5 @@ PRESETS = _presets()
 
 __all__ = [
     "METHODS", "PRESETS", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig", "Direct",
-    "DirectConfig", "SharedLatent", "SharedLatentConfig",
+    "DirectConfig", "SharedLatent", "SharedLatentConfig", "CUT", "CUTConfig",
 ]  # fmt: skip

@@ -42,9 +42,16 @@ class Method(nn.Module):
         self.domains = tuple(domains)
         self.generators = nn.ModuleDict()
         self.discriminators = nn.ModuleDict()  # left empty when built for inference only
+        # Trained with the generators but not used to translate (CUT's projection heads): kept in the
+        # training state, never in the model file. Left empty when built for inference only.
+        self.auxiliary = nn.ModuleDict()
         self.rng = torch.Generator().manual_seed(0)  # reseeded by the trainer; checkpointed
         self.stride = 1  # image sides must be multiples of this for the generators (set by subclasses)
         self.min_side = 1  # and at least this long
+
+    def generator_side(self) -> nn.ModuleList:
+        """The networks the generator step trains: the generators and the auxiliary networks."""
+        return nn.ModuleList([self.generators, self.auxiliary])
 
     def generator_loss(self, batch: Batch, step: int) -> Losses:
         """Losses of the generators for one batch at training step `step` (0-based), for weights
@@ -130,3 +137,12 @@ def discriminator_penalties(
     if config.lambda_r1 > 0:
         terms["d_r1"] = 0.5 * config.lambda_r1 * losses.r1_penalty(scores, real)
     return terms
+
+
+def with_cycle_noise(images: Tensor, sigma: float) -> Tensor:
+    """`images` + N(0, sigma^2) noise: what a cycle translates back under --cycle-noise. A generator
+    pair can satisfy the cycle loss by hiding the input in invisible detail of the translation
+    (Chu et al. 2017, "CycleGAN, a Master of Steganography"); noise of a visible size wipes such a
+    code out, so the content must be kept visibly. Drawn from torch's generator, which the trainer
+    reseeds at every step (resume stays exact)."""
+    return images if sigma == 0 else images + sigma * torch.randn_like(images)

@@ -22,7 +22,7 @@ from torch import nn
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties
+from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties, with_cycle_noise
 from gantrans.nn import DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
 
 GENERATORS = ("resnet", "unet", "encoder-decoder")
@@ -49,6 +49,7 @@ class CycleGANConfig:
     cycle_warmup_steps: int = 0  # steps at the start that weigh the cycle loss by lambda_cycle_warmup instead
     lambda_cycle_warmup: float = 0.0  # the cycle weight during the warm-up (DiscoGAN's curriculum)
     lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (0 disables it)
+    cycle_noise: float = 0.0  # std of Gaussian noise on the translation before it is translated back in the cycle loss; 0: off
     lambda_fm: float = 0.0  # discriminator feature matching weight (Salimans et al. 2016); 0: off
     lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
     lambda_r1: float = 0.0  # R1 penalty gamma on real images (Mescheder et al. 2018); 0: off
@@ -58,7 +59,7 @@ class CycleGANConfig:
     def __post_init__(self) -> None:
         check_common_settings(
             self, ("lambda_cycle", "lambda_cycle_warmup", "cycle_warmup_steps", "lambda_identity", "lambda_fm",
-                   "lambda_gp", "lambda_r1", "pool_size"),
+                   "lambda_gp", "lambda_r1", "pool_size", "cycle_noise"),
         )  # fmt: skip
         check_choice("generator", self.generator, GENERATORS)
         check_choice("discriminator", self.discriminator, DISCRIMINATORS)
@@ -145,9 +146,9 @@ class CycleGAN(Method):
         config = self.config
         generator_xy, generator_yx = self.generators["generator_xy"], self.generators["generator_yx"]
         fake_y = generator_xy(real_x)
-        reconstructed_x = generator_yx(fake_y)  # forward cycle: x -> G(x) -> F(G(x)) ~ x
+        reconstructed_x = generator_yx(with_cycle_noise(fake_y, config.cycle_noise))  # forward cycle: x -> G(x) -> F(G(x)) ~ x
         fake_x = generator_yx(real_y)
-        reconstructed_y = generator_xy(fake_x)  # backward cycle: y -> F(y) -> G(F(y)) ~ y
+        reconstructed_y = generator_xy(with_cycle_noise(fake_x, config.cycle_noise))  # backward cycle: y -> F(y) -> G(F(y)) ~ y
         # DiscoGAN's curriculum: a weak cycle loss lets the adversarial loss shape the outputs first.
         lambda_cycle = config.lambda_cycle_warmup if step < config.cycle_warmup_steps else config.lambda_cycle
         terms = {

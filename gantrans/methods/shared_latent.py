@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties
+from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties, with_cycle_noise
 from gantrans.nn import ImageDecoder, ImageEncoder, LatentDiscriminator, PatchDiscriminator, ResidualBlock, init_weights
 
 LATENT_ADVERSARIES = (*losses.LATENT_OBJECTIVES, "off")
@@ -52,6 +52,7 @@ class SharedLatentConfig:
     lambda_rec: float = 10.0  # auto-encoder reconstruction ||De_i(E_i(x)) - x||_1
     lambda_kl: float = 0.01  # KL of the codes (vae only), of x's and of its translation's
     lambda_cycle: float = 10.0  # ||De_i(E_j(De_j(E_i(x)))) - x||_1 (0: off)
+    cycle_noise: float = 0.0  # std of Gaussian noise on De_j(E_i(x)) before the cycle encodes it again; 0: off
     lambda_semantic: float = 1.0  # ||E_j(De_j(E_i(x))) - E_i(x)||_1 (0: off)
     lambda_latent: float = 1.0  # the encoders' loss against the latent domain discriminator
     lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
@@ -59,7 +60,9 @@ class SharedLatentConfig:
     init_gain: float = 0.02  # std of the normal weight initialisation
 
     def __post_init__(self) -> None:
-        weights = ("lambda_adversarial", "lambda_rec", "lambda_kl", "lambda_cycle", "lambda_semantic", "lambda_latent", "lambda_gp", "lambda_r1")
+        weights = (
+            "lambda_adversarial", "lambda_rec", "lambda_kl", "lambda_cycle", "lambda_semantic", "lambda_latent", "lambda_gp", "lambda_r1", "cycle_noise",
+        )  # fmt: skip
         check_common_settings(self, weights)
         check_choice("latent_adversary", self.latent_adversary, LATENT_ADVERSARIES)
         if not 1 <= self.n_downsampling <= 6:
@@ -138,7 +141,9 @@ class SharedLatent(Method):
                 code_back = self.encode(translated, target)  # the translation's code, back in the shared space
                 codes.append(code_back)
                 if config.lambda_cycle > 0:
-                    source_terms["cycle"] = config.lambda_cycle * losses.cycle_loss(self.decode(self._sample(code_back), source), real)
+                    # --cycle-noise: the cycle re-encodes a noisy translation (semantic consistency keeps the clean one).
+                    cycled = code_back if config.cycle_noise == 0 else self.encode(with_cycle_noise(translated, config.cycle_noise), target)
+                    source_terms["cycle"] = config.lambda_cycle * losses.cycle_loss(self.decode(self._sample(cycled), source), real)
                 if config.lambda_semantic > 0:
                     source_terms["semantic"] = config.lambda_semantic * losses.cycle_loss(code_back, code)
             if config.vae:

@@ -6,8 +6,9 @@ from gantrans.nn.discriminators import DISCRIMINATORS, ClassifyingDiscriminator,
 from gantrans.nn.generators import UPSAMPLE_MODES, EncoderDecoderGenerator, ResidualBlock, ResnetGenerator
 from gantrans.nn.init import init_weights
 from gantrans.nn.norm import NORMS, norm_layer
+from gantrans.nn.projection import PatchProjection
 
 __all__ = [
     "DISCRIMINATORS", "NORMS", "UPSAMPLE_MODES", "ClassifyingDiscriminator", "EncoderDecoderGenerator", "ImageDecoder",
-    "ImageEncoder", "LatentDiscriminator", "PatchDiscriminator", "ResidualBlock", "ResnetGenerator", "init_weights", "norm_layer",
+    "ImageEncoder", "LatentDiscriminator", "PatchDiscriminator", "PatchProjection", "ResidualBlock", "ResnetGenerator", "init_weights", "norm_layer",
 ]  # fmt: skip

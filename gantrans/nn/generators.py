@@ -8,6 +8,8 @@ published `latest_net_G_*.pth` files load into it unchanged.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,6 +82,24 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
+
+    def encode(self, images: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of `self.model`'s layers `layers` (ascending indices), run only as far as the
+        last of them: the generator's own encoder features, which CUT's PatchNCE compares."""
+        features, last = [], max(layers)
+        for index, layer in enumerate(self.model[: last + 1]):
+            images = layer(images)
+            if index in layers:
+                features.append(images)
+        return features
+
+    def layer_channels(self, layer: int) -> int:
+        """Channels of the output of `self.model[layer]` (the input's 3 before the first convolution)."""
+        channels = 3
+        for module in self.model[: layer + 1]:
+            convolutions = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+            channels = convolutions[-1].out_channels if convolutions else channels
+        return channels
 
 
 class EncoderDecoderGenerator(nn.Module):

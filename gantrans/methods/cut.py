@@ -1,0 +1,156 @@
+"""CUT and FastCUT (Park et al. 2020, "Contrastive Learning for Unpaired Image-to-Image Translation").
+
+One generator G: X -> Y (ResNet) and a PatchGAN of Y, as `direct`; what keeps x's content in G(x) is
+PatchNCE. The generator's own encoder embeds x and G(x) at several layers; at each of `num_patches`
+random locations, the output's patch (projected by a small MLP head) must be nearer to the input's
+patch at the same place than to the input's patches elsewhere in the image (eq. 2, summed over layers
+and locations as eq. 5). This is the lectures' "keep the embeddings of input and output close", with
+the generator itself as the encoder and the other patches as negatives, so that closeness alone (a
+constant embedding) does not satisfy it.
+
+    L = lambda_gan GAN(G, D_Y) + lambda_nce NCE(X)          (FastCUT)
+    L = lambda_gan GAN(G, D_Y) + lambda_nce (NCE(X) + NCE(Y)) / 2   (CUT: NCE(Y) on G(y), an identity term)
+
+FastCUT instead regularises with flip equivariance: with probability 1/2 the inputs are flipped, and
+the output's features, flipped back, are compared with the unflipped input's (the authors' code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from gantrans import losses
+from gantrans.errors import UsageError
+from gantrans.methods.base import Batch, Losses, Method, check_common_settings, discriminator_penalties
+from gantrans.nn import PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
+
+# Index of the ResNet generator's first residual block in its `model` (pad, conv, norm, relu, then two
+# conv-norm-relu downsamplings): layers up to ENCODER_END + n_blocks - 1 belong to the encoder.
+ENCODER_END = 10
+
+
+@dataclass(frozen=True)
+class CUTConfig:
+    """CUT's networks and loss weights; defaults are the paper's CUT (the fastcut preset changes four)."""
+
+    ngf: int = 64  # generator width
+    ndf: int = 64  # discriminator width
+    n_blocks: int = 9  # generator residual blocks (resnet_9blocks)
+    n_layers_d: int = 3  # PatchGAN depth (3: 70x70 patches)
+    upsample: str = "transpose"  # transpose, or resize (nearest resize + conv)
+    spectral_norm: bool = False  # spectral normalisation in the discriminator
+    gan_loss: str = "lsgan"  # one of gantrans.losses.GAN_LOSSES; the paper uses least squares
+    lambda_gan: float = 1.0  # adversarial weight
+    lambda_nce: float = 1.0  # PatchNCE weight (FastCUT: 10)
+    nce_identity: bool = True  # also NCE(y, G(y)), averaged with NCE(x, G(x)) (CUT; FastCUT: off)
+    # Generator layers whose outputs are compared: the padded input, both downsampling convolutions,
+    # the first and the fifth residual block (the authors' 0,4,8,12,16 in their antialiased network).
+    nce_layers: tuple[int, ...] = (0, 4, 7, 10, 14)
+    num_patches: int = 256  # locations sampled per layer and image: one positive, the others negatives
+    nce_temperature: float = 0.07  # tau of the contrastive softmax
+    projection_width: int = 256  # width of each MLP head
+    flip_equivariance: bool = False  # FastCUT's regulariser: flip the inputs half of the time
+    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
+    lambda_r1: float = 0.0  # R1 penalty gamma on real images; 0: off
+    init_gain: float = 0.02  # std of the normal weight initialisation
+
+    def __post_init__(self) -> None:
+        check_common_settings(self, ("lambda_gan", "lambda_nce", "lambda_gp", "lambda_r1"))
+        last_encoder_layer = ENCODER_END + self.n_blocks - 1
+        layers = self.nce_layers
+        if not layers or list(layers) != sorted(set(layers)) or layers[0] < 0 or layers[-1] > last_encoder_layer:
+            raise UsageError(
+                f"--nce-layers must be distinct ascending generator layers from 0 to {last_encoder_layer} "
+                f"(the encoder with --n-blocks {self.n_blocks}), got {','.join(map(str, layers)) or 'none'}"
+            )
+        if not 1 <= self.num_patches <= 4096 or not 1 <= self.projection_width <= 4096:
+            raise UsageError(f"--num-patches and --projection-width must be between 1 and 4096 (got {self.num_patches}, {self.projection_width})")
+        if self.nce_temperature <= 0:
+            raise UsageError(f"--nce-temperature must be positive (got {self.nce_temperature})")
+
+
+class CUT(Method):
+    """G: X -> Y judged by D_Y and held to x by PatchNCE in G's own encoder."""
+
+    config_class = CUTConfig
+
+    def __init__(self, config: CUTConfig, domains: Sequence[str], training: bool = True) -> None:
+        super().__init__(config, domains, training)
+        if len(self.domains) != 2:
+            raise UsageError(f"cut maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
+        generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample), config.init_gain)
+        self.generators["generator_xy"] = generator
+        self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
+        if training:
+            discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d), config.init_gain)
+            self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
+            channels = [generator.layer_channels(layer) for layer in config.nce_layers]
+            self.auxiliary["projection"] = init_weights(PatchProjection(channels, config.projection_width), config.init_gain)
+
+    def generator_loss(self, batch: Batch, step: int) -> Losses:
+        real_x, real_y = batch
+        config = self.config
+        # FastCUT: half of the steps see mirrored inputs (drawn from the checkpointed generator).
+        flipped = config.flip_equivariance and bool(torch.rand((), generator=self.rng) < 0.5)
+        # x and y go through G together, as in the authors' code (one pass, instance norm per image).
+        inputs = torch.cat([real_x, real_y]) if config.nce_identity else real_x
+        outputs = self.generators["generator_xy"](inputs.flip(3) if flipped else inputs)
+        fake_y = outputs[: len(real_x)]
+        scores = self.discriminators["discriminator_y"](fake_y)
+        terms = {"adv": config.lambda_gan * losses.generator_adversarial_loss(config.gan_loss, scores)}
+        if config.nce_identity:
+            terms["nce"] = 0.5 * config.lambda_nce * self.patch_nce(real_x, fake_y, flipped)
+            terms["nce_identity"] = 0.5 * config.lambda_nce * self.patch_nce(real_y, outputs[len(real_x) :], flipped)
+        else:
+            terms["nce"] = config.lambda_nce * self.patch_nce(real_x, fake_y, flipped)
+        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes={"fake_y": fake_y.detach()})
+
+    def patch_nce(self, source: Tensor, output: Tensor, flipped: bool = False) -> Tensor:
+        """PatchNCE between `source` images and the generator's `output` for them (made from the
+        mirrored sources when `flipped`), averaged over the layers of `nce_layers`."""
+        generator, projection, layers = self.generators["generator_xy"], self.auxiliary["projection"], self.config.nce_layers
+        output_features = generator.encode(output, layers)
+        if flipped:  # back into the source's orientation: G must commute with mirroring
+            output_features = [features.flip(3) for features in output_features]
+        with torch.no_grad():  # the keys take no gradient (the loss detaches them): no graph to keep
+            source_features = generator.encode(source, layers)
+        locations = [self._locations(features) for features in source_features]
+        with torch.no_grad():
+            keys = projection(source_features, locations)
+        queries = projection(output_features, locations)
+        return sum(losses.patch_nce_loss(query, key, self.config.nce_temperature) for query, key in zip(queries, keys)) / len(layers)
+
+    def _locations(self, features: Tensor) -> Tensor:
+        """`num_patches` distinct random positions of a feature map (all of them when it has fewer)."""
+        positions = features.shape[2] * features.shape[3]
+        return torch.randperm(positions, generator=self.rng)[: self.config.num_patches].to(features.device)
+
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+        real_x, real_y = batch
+        if fakes is None:
+            with torch.no_grad():
+                fakes = {"fake_y": self.generators["generator_xy"](real_x)}
+        discriminator = self.discriminators["discriminator_y"]
+        adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fakes["fake_y"]))
+        # Halved, as CUT's code does (CycleGAN's reason: D learns no faster than G).
+        terms = {"d_y": 0.5 * adversarial, **discriminator_penalties(self.config, discriminator, real_y, fakes["fake_y"], self.rng)}
+        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+
+    def samples(self, batch: Batch) -> dict[str, Tensor]:
+        real_x, real_y = batch
+        generator = self.generators["generator_xy"]
+        return {"real_x": real_x, "fake_y": generator(real_x), "real_y": real_y, "identity_y": generator(real_y)}
+
+    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
+        if not self.generators_for(target):
+            raise UsageError(f"cut translates {self.domains[0]} -> {self.domains[1]} only")
+        return self.generators["generator_xy"](images)
+
+    def generators_for(self, target: str) -> tuple[str, ...]:
+        if target not in self.domains:
+            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
+        return ("generator_xy",) if target == self.domains[1] else ()
