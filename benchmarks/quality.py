@@ -14,7 +14,11 @@ PyPI wheel), painted and held-out patches coming from other parts of the photos.
 
 Each method trains for the same number of steps with the same small networks, then `gantrans eval`'s
 code measures input -> painted against T(x): L1, PSNR, SSIM, and FID/KID against held-out painted
-digits. Two baselines frame the numbers: the identity (x itself) and the mean painted training image.
+digits. Two baselines frame the numbers: the identity (x itself) and the mean painted training image;
+pix2pix, trained on the true pairs (x, T(x)) of the same training inputs, is the paired upper bound.
+"Share of the gap closed" puts each method between them:
+(L1 of the mean painted image - L1 of the method) / (L1 of the mean painted image - L1 of pix2pix).
+A method is a preset name, optionally with settings: `cyclegan+cycle_noise=0.1`, `cut+ema=0`.
 With --record, the table, the command and the machine are appended to benchmarks/RESULTS.md.
 """
 
@@ -58,7 +62,11 @@ SETTINGS = {
     "dualgan": {"depth": 5, "n_layers_d": 2},
     "stargan": {"n_blocks": 3, "n_layers_d": 5, "lr": 2e-4},
     "shared-latent": {"n_blocks": 2, "lr": 2e-4},
+    "cut": {"n_blocks": 3, "nce_layers": (0, 4, 7, 10)},  # the encoder layers that a 3-block generator has
+    "fastcut": {"n_blocks": 3, "nce_layers": (0, 4, 7, 10)},
+    "pix2pix": {"depth": 5, "n_layers_d": 2},  # a U-Net down to 1x1 at 32 px, as unet_256 at 256 px
 }
+PAIRED = ("pix2pix",)  # trained on the true pairs (x, T(x)): the upper bound, marked in the table
 
 
 def mnist_digits() -> np.ndarray:
@@ -124,6 +132,11 @@ def build(root: Path, dataset: str = "digits") -> Path:
     (root / "truth" / "painted").mkdir(parents=True)
     for path in sorted((root / "test" / inputs).iterdir()):
         painted(Image.open(path)).save(root / "truth" / "painted" / path.name)
+    # The paired methods' data: each training input with its true painted version, under one name.
+    for path in sorted((root / "train" / inputs).iterdir()):
+        for domain, image in ((inputs, Image.open(path)), ("painted", painted(Image.open(path)))):
+            (root / "paired" / domain).mkdir(parents=True, exist_ok=True)
+            image.save(root / "paired" / domain / path.name)
     return root
 
 
@@ -138,11 +151,25 @@ def baselines(root: Path, inputs: str = "digit") -> dict[str, tuple[float, float
     return {name: (float((guess - truths).abs().mean()) / 2, psnr(guess, truths), ssim(guess, truths)) for name, guess in (("identity", originals), ("mean painted image", mean))}
 
 
+def parse_method(spec: str) -> tuple[str, dict[str, object]]:
+    """`cyclegan+cycle_noise=0.1+ema=0.999` -> ("cyclegan", {"cycle_noise": 0.1, "ema": 0.999})."""
+    method, *settings = spec.split("+")
+    if method not in SETTINGS:
+        sys.exit(f"quality: no benchmark settings for {method!r}; known: {', '.join(SETTINGS)}")
+    extra: dict[str, object] = {}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        extra[name] = json.loads(value)
+    return method, extra
+
+
 def run(method: str, root: Path, inputs: str, runs: Path, steps: int, extra: dict[str, object] | None = None, name: str = "") -> dict[str, float]:
-    """Train `method` (with `extra` settings) into runs/<name or method>, then score it against the truth."""
+    """Train `method` (with `extra` settings) into runs/<name or method>, then score it against the truth.
+    A paired method trains on the true pairs of the same training inputs (root/paired)."""
     out = runs / (name or method)
+    data = root / "paired" if method in PAIRED else root
     # Inputs first: `direct` maps the first domain into the second.
-    overrides = {**COMMON, **SETTINGS[method], "root": str(root), "domains": (inputs, "painted"), "steps": steps, "out": str(out), "sample_every": steps, "checkpoint_every": steps, "snapshot_every": 0, **(extra or {})}
+    overrides = {**COMMON, **SETTINGS[method], "root": str(data), "domains": (inputs, "painted"), "steps": steps, "out": str(out), "sample_every": steps, "checkpoint_every": steps, "snapshot_every": 0, **(extra or {})}
     config = make_train_config(method, overrides)
     started = time.perf_counter()
     for _ in train(config, overwrite=True):
@@ -155,14 +182,19 @@ def run(method: str, root: Path, inputs: str, runs: Path, steps: int, extra: dic
 
 
 def table(results: dict[str, dict[str, float]], reference: dict[str, tuple[float, float, float]], steps: int) -> str:
+    """The results as a Markdown table, with the share of the gap (mean painted image -> pix2pix) each closes."""
     lines = [
-        "| method | steps | train time | L1 vs T(x) ↓ | PSNR ↑ | SSIM ↑ | FID ↓ | KID × 1000 ↓ |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | steps | train time | L1 vs T(x) ↓ | PSNR ↑ | SSIM ↑ | FID ↓ | KID × 1000 ↓ | gap closed ↑ |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for method, r in results.items():
-        lines.append(f"| {method} | {steps} | {r['seconds'] / 60:.1f} min | {r['l1']:.4f} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['fid']:.1f} | {1000 * r['kid']:.1f} |")
+    mean_l1 = reference["mean painted image"][0]
+    upper = next((r["l1"] for spec, r in results.items() if parse_method(spec)[0] in PAIRED), None)
+    for spec, r in results.items():
+        label = f"{spec} *(paired: upper bound)*" if parse_method(spec)[0] in PAIRED else spec
+        gap = "—" if upper is None or upper >= mean_l1 else f"{(mean_l1 - r['l1']) / (mean_l1 - upper):.0%}"
+        lines.append(f"| {label} | {steps} | {r['seconds'] / 60:.1f} min | {r['l1']:.4f} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['fid']:.1f} | {1000 * r['kid']:.1f} | {gap} |")
     for name, (l1, peak, similarity) in reference.items():
-        lines.append(f"| *baseline: {name}* | | | {l1:.4f} | {peak:.2f} dB | {similarity:.3f} | | |")
+        lines.append(f"| *baseline: {name}* | | | {l1:.4f} | {peak:.2f} dB | {similarity:.3f} | | | {'0%' if name.startswith('mean') else '—'} |")
     return "\n".join(lines)
 
 
@@ -226,9 +258,10 @@ def main() -> None:
             _record(f"Speed settings keep quality: {method}, {inputs} → painted", text)
         return
     results = {}
-    for method in args.methods.split(","):
-        print(f"quality: training {method} for {args.steps} steps on {args.dataset}", file=sys.stderr, flush=True)
-        results[method] = run(method, root, inputs, args.work / args.dataset / "runs", args.steps)
+    for spec in args.methods.split(","):
+        method, extra = parse_method(spec)
+        print(f"quality: training {spec} for {args.steps} steps on {args.dataset}", file=sys.stderr, flush=True)
+        results[spec] = run(method, root, inputs, args.work / args.dataset / "runs", args.steps, extra, name=spec.replace("=", "-"))
     text = table(results, baselines(root, inputs), args.steps)
     print(text)
     if args.record:

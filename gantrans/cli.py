@@ -92,11 +92,14 @@ def train(
     method: Optional[str] = typer.Option(
         None, "--method", "-m",
         help="cyclegan (two domains, both ways), stargan (any number of domains, one generator), direct (one way, X -> Y), "
-        "shared-latent (per-domain encoders and decoders meeting in one code: UNIT), or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, feature matching) and dualgan "
+        "cut and fastcut (one way, content kept by contrasting patches: Park et al. 2020), "
+        "shared-latent (per-domain encoders and decoders meeting in one code: UNIT), pix2pix (paired: each input with its true translation, "
+        "U-Net and a conditional PatchGAN: Isola et al. 2017), or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, feature matching) and dualgan "
         "(Yi et al. 2017: WGAN with clipping, RMSProp, U-Net). --dry-run shows any preset's settings.  [default: cyclegan]",
     ),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB."),
-    domains: Optional[str] = typer.Option(None, help="Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout."),
+    domains: Optional[str] = typer.Option(None, help="Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout (or the input and target halves of --paired aligned)."),
+    paired: Optional[str] = typer.Option(None, help="pix2pix's data: folders (DATA/A/x.png <-> DATA/B/x.png, matched by file name), aligned (the reference's side-by-side A|B images in DATA/train/ or DATA/; left half -> right half) or aligned-btoa (right -> left); none for the unpaired methods.  [default: none; pix2pix: folders]"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for the model, samples and log.  [default: runs/<data>-<method>]"),
     size: Optional[int] = typer.Option(None, help="Training crop size.  [default: 256]"),
     load_size: Optional[int] = typer.Option(None, help="Resize to this before cropping.  [default: 286]"),
@@ -112,13 +115,13 @@ def train(
     n_blocks: Optional[int] = typer.Option(None, help="Generator residual blocks (9 for 256 px, 6 for 128 px).  [default: 9]"),
     n_layers_d: Optional[int] = typer.Option(None, help="PatchGAN layers (3 = 70x70 patches).  [default: 3]"),
     upsample: Optional[str] = typer.Option(None, help="transpose, or resize (no checkerboard artifacts).  [default: transpose]"),
-    generator: Optional[str] = typer.Option(None, help="cyclegan: resnet, unet (skip connections) or encoder-decoder.  [default: resnet]"),
+    generator: Optional[str] = typer.Option(None, help="cyclegan, pix2pix: resnet, unet (skip connections) or encoder-decoder.  [default: resnet; pix2pix: unet]"),
     depth: Optional[int] = typer.Option(None, help="unet, encoder-decoder: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.  [default: 8]"),
-    dropout: Optional[float] = typer.Option(None, help="unet, encoder-decoder: dropout near the bottleneck, in training only.  [default: 0]"),
-    discriminator: Optional[str] = typer.Option(None, help="cyclegan: patch (PatchGAN) or dcgan (strided to a single score at 64 px).  [default: patch]"),
-    norm: Optional[str] = typer.Option(None, help="cyclegan: instance, instance-affine, batch or none.  [default: instance]"),
+    dropout: Optional[float] = typer.Option(None, help="unet, encoder-decoder: dropout near the bottleneck, in training only.  [default: 0; pix2pix: 0.5]"),
+    discriminator: Optional[str] = typer.Option(None, help="cyclegan, pix2pix: patch (PatchGAN) or dcgan (strided to a single score at 64 px).  [default: patch]"),
+    norm: Optional[str] = typer.Option(None, help="cyclegan, cut, pix2pix: normalisation in both networks: instance, instance-affine, batch or none.  [default: instance; pix2pix: batch]"),
     spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm", help="Spectral normalisation in the discriminators.  [default: off]"),
-    gan_loss: Optional[str] = typer.Option(None, help="lsgan, nonsaturating, wgan (with --clip), wgan-gp or hinge.  [default: lsgan]"),
+    gan_loss: Optional[str] = typer.Option(None, help="lsgan, nonsaturating, wgan (with --clip), wgan-gp or hinge.  [default: lsgan; pix2pix: nonsaturating]"),
     lambda_cycle: Optional[float] = typer.Option(None, help="Cycle-consistency weight (shared-latent remedy 3; 0: off there).  [default: 10]"),
     cycle_norm: Optional[str] = typer.Option(None, help="cyclegan: l1, or l2 (mean squared error).  [default: l1]"),
     lambda_identity: Optional[float] = typer.Option(None, help="Identity loss weight, relative to --lambda-cycle (0: off).  [default: 0.5]"),
@@ -135,6 +138,16 @@ def train(
     vae: Optional[bool] = typer.Option(None, "--vae/--no-vae", help="shared-latent: variational auto-encoders (Gaussian codes, KL term) or plain ones.  [default: vae]"),
     lambda_kl: Optional[float] = typer.Option(None, help="shared-latent: KL weight of the codes (with --vae).  [default: 0.01]"),
     n_downsampling: Optional[int] = typer.Option(None, help="shared-latent: stride-2 levels of each encoder (the code is 1/2**N of the image).  [default: 2]"),
+    lambda_gan: Optional[float] = typer.Option(None, help="cut: adversarial weight.  [default: 1]"),
+    lambda_nce: Optional[float] = typer.Option(None, help="cut: PatchNCE weight (content kept: each output patch nearest its input patch).  [default: 1; fastcut: 10]"),
+    nce_identity: Optional[bool] = typer.Option(None, "--nce-identity/--no-nce-identity", help="cut: also PatchNCE between y and G(y).  [default: on; fastcut: off]"),
+    nce_layers: Optional[str] = typer.Option(None, help="cut: generator layers compared, comma-separated indices into its encoder.  [default: 0,4,7,10,14]"),
+    num_patches: Optional[int] = typer.Option(None, help="cut: patch locations per layer and image (one positive, the rest negatives).  [default: 256]"),
+    nce_temperature: Optional[float] = typer.Option(None, help="cut: temperature of the contrastive softmax.  [default: 0.07]"),
+    projection_width: Optional[int] = typer.Option(None, help="cut: width of the MLP projection heads (training only).  [default: 256]"),
+    flip_equivariance: Optional[bool] = typer.Option(None, "--flip-equivariance/--no-flip-equivariance", help="cut: flip half of the inputs and compare in their own orientation.  [default: off; fastcut: on]"),
+    cycle_noise: Optional[float] = typer.Option(None, help="cyclegan, shared-latent: std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).  [default: 0]"),
+    lambda_l1: Optional[float] = typer.Option(None, help="pix2pix: weight of L1 to the true translation.  [default: 100]"),
     lambda_feature: Optional[float] = typer.Option(None, help="direct: VGG16 feature-consistency weight (0: plain; the pretrained VGG16 is downloaded on first use).  [default: 0]"),
     feature_layers: Optional[str] = typer.Option(None, help="direct: VGG16 layers compared, comma-separated.  [default: relu2_2,relu3_3]"),
     optimizer: Optional[str] = typer.Option(None, help="adam, or rmsprop (for --gan-loss wgan).  [default: adam]"),
@@ -187,6 +200,9 @@ def train(
         "vae": vae, "lambda_kl": lambda_kl, "n_downsampling": n_downsampling, "optimizer": optimizer, "weight_decay": weight_decay,
         "n_critic": n_critic, "n_generator": n_generator, "clip": clip, "ema": ema,
         "lambda_feature": lambda_feature, "feature_layers": tuple(feature_layers.split(",")) if feature_layers else None,
+        "lambda_gan": lambda_gan, "lambda_nce": lambda_nce, "nce_identity": nce_identity, "nce_layers": _integers("--nce-layers", nce_layers),
+        "num_patches": num_patches, "nce_temperature": nce_temperature, "projection_width": projection_width,
+        "flip_equivariance": flip_equivariance, "cycle_noise": cycle_noise, "lambda_l1": lambda_l1, "paired": paired,
         "seed": seed, "device": device, "precision": precision, "compile": compile, "channels_last": channels_last,
         "on_device": on_device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
         "snapshot_every": snapshot_every, "log_every": log_every, "eval_every": eval_every, "eval_images": eval_images,
@@ -216,6 +232,16 @@ def train(
         training.check_launch(resolved, resume, overwrite, gpus)
         raise typer.Exit(launch(gpus, sys.argv[1:]))
     _run_training(resolved, resume, overwrite)
+
+
+def _integers(flag: str, text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """A comma-separated list of whole numbers (None when the flag was not given)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} takes whole numbers separated by commas (got {text!r})") from None
 
 
 def _run_training(config: Any, resume: bool, overwrite: bool) -> None:

@@ -20,6 +20,9 @@ from gantrans.errors import UsageError
 from gantrans.names import check_domain_name
 
 PREPROCESS_MODES = ("resize-crop", "crop", "scale-width", "scale-width-crop", "none")
+# How paired data (pix2pix) is laid out: none (unpaired domain folders), folders (DATA/A/x.png <-> DATA/B/x.png),
+# aligned (the reference's side-by-side A|B images; the left half is the input), aligned-btoa (the right half is).
+PAIRED_LAYOUTS = ("none", "folders", "aligned", "aligned-btoa")
 OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_IMAGE_SIDE = 8192  # the largest training crop or load size: beyond it one image alone fills a GPU
@@ -54,6 +57,7 @@ class DataConfig:
     workers: int | None = None  # decoding processes; None: 0 when the data set is cached in memory, else up to 8
     cache_mb: int = 2048  # decode once and keep in memory when the decoded data set fits in this many MiB
     on_device: bool | None = None  # keep the decoded images on the training device, crop there; None: on CUDA when they fit cache_mb
+    paired: str = "none"  # one of PAIRED_LAYOUTS: none for the unpaired methods; pix2pix's preset: folders
 
     def __post_init__(self) -> None:
         for name in ("size", "load_size"):
@@ -73,6 +77,7 @@ class DataConfig:
             check_domain_name(name, "--domains")
         _check(self.workers is None or self.workers >= 0, f"--workers must be >= 0 (got {self.workers})")
         _check(self.cache_mb >= 0, f"--cache-mb must be >= 0 (got {self.cache_mb})")
+        _check(self.paired in PAIRED_LAYOUTS, f"--paired must be one of {', '.join(PAIRED_LAYOUTS)} (got {self.paired!r})")
 
 
 @dataclass(frozen=True)

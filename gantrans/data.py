@@ -1,7 +1,9 @@
 """Image folders -> training batches.
 
 Layouts: DATA/<domain>/** (any number of domains), DATA/train/<domain>/** with DATA/test/<domain>,
-and the CycleGAN layout DATA/trainA, trainB, testA, testB.
+and the CycleGAN layout DATA/trainA, trainB, testA, testB. Paired data (pix2pix): two such domain
+folders whose files match by name, or the reference pix2pix's side-by-side A|B images in
+DATA/train/ (or DATA/ itself); the two halves of a pair are resized, cropped and flipped alike.
 
 Sampling is a pure function of (seed, sample number): every crop, flip and draw of a sample
 comes from a generator seeded with its number, so results do not depend on the number of
@@ -23,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from gantrans.config import DataConfig
 from gantrans.errors import GantransError
-from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb, no_images_message
+from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, is_image_path, load_rgb, no_images_message
 from gantrans.names import domain_name_problem
 
 SAMPLE_IMAGES = 4  # images per domain in every sample grid
@@ -216,6 +218,182 @@ class UnpairedDataset(Dataset):
         return image
 
 
+def training_files(config: DataConfig) -> dict[str, list[Path]]:
+    """The training images of each domain: `discover_domains`'s, or for a paired layout the pairs of
+    `discover_pairs` (pair i is file i of both domains)."""
+    if config.paired == "none":
+        return discover_domains(config.root, config.domains)
+    return discover_pairs(config.root, config.paired, config.domains)
+
+
+def discover_pairs(root: Path | str, layout: str, domains: Sequence[str] = (), split: str = "train") -> dict[str, list[Path]]:
+    """{input domain: files, target domain: files} of `split`, pair i being file i of both.
+
+    folders: two domain folders as `discover_domains` finds them, matched by file name; a file
+    without a partner is an error. aligned, aligned-btoa: the reference's A|B images, each file
+    standing for both of its halves; domains named A, B (B, A for aligned-btoa: input first).
+    """
+    if layout == "folders":
+        return match_pairs(discover_domains(root, domains, split))
+    names = tuple(domains) or (("B", "A") if layout == "aligned-btoa" else ("A", "B"))
+    if len(names) != 2:
+        raise DataError(f"--paired {layout}: --domains names the input and the target half, 2 names, got {','.join(names)}")
+    paths = _aligned_images(Path(root), split)
+    return {names[0]: paths, names[1]: paths}
+
+
+def held_out_pairs(root: Path | str, layout: str, domains: Sequence[str] = ()) -> dict[str, list[Path]]:
+    """The pairs of the test split (aligned: test/, else val/), else the training pairs; files of an
+    incomplete test split without a partner are left out (they only make sample grids)."""
+    try:
+        if layout == "folders":
+            return match_pairs(held_out_files(root, domains), strict=False)
+        split = next((name for name in ("test", "val") if (Path(root) / name).is_dir()), "train")
+        return discover_pairs(root, layout, domains, split)
+    except DataError:  # an empty or unmatched test split: the training pairs still make a preview
+        return discover_pairs(root, layout, domains)
+
+
+def match_pairs(files: dict[str, list[Path]], strict: bool = True) -> dict[str, list[Path]]:
+    """Two domains' files paired by file name without extension (DATA/A/x.png <-> DATA/B/x.jpg),
+    sorted by it. `strict`: a file without a partner is an error naming it."""
+    if len(files) != 2:
+        raise DataError(f"paired data has 2 domains, an input and a target; found {len(files)} ({', '.join(files)}): pick them with --domains")
+    (source, source_files), (target, target_files) = files.items()
+    source_names, target_names = _by_name(source, source_files), _by_name(target, target_files)
+    unpaired = [(path, target) for name, path in source_names.items() if name not in target_names]
+    unpaired += [(path, source) for name, path in target_names.items() if name not in source_names]
+    if unpaired and strict:
+        path, other = unpaired[0]
+        total = len(source_files) + len(target_files)
+        raise DataError(
+            f"{path} has no partner in domain {other!r} (no file named {path.stem}.* there; pairs are matched by file name): "
+            f"{len(unpaired)} of the {total} files have none"
+        )  # fmt: skip
+    names = sorted(set(source_names) & set(target_names))
+    if not names:
+        raise DataError(f"no file of domain {source!r} has a partner of the same name in domain {target!r}")
+    return {source: [source_names[name] for name in names], target: [target_names[name] for name in names]}
+
+
+def _by_name(domain: str, paths: Sequence[Path]) -> dict[str, Path]:
+    """File name without extension -> path; two files of one name would make pairs ambiguous."""
+    named: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in named:
+            raise DataError(f"domain {domain!r} has two files named {path.stem}: {named[path.stem]} and {path}; pairs are matched by name")
+        named[path.stem] = path
+    return named
+
+
+def _aligned_images(root: Path, split: str) -> list[Path]:
+    """The A|B images of `split`: DATA/<split>/**, or (for training) the images directly in DATA."""
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
+    folder = root / split
+    if folder.is_dir():
+        images = find_images(folder)
+    elif split == "train":
+        folder, images = root, sorted(path for path in root.iterdir() if path.is_file() and is_image_path(path))
+    else:
+        raise DataError(f"{root} has no {split}/ folder of A|B images")
+    if not images:
+        raise DataError(f"paired A|B images: {no_images_message(folder)}")
+    return images
+
+
+def load_pair(paths: tuple[Path, Path], layout: str) -> tuple[Image.Image, Image.Image]:
+    """The (input, target) images of one pair, of one size. An aligned file is split down the middle
+    (an odd last column dropped); a target of another size than its input is resized to the input's,
+    so the two stay aligned through every crop."""
+    if layout == "folders":
+        source, target = load_rgb(paths[0]), load_rgb(paths[1])
+        return source, target if target.size == source.size else target.resize(source.size, Image.BICUBIC)
+    image = load_rgb(paths[0])
+    half = image.width // 2
+    if half == 0:
+        raise ImageDecodeError(f"{paths[0]}: {image.width}x{image.height} pixels is too narrow to split into A|B halves")
+    left, right = image.crop((0, 0, half, image.height)), image.crop((half, 0, 2 * half, image.height))
+    return (right, left) if layout == "aligned-btoa" else (left, right)
+
+
+class PairedDataset(UnpairedDataset):
+    """Sample n -> one (input, target) pair (pix2pix), both halves cropped and flipped alike.
+
+    `files` holds pair i at position i of both domains (the same A|B file twice for the aligned
+    layouts). An epoch walks the pairs in a fresh random order. The crop and flip of a sample are
+    drawn once and applied to both halves; `draw` gives every domain the same generator, so the
+    on-device path (`DeviceImages`, which draws per domain) crops and flips both alike too.
+    """
+
+    def __init__(self, files: dict[str, list[Path]], config: DataConfig, seed: int, multiple: int = 4, min_side: int = 1) -> None:
+        super().__init__(files, config, seed, multiple, min_side)
+        if config.paired == "none" or len(self.files) != 2 or len(self.files[0]) != len(self.files[1]):
+            raise ValueError("paired data: a paired layout, and two domains of equally many files, pair i at position i")
+        self._pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._bad_pairs: set[int] = set()
+
+    def __getitem__(self, sample: int) -> Sample:
+        index, rng = self.draw(sample, 0)
+        pair, skipped = self.decoded_pair(index)
+        top, left, height, width, flip = self.placement(pair[0].shape, rng)  # drawn once, for both halves
+        crops = [array[top : top + height, left : left + width] for array in pair]
+        return Sample(tuple(image_to_uint8(crop[:, ::-1] if flip else crop) for crop in crops), tuple(skipped))
+
+    def draw(self, sample: int, domain: int) -> tuple[int, np.random.Generator]:
+        """The pair of `sample` and its generator, the same for both domains (`domain` is ignored)."""
+        epoch, position = divmod(sample, self.epoch_length)
+        return int(self._permutation(0, epoch)[position]), np.random.default_rng([self.seed, sample])
+
+    def decoded(self, domain: int, index: int) -> tuple[np.ndarray, list[str]]:
+        pair, failed = self.decoded_pair(index)
+        return pair[domain], failed
+
+    def decoded_pair(self, index: int) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
+        """Both halves of pair `index`, resized alike; an undecodable pair is replaced by the next one."""
+        count, failed = len(self.files[0]), []
+        for attempt in range(count):
+            key = (index + attempt) % count
+            if key in self._bad_pairs:
+                continue
+            if key in self._pairs:
+                return self._pairs[key], failed
+            try:
+                images = load_pair((self.files[0][key], self.files[1][key]), self.config.paired)
+            except ImageDecodeError as error:
+                self._bad_pairs.add(key)
+                failed.append(str(error))
+                continue
+            if not self.cache_enabled:  # keep the last pair only: its two halves are asked for in turn
+                self._pairs = {}
+            self._pairs[key] = (np.asarray(self._resize(images[0])), np.asarray(self._resize(images[1])))
+            return self._pairs[key], failed
+        raise DataError(f"none of the {count} pairs of {', '.join(self.domains)} could be decoded")
+
+    def sample_batch(self, side: int, count: int = SAMPLE_IMAGES) -> tuple[torch.Tensor, ...]:
+        """The fixed pairs of every sample grid: the first `count` readable pairs of the test split,
+        else of the training pairs, both halves resized and centre-cropped to `side` alike."""
+        held_out = held_out_pairs(self.config.root, self.config.paired, self.domains)
+        chosen = self._first_readable_pairs(list(zip(*held_out.values())), side, count)
+        chosen = chosen or self._first_readable_pairs(list(zip(*self.files)), side, count)
+        if not chosen:
+            raise DataError(f"no readable pair of {', '.join(self.domains)} for the sample grids")
+        return tuple(torch.stack([pair[half] for pair in chosen]) for half in (0, 1))
+
+    def _first_readable_pairs(self, pairs: Sequence[tuple[Path, ...]], side: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        chosen = []
+        for paths in pairs:
+            if len(chosen) == count:
+                break
+            try:
+                images = load_pair((paths[0], paths[1]), self.config.paired)
+            except ImageDecodeError:
+                continue
+            source, target = (image_to_uint8(ImageOps.fit(image, (side, side), Image.BICUBIC)) for image in images)
+            chosen.append((source, target))
+        return chosen
+
+
 def _first_readable(paths: Sequence[Path], side: int, count: int) -> list[torch.Tensor]:
     """Up to `count` of `paths`, in order, decoded as centre squares of `side` (unreadable ones skipped)."""
     chosen: list[torch.Tensor] = []
@@ -310,16 +488,18 @@ class DeviceImages:
 
     @classmethod
     def build(cls, dataset: UnpairedDataset, device: torch.device) -> DeviceImages | None:
-        images, skipped = [], []
-        for domain, paths in enumerate(dataset.files):
-            arrays = []
-            for index in range(len(paths)):
-                array, failed = dataset.decoded(domain, index)  # an undecodable file stands for the next one
-                skipped += failed
-                arrays.append(array)
-            if len({array.shape for array in arrays}) > 1:
-                return None
-            images.append(torch.from_numpy(np.stack(arrays)).to(device))  # [N, H, W, 3]
+        arrays: list[list[np.ndarray]] = [[] for _ in dataset.files]
+        skipped: list[str] = []
+        # Image i of every domain in turn: a pair's two halves are decoded together (PairedDataset).
+        for index in range(max(len(paths) for paths in dataset.files)):
+            for domain, paths in enumerate(dataset.files):
+                if index < len(paths):
+                    array, failed = dataset.decoded(domain, index)  # an undecodable file stands for the next one
+                    skipped += failed
+                    arrays[domain].append(array)
+        if any(len({array.shape for array in domain_arrays}) > 1 for domain_arrays in arrays):
+            return None
+        images = [torch.from_numpy(np.stack(domain_arrays)).to(device) for domain_arrays in arrays]  # [N, H, W, 3] each
         return cls(dataset, images, skipped)
 
     def batch(self, samples: Sequence[int]) -> tuple[torch.Tensor, ...]:

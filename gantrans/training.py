@@ -33,11 +33,11 @@ from torch import Tensor, nn
 
 from gantrans import checkpoint
 from gantrans.config import TrainConfig
-from gantrans.data import Batches, DeviceImages, UnpairedDataset, batches, default_workers, discover_domains
+from gantrans.data import Batches, DeviceImages, PairedDataset, UnpairedDataset, batches, default_workers, training_files
 from gantrans.distributed import World, join_from_environment, process_device
 from gantrans.errors import DivergedError, GantransError, OutOfMemoryError, UsageError, is_out_of_memory
 from gantrans.images import image_grid, save_image, to_model_range
-from gantrans.methods import Losses, Method
+from gantrans.methods import METHODS, Losses, Method
 from gantrans.presets import default_run_dir
 from gantrans.storage import BackgroundWriter, exclusive_folder, remove_stale_temporaries
 
@@ -159,7 +159,7 @@ def check_launch(config: TrainConfig, resume: bool, overwrite: bool, processes: 
     """The checks a run would fail at once, made before starting `processes` workers (which would
     each report them)."""
     _check_batch_split(config.batch_size, processes)
-    discover_domains(config.data.root, config.data.domains)
+    _training_files(config)
     _check_run_dir(Path(config.out or default_run_dir(config)), resume, overwrite)
 
 
@@ -189,7 +189,7 @@ def _train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick the fastest kernels
     _check_batch_split(config.batch_size, world.size)
-    files = discover_domains(config.data.root, config.data.domains)
+    files = _training_files(config)
     # The data folder is kept as an absolute path, so `--resume` works from any directory.
     data = dataclasses.replace(config.data, root=os.path.abspath(config.data.root), domains=tuple(files))
     config = dataclasses.replace(config, data=data, out=config.out or str(default_run_dir(config)))
@@ -435,12 +435,26 @@ def _training_evaluation(config: TrainConfig, run_dir: Path, domains: tuple[str,
     return TrainingEvaluation(run_dir, Path(config.data.root), domains, config.eval_images, load_inception(device))
 
 
+def _training_files(config: TrainConfig) -> dict[str, list[Path]]:
+    """Each domain's training images: unpaired folders, or pairs (pair i is file i of both domains)
+    for a method that trains on pairs (pix2pix), which the other methods do not take."""
+    needs_pairs = getattr(METHODS[config.method], "needs_pairs", False)
+    if needs_pairs and config.data.paired == "none":
+        raise UsageError(f"--method {config.preset or config.method} trains on pairs: --paired folders (DATA/A/x.png <-> DATA/B/x.png) or aligned (A|B images)")
+    if not needs_pairs and config.data.paired != "none":
+        raise UsageError(f"--paired {config.data.paired} is for pix2pix: --method {config.preset or config.method} draws its domains' images independently (leave --paired out)")
+    if config.eval_every and config.data.paired.startswith("aligned"):
+        raise UsageError(f"--eval-every reads domain folders (DATA/A, DATA/B), which --paired {config.data.paired} has not: split the A|B images into them, or leave --eval-every out")
+    return training_files(config.data)
+
+
 def _prepare_data(
     files: dict[str, list[Path]], config: TrainConfig, method: Method, device: torch.device
 ) -> tuple[UnpairedDataset, int, DeviceImages | None]:
-    """The data set, and where samples are made: decoded once onto the device (cropped there), decoded
-    once into memory (small data), or decoded by worker processes."""
-    dataset = UnpairedDataset(files, config.data, config.seed, multiple=method.stride, min_side=method.training_min_side())
+    """The data set (pairs cropped and flipped alike for --paired), and where samples are made: decoded
+    once onto the device (cropped there), decoded once into memory (small data), or decoded by workers."""
+    kind = UnpairedDataset if config.data.paired == "none" else PairedDataset
+    dataset = kind(files, config.data, config.seed, multiple=method.stride, min_side=method.training_min_side())
     fits = dataset.estimated_bytes() <= config.data.cache_mb * 2**20
     on_device = config.data.on_device if config.data.on_device is not None else device.type == "cuda" and fits
     if on_device:

@@ -20,15 +20,17 @@ from conftest import tiny_config, write_images
 DOMAINS = {
     "cyclegan": ("horse", "zebra"), "stargan": ("black", "blond", "brown"), "direct": ("photo", "painting"),
     "discogan": ("shoe", "bag"), "dualgan": ("sketch", "photo"), "shared-latent": ("real", "anime"),
-    "cut": ("horse", "zebra"), "fastcut": ("summer", "winter"),
+    "cut": ("horse", "zebra"), "fastcut": ("summer", "winter"), "pix2pix": ("edges", "photo"),
 }  # fmt: skip
-TARGETS = {**DOMAINS, "direct": ("painting",), "cut": ("zebra",), "fastcut": ("winter",)}  # one-way methods
+TARGETS = {**DOMAINS, "direct": ("painting",), "cut": ("zebra",), "fastcut": ("winter",), "pix2pix": ("photo",)}  # one-way methods
+PAIRED = {"pix2pix"}  # trained on pairs: the same file names in both domain folders
 # Beyond conftest's tiny sizes: DCGAN's discriminator needs 2**(n_layers_d + 3) pixels, and the
 # curriculum ends mid-run so that resuming crosses it.
 # CUT's layers must lie in the one-block encoder of the tiny generator.
 OVERRIDES = {
     "discogan": {"n_layers_d": 1, "cycle_warmup_steps": 4},
     "cut": {"nce_layers": (0, 4, 7, 10), "num_patches": 16}, "fastcut": {"nce_layers": (0, 4, 7, 10), "num_patches": 16},
+    "pix2pix": {"paired": "folders"},  # the preset's layout (tiny_config makes its own DataConfig)
 }  # fmt: skip
 
 
@@ -40,7 +42,8 @@ def method_name(request) -> str:
 @pytest.fixture
 def data(tmp_path, method_name) -> Path:
     for index, domain in enumerate(DOMAINS[method_name]):
-        write_images(tmp_path / "data" / domain, 3 + index, size=(20, 20), seed=index)
+        count = 3 if method_name in PAIRED else 3 + index  # pairs: img_000 <-> img_000 ...
+        write_images(tmp_path / "data" / domain, count, size=(20, 20), seed=index)
     return tmp_path / "data"
 
 

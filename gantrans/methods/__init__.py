@@ -11,6 +11,7 @@ from gantrans.methods.base import Batch, Losses, Method
 from gantrans.methods.cut import CUT, CUTConfig
 from gantrans.methods.cyclegan import CycleGAN, CycleGANConfig
 from gantrans.methods.direct import Direct, DirectConfig
+from gantrans.methods.pix2pix import Pix2Pix, Pix2PixConfig
 from gantrans.methods.shared_latent import SharedLatent, SharedLatentConfig
 from gantrans.methods.stargan import StarGAN, StarGANConfig
 
@@ -20,6 +21,7 @@ METHODS: dict[str, type[Method]] = {
     "direct": Direct,
     "shared-latent": SharedLatent,
     "cut": CUT,
+    "pix2pix": Pix2Pix,
 }
 
 
@@ -78,6 +80,10 @@ def _presets() -> dict:
         "fastcut": TrainConfig(
             method="cut", model=CUTConfig(nce_identity=False, lambda_nce=10.0, flip_equivariance=True), epochs=150, decay_epochs=50, ema=0.999,
         ),
+        # Isola et al. 2017 and the reference code: paired data (two folders matched by file name), U-Net
+        # (unet_256) with dropout 0.5 and batch norm, 70x70 PatchGAN on (input, output), cross-entropy GAN
+        # loss + 100 L1, D halved; Adam 2e-4 (0.5, 0.999), batch 1, 100 + 100 epochs, no image pool.
+        "pix2pix": TrainConfig(method="pix2pix", model=Pix2PixConfig(), data=DataConfig(paired="folders")),
     }
     return {name: dataclasses.replace(config, preset=name) for name, config in presets.items()}
 
@@ -86,5 +92,5 @@ PRESETS = _presets()
 
 __all__ = [
     "METHODS", "PRESETS", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig", "Direct",
-    "DirectConfig", "SharedLatent", "SharedLatentConfig", "CUT", "CUTConfig",
+    "DirectConfig", "SharedLatent", "SharedLatentConfig", "CUT", "CUTConfig", "Pix2Pix", "Pix2PixConfig",
 ]  # fmt: skip

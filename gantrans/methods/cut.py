@@ -25,8 +25,8 @@ from torch import Tensor
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_common_settings, discriminator_penalties
-from gantrans.nn import PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
+from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties
+from gantrans.nn import NORMS, PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
 
 # Index of the ResNet generator's first residual block in its `model` (pad, conv, norm, relu, then two
 # conv-norm-relu downsamplings): layers up to ENCODER_END + n_blocks - 1 belong to the encoder.
@@ -42,6 +42,7 @@ class CUTConfig:
     n_blocks: int = 9  # generator residual blocks (resnet_9blocks)
     n_layers_d: int = 3  # PatchGAN depth (3: 70x70 patches)
     upsample: str = "transpose"  # transpose, or resize (nearest resize + conv)
+    norm: str = "instance"  # normalisation in both networks: instance (paper), instance-affine, batch or none
     spectral_norm: bool = False  # spectral normalisation in the discriminator
     gan_loss: str = "lsgan"  # one of gantrans.losses.GAN_LOSSES; the paper uses least squares
     lambda_gan: float = 1.0  # adversarial weight
@@ -60,6 +61,7 @@ class CUTConfig:
 
     def __post_init__(self) -> None:
         check_common_settings(self, ("lambda_gan", "lambda_nce", "lambda_gp", "lambda_r1"))
+        check_choice("norm", self.norm, NORMS)
         last_encoder_layer = ENCODER_END + self.n_blocks - 1
         layers = self.nce_layers
         if not layers or list(layers) != sorted(set(layers)) or layers[0] < 0 or layers[-1] > last_encoder_layer:
@@ -82,11 +84,11 @@ class CUT(Method):
         super().__init__(config, domains, training)
         if len(self.domains) != 2:
             raise UsageError(f"cut maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
-        generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample), config.init_gain)
+        generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm), config.init_gain)
         self.generators["generator_xy"] = generator
         self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
         if training:
-            discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d), config.init_gain)
+            discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d, norm=config.norm), config.init_gain)
             self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
             channels = [generator.layer_channels(layer) for layer in config.nce_layers]
             self.auxiliary["projection"] = init_weights(PatchProjection(channels, config.projection_width), config.init_gain)

@@ -1,0 +1,126 @@
+"""pix2pix (Isola et al. 2017, "Image-to-Image Translation with Conditional Adversarial Networks").
+
+Paired translation, the lectures' conditional GAN: each training input x comes with its true
+translation y. One generator G: X -> Y (a U-Net) and one discriminator D that judges pairs: it
+sees the input concatenated with an output on the channels, so it asks "is this y a plausible
+translation of this x?", not merely "is this a plausible y?" (eq. 1). Objective (eq. 4):
+
+    G* = arg min_G max_D  L_cGAN(G, D) + lambda L1(G),   L1(G) = E ||y - G(x)||_1,  lambda = 100
+
+L1 carries the low frequencies, the 70x70 PatchGAN the high ones (sec. 3.2.2). Noise comes from
+dropout in the decoder, on in training (sec. 3.1). On data whose truth is known, pix2pix trained
+on the true pairs is the upper bound that frames how far the unpaired methods get.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from gantrans import losses
+from gantrans.errors import UsageError
+from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties
+from gantrans.methods.cyclegan import GENERATORS
+from gantrans.nn import DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
+
+
+@dataclass(frozen=True)
+class Pix2PixConfig:
+    """pix2pix's networks and loss weights; defaults are the paper's and the reference code's
+    (junyanz/pytorch-CycleGAN-and-pix2pix: --netG unet_256 --norm batch --gan_mode vanilla --lambda_L1 100)."""
+
+    generator: str = "unet"  # unet (paper: U-Net with skips), resnet (the reference's resnet_9blocks) or encoder-decoder (no skips)
+    discriminator: str = "patch"  # patch (70x70 PatchGAN) or dcgan (all layers strided)
+    norm: str = "batch"  # normalisation in both networks: batch (paper), instance, instance-affine or none
+    ngf: int = 64  # generator width
+    ndf: int = 64  # discriminator width
+    depth: int = 8  # unet, encoder-decoder: stride-2 levels (unet_256: 8, 256 px down to 1x1); sides multiples of 2**depth
+    dropout: float = 0.5  # unet, encoder-decoder: dropout in the 3 decoder levels nearest the bottleneck, the noise z (sec. 3.1)
+    n_blocks: int = 9  # resnet: residual blocks
+    upsample: str = "transpose"  # resnet: transpose, or resize (nearest resize + conv)
+    n_layers_d: int = 3  # discriminator depth: 3 gives 70x70 patches
+    spectral_norm: bool = False  # spectral normalisation in the discriminator
+    gan_loss: str = "nonsaturating"  # one of gantrans.losses.GAN_LOSSES; the paper's cross-entropy (--gan_mode vanilla)
+    lambda_l1: float = 100.0  # weight of L1 to the true translation (eq. 4)
+    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
+    lambda_r1: float = 0.0  # R1 penalty gamma on real pairs; 0: off
+    init_gain: float = 0.02  # std of the normal weight initialisation
+
+    def __post_init__(self) -> None:
+        check_common_settings(self, ("lambda_l1", "lambda_gp", "lambda_r1"))
+        check_choice("generator", self.generator, GENERATORS)
+        check_choice("discriminator", self.discriminator, DISCRIMINATORS)
+        check_choice("norm", self.norm, NORMS)
+        if not 1 <= self.depth <= 10:
+            raise UsageError(f"--depth must be between 1 and 10 (got {self.depth})")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1) (got {self.dropout})")
+
+
+def build_generator(config: Pix2PixConfig) -> nn.Module:
+    """One untrained generator of `config`'s architecture."""
+    if config.generator == "resnet":
+        return ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm)
+    return EncoderDecoderGenerator(config.ngf, config.depth, config.generator == "unet", config.norm, config.dropout)
+
+
+class Pix2Pix(Method):
+    """G: X -> Y held to the true y by L1 and judged, with its input, by a conditional PatchGAN."""
+
+    config_class = Pix2PixConfig
+    needs_pairs: ClassVar[bool] = True  # trains on pairs (--paired folders or aligned); the trainer checks the data
+
+    def __init__(self, config: Pix2PixConfig, domains: Sequence[str], training: bool = True) -> None:
+        super().__init__(config, domains, training)
+        if len(self.domains) != 2:
+            raise UsageError(f"pix2pix maps an input domain to a target domain: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
+        generator = init_weights(build_generator(config), config.init_gain)
+        self.generators["generator_xy"] = generator
+        self.stride, self.min_side = generator.stride, generator.min_side
+        if training:
+            # D(x, y): input and output concatenated on the channels, 3 + 3 (sec. 2.1, eq. 1).
+            discriminator = PatchDiscriminator(config.ndf, config.n_layers_d, in_channels=6, norm=config.norm, dcgan=config.discriminator == "dcgan")
+            discriminator = init_weights(discriminator, config.init_gain)
+            self.discriminators["discriminator_pair"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
+
+    def _judge(self, inputs: Tensor, outputs: Tensor) -> Tensor:
+        """The conditional discriminator's score map for (input, output) pairs."""
+        return self.discriminators["discriminator_pair"](torch.cat([inputs, outputs], dim=1))
+
+    def generator_loss(self, batch: Batch, step: int) -> Losses:
+        real_x, real_y = batch
+        fake_y = self.generators["generator_xy"](real_x)
+        terms = {
+            "adv": losses.generator_adversarial_loss(self.config.gan_loss, self._judge(real_x, fake_y)),
+            "l1": self.config.lambda_l1 * (fake_y.float() - real_y.float()).abs().mean(),  # eq. 3
+        }
+        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes={"fake_y": fake_y.detach()})
+
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+        real_x, real_y = batch
+        if fakes is None:
+            with torch.no_grad():
+                fakes = {"fake_y": self.generators["generator_xy"](real_x)}
+        real_pair, fake_pair = torch.cat([real_x, real_y], dim=1), torch.cat([real_x, fakes["fake_y"]], dim=1)
+        discriminator = self.discriminators["discriminator_pair"]
+        adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_pair), discriminator(fake_pair))
+        # Halved "while optimizing D, to slow down the rate at which D learns relative to G" (sec. 3.3).
+        terms = {"d_pair": 0.5 * adversarial, **discriminator_penalties(self.config, discriminator, real_pair, fake_pair, self.rng)}
+        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+
+    def samples(self, batch: Batch) -> dict[str, Tensor]:
+        real_x, real_y = batch
+        return {"input_x": real_x, "output_y": self.generators["generator_xy"](real_x), "truth_y": real_y}
+
+    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
+        if not self.generators_for(target):
+            raise UsageError(f"pix2pix translates {self.domains[0]} -> {self.domains[1]} only")
+        return self.generators["generator_xy"](images)
+
+    def generators_for(self, target: str) -> tuple[str, ...]:
+        if target not in self.domains:
+            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
+        return ("generator_xy",) if target == self.domains[1] else ()
