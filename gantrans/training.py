@@ -438,7 +438,7 @@ def _training_evaluation(config: TrainConfig, run_dir: Path, domains: tuple[str,
 def _training_files(config: TrainConfig) -> dict[str, list[Path]]:
     """Each domain's training images: unpaired folders, or pairs (pair i is file i of both domains)
     for a method that trains on pairs (pix2pix), which the other methods do not take."""
-    needs_pairs = getattr(METHODS[config.method], "needs_pairs", False)
+    needs_pairs = METHODS[config.method].needs_pairs
     if needs_pairs and config.data.paired == "none":
         raise UsageError(f"--method {config.preset or config.method} trains on pairs: --paired folders (DATA/A/x.png <-> DATA/B/x.png) or aligned (A|B images)")
     if not needs_pairs and config.data.paired != "none":

@@ -35,6 +35,7 @@ class Method(nn.Module):
     """Base class of every method. Subclasses set `config_class` and fill the two module dicts."""
 
     config_class: ClassVar[type]
+    needs_pairs: ClassVar[bool] = False  # trains on paired data (pix2pix), not on unpaired domains
 
     def __init__(self, config: Any, domains: Sequence[str], training: bool = True) -> None:
         super().__init__()
