@@ -101,6 +101,23 @@ class Method(nn.Module):
         self.rng.set_state(state["rng"])
 
 
+
+class OneWayMethod(Method):
+    """A method with one generator, `generator_xy`, from the first domain into the second (direct,
+    cut, pix2pix): asking for the other direction is one clear error."""
+
+    label: ClassVar[str]  # the method's name in that error
+
+    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
+        if not self.generators_for(target):
+            raise UsageError(f"{self.label} translates {self.domains[0]} -> {self.domains[1]} only")
+        return self.generators["generator_xy"](images)
+
+    def generators_for(self, target: str) -> tuple[str, ...]:
+        if target not in self.domains:
+            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
+        return ("generator_xy",) if target == self.domains[1] else ()
+
 def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     """A clear error when setting `name` is not one of `choices`."""
     if value not in choices:

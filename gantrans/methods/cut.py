@@ -25,7 +25,7 @@ from torch import Tensor
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties
+from gantrans.methods.base import Batch, Losses, OneWayMethod, check_choice, check_common_settings, discriminator_penalties
 from gantrans.nn import NORMS, PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
 
 # Index of the ResNet generator's first residual block in its `model` (pad, conv, norm, relu, then two
@@ -75,10 +75,11 @@ class CUTConfig:
             raise UsageError(f"--nce-temperature must be positive (got {self.nce_temperature})")
 
 
-class CUT(Method):
+class CUT(OneWayMethod):
     """G: X -> Y judged by D_Y and held to x by PatchNCE in G's own encoder."""
 
     config_class = CUTConfig
+    label = "cut"
 
     def __init__(self, config: CUTConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
@@ -147,12 +148,3 @@ class CUT(Method):
         generator = self.generators["generator_xy"]
         return {"real_x": real_x, "fake_y": generator(real_x), "real_y": real_y, "identity_y": generator(real_y)}
 
-    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
-        if not self.generators_for(target):
-            raise UsageError(f"cut translates {self.domains[0]} -> {self.domains[1]} only")
-        return self.generators["generator_xy"](images)
-
-    def generators_for(self, target: str) -> tuple[str, ...]:
-        if target not in self.domains:
-            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
-        return ("generator_xy",) if target == self.domains[1] else ()

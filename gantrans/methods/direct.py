@@ -19,7 +19,7 @@ from torch import Tensor
 from gantrans import losses
 from gantrans.errors import UsageError
 from gantrans.features import VGG16_LAYERS, load_vgg16
-from gantrans.methods.base import Batch, Losses, Method, check_common_settings, discriminator_penalties
+from gantrans.methods.base import Batch, Losses, OneWayMethod, check_common_settings, discriminator_penalties
 from gantrans.nn import PatchDiscriminator, ResnetGenerator, init_weights
 
 
@@ -46,10 +46,11 @@ class DirectConfig:
         if unknown or not self.feature_layers:
             raise UsageError(f"--feature-layers must name VGG16 layers among {', '.join(VGG16_LAYERS)} (got {', '.join(self.feature_layers)})")
 
-class Direct(Method):
+class Direct(OneWayMethod):
     """G: X -> Y judged by D_Y, optionally held to x by VGG16 features."""
 
     config_class = DirectConfig
+    label = "direct"
 
     def __init__(self, config: DirectConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
@@ -87,12 +88,3 @@ class Direct(Method):
         real_x, real_y = batch
         return {"real_x": real_x, "fake_y": self.generators["generator_xy"](real_x), "real_y": real_y}
 
-    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
-        if not self.generators_for(target):
-            raise UsageError(f"direct translates {self.domains[0]} -> {self.domains[1]} only")
-        return self.generators["generator_xy"](images)
-
-    def generators_for(self, target: str) -> tuple[str, ...]:
-        if target not in self.domains:
-            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
-        return ("generator_xy",) if target == self.domains[1] else ()

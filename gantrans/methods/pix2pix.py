@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties
+from gantrans.methods.base import Batch, Losses, OneWayMethod, check_choice, check_common_settings, discriminator_penalties
 from gantrans.methods.cyclegan import GENERATORS
 from gantrans.nn import DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
 
@@ -67,10 +67,11 @@ def build_generator(config: Pix2PixConfig) -> nn.Module:
     return EncoderDecoderGenerator(config.ngf, config.depth, config.generator == "unet", config.norm, config.dropout)
 
 
-class Pix2Pix(Method):
+class Pix2Pix(OneWayMethod):
     """G: X -> Y held to the true y by L1 and judged, with its input, by a conditional PatchGAN."""
 
     config_class = Pix2PixConfig
+    label = "pix2pix"
     needs_pairs: ClassVar[bool] = True  # trains on pairs (--paired folders or aligned); the trainer checks the data
 
     def __init__(self, config: Pix2PixConfig, domains: Sequence[str], training: bool = True) -> None:
@@ -115,12 +116,3 @@ class Pix2Pix(Method):
         real_x, real_y = batch
         return {"input_x": real_x, "output_y": self.generators["generator_xy"](real_x), "truth_y": real_y}
 
-    def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
-        if not self.generators_for(target):
-            raise UsageError(f"pix2pix translates {self.domains[0]} -> {self.domains[1]} only")
-        return self.generators["generator_xy"](images)
-
-    def generators_for(self, target: str) -> tuple[str, ...]:
-        if target not in self.domains:
-            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
-        return ("generator_xy",) if target == self.domains[1] else ()
