@@ -58,7 +58,7 @@ def test_bench_command_records_its_table(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--methods", "cyclegan,pix2pix"], "--methods: unknown pix2pix"),
+    (["--methods", "cyclegan,dreamgan"], "--methods: unknown dreamgan"),
     (["--methods", "cyclegan", "--size", "8"], "--size 8 is too small"),
     (["--methods", "cyclegan", "--set", "ngf"], "expected NAME=VALUE"),
     (["--methods", "cyclegan", "--set", "colour=3"], "--colour does not apply"),

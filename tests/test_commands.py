@@ -104,7 +104,7 @@ def test_dry_run_prints_the_config_and_config_files_are_overridden_by_flags(tiny
         (["--data", "{data}", "--config", "{typed_json}"], 2, "setting 'lr' must be a number (got \"fast\")"),
         (["--data", "{data}", "--config", "{list_json}"], 2, "setting 'domains' must be a list of names"),
         (["--data", "{data}", "--config", "{nested_json}"], 2, "setting 'ngf' must be a whole number (got 2.5)"),
-        (["--data", "{data}", "--method", "pix2pix"], 2, "unknown method 'pix2pix'"),
+        (["--data", "{data}", "--method", "dreamgan"], 2, "unknown method 'dreamgan'"),
         (["--data", "{data}", "--gan-loss", "magic"], 2, "--gan-loss must be one of"),
         (["--data", "{data}", "--preprocess", "zoom"], 2, "--preprocess must be one of"),
         (["--data", "{data}", "--domains", "horse,cat"], 1, "cat not found"),

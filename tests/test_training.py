@@ -255,7 +255,7 @@ def test_make_train_config_routes_flags_and_rejects_foreign_ones():
     with pytest.raises(UsageError, match="--lambda-cls does not apply to --method cyclegan"):
         make_train_config("cyclegan", {"lambda_cls": 1.0})
     with pytest.raises(UsageError, match="unknown method"):
-        make_train_config("pix2pix", {})
+        make_train_config("dreamgan", {})
     with pytest.raises(UsageError, match="--load-size"):
         make_train_config("cyclegan", {"size": 64, "load_size": 32})
 
