@@ -106,7 +106,20 @@ class OneWayMethod(Method):
     """A method with one generator, `generator_xy`, from the first domain into the second (direct,
     cut, pix2pix): asking for the other direction is one clear error."""
 
-    label: ClassVar[str]  # the method's name in that error
+    label: ClassVar[str]  # the method's name in errors
+
+    def __init__(self, config: Any, domains: Sequence[str], training: bool = True) -> None:
+        super().__init__(config, domains, training)
+        if len(self.domains) != 2:
+            raise UsageError(f"{self.label} maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
+
+    def fake_y(self, real_x: Tensor, fakes: Mapping[str, Tensor] | None) -> Tensor:
+        """The generator step's translations for a discriminator step, or fresh ones when no generator
+        step ran (extra critic steps)."""
+        if fakes is not None:
+            return fakes["fake_y"]
+        with torch.no_grad():
+            return self.generators["generator_xy"](real_x)
 
     def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
         if not self.generators_for(target):

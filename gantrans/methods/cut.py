@@ -83,8 +83,6 @@ class CUT(OneWayMethod):
 
     def __init__(self, config: CUTConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
-        if len(self.domains) != 2:
-            raise UsageError(f"cut maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
         generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm), config.init_gain)
         self.generators["generator_xy"] = generator
         self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
@@ -134,13 +132,11 @@ class CUT(OneWayMethod):
 
     def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
         real_x, real_y = batch
-        if fakes is None:
-            with torch.no_grad():
-                fakes = {"fake_y": self.generators["generator_xy"](real_x)}
+        fake_y = self.fake_y(real_x, fakes)
         discriminator = self.discriminators["discriminator_y"]
-        adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fakes["fake_y"]))
+        adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fake_y))
         # Halved, as CUT's code does (CycleGAN's reason: D learns no faster than G).
-        terms = {"d_y": 0.5 * adversarial, **discriminator_penalties(self.config, discriminator, real_y, fakes["fake_y"], self.rng)}
+        terms = {"d_y": 0.5 * adversarial, **discriminator_penalties(self.config, discriminator, real_y, fake_y, self.rng)}
         return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:

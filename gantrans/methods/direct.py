@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -54,8 +53,6 @@ class Direct(OneWayMethod):
 
     def __init__(self, config: DirectConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
-        if len(self.domains) != 2:
-            raise UsageError(f"direct maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
         self.generators["generator_xy"] = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample), config.init_gain)
         self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
         if training:
@@ -76,12 +73,10 @@ class Direct(OneWayMethod):
 
     def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
         real_x, real_y = batch
-        if fakes is None:
-            with torch.no_grad():
-                fakes = {"fake_y": self.generators["generator_xy"](real_x)}
+        fake_y = self.fake_y(real_x, fakes)
         discriminator = self.discriminators["discriminator_y"]
-        terms = {"d_y": losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fakes["fake_y"]))}
-        terms.update(discriminator_penalties(self.config, discriminator, real_y, fakes["fake_y"], self.rng))
+        terms = {"d_y": losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fake_y))}
+        terms.update(discriminator_penalties(self.config, discriminator, real_y, fake_y, self.rng))
         return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:

@@ -76,8 +76,6 @@ class Pix2Pix(OneWayMethod):
 
     def __init__(self, config: Pix2PixConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
-        if len(self.domains) != 2:
-            raise UsageError(f"pix2pix maps an input domain to a target domain: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
         generator = init_weights(build_generator(config), config.init_gain)
         self.generators["generator_xy"] = generator
         self.stride, self.min_side = generator.stride, generator.min_side
@@ -102,10 +100,8 @@ class Pix2Pix(OneWayMethod):
 
     def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
         real_x, real_y = batch
-        if fakes is None:
-            with torch.no_grad():
-                fakes = {"fake_y": self.generators["generator_xy"](real_x)}
-        real_pair, fake_pair = torch.cat([real_x, real_y], dim=1), torch.cat([real_x, fakes["fake_y"]], dim=1)
+        fake_y = self.fake_y(real_x, fakes)
+        real_pair, fake_pair = torch.cat([real_x, real_y], dim=1), torch.cat([real_x, fake_y], dim=1)
         discriminator = self.discriminators["discriminator_pair"]
         adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_pair), discriminator(fake_pair))
         # Halved "while optimizing D, to slow down the rate at which D learns relative to G" (sec. 3.3).
