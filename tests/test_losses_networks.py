@@ -181,3 +181,18 @@ def test_every_norm_builds_and_batch_norm_keeps_running_statistics(kind):
     layer = norm_layer(kind, 3)
     assert layer(torch.rand(2, 3, 4, 4)).shape == (2, 3, 4, 4)
     assert ("running_mean" in layer.state_dict()) == (kind == "batch")
+
+
+def test_colour_skip_lets_an_instance_norm_generator_see_overall_tone():
+    # Instance norm after the first convolution removes a constant colour shift of the whole input, so
+    # the plain generator cannot tell a dark image from a bright one; the colour skip carries it past.
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 16, 16) * 0.5 - 0.5
+    brighter = image + 0.4
+    plain = init_weights(ResnetGenerator(ngf=4, n_blocks=1)).eval()
+    skipped = init_weights(ResnetGenerator(ngf=4, n_blocks=1, colour_skip=True)).eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(image), plain(brighter), atol=1e-5)
+        assert (skipped(brighter) - skipped(image)).abs().mean() > 1e-3
+        assert skipped(image).shape == image.shape and skipped(image).abs().max() <= 1
+    assert set(dict(skipped.named_parameters())) - set(dict(plain.named_parameters())) == {"colour_skip.weight", "colour_skip.bias"}

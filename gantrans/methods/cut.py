@@ -43,6 +43,7 @@ class CUTConfig:
     n_layers_d: int = 3  # PatchGAN depth (3: 70x70 patches)
     upsample: str = "transpose"  # transpose, or resize (nearest resize + conv)
     norm: str = "instance"  # normalisation in both networks: instance (paper), instance-affine, batch or none
+    colour_skip: bool = False  # a 1x1 convolution from input to output colour, past the normalisations
     spectral_norm: bool = False  # spectral normalisation in the discriminator
     gan_loss: str = "lsgan"  # one of gantrans.losses.GAN_LOSSES; the paper uses least squares
     lambda_gan: float = 1.0  # adversarial weight
@@ -83,7 +84,7 @@ class CUT(OneWayMethod):
 
     def __init__(self, config: CUTConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
-        generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm), config.init_gain)
+        generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm, colour_skip=config.colour_skip), config.init_gain)
         self.generators["generator_xy"] = generator
         self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
         if training:

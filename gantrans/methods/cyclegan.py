@@ -42,6 +42,7 @@ class CycleGANConfig:
     dropout: float = 0.0  # unet, encoder-decoder: dropout in the 3 decoder levels nearest the bottleneck
     n_layers_d: int = 3  # discriminator depth: 3 gives PatchGAN 70x70 patches
     upsample: str = "transpose"  # resnet: transpose (paper) or resize (nearest resize + conv: no checkerboard artifacts)
+    colour_skip: bool = False  # resnet: a 1x1 convolution from input to output colour, past the normalisations
     spectral_norm: bool = False  # spectral normalisation in the discriminators
     gan_loss: str = "lsgan"  # one of gantrans.losses.GAN_LOSSES; the paper uses least squares
     cycle_norm: str = "l1"  # l1 (paper) or l2 (DiscoGAN's mean squared reconstruction error)
@@ -74,7 +75,7 @@ class CycleGANConfig:
 def build_generator(config: CycleGANConfig) -> nn.Module:
     """One untrained generator of `config`'s architecture."""
     if config.generator == "resnet":
-        return ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm)
+        return ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm, colour_skip=config.colour_skip)
     return EncoderDecoderGenerator(config.ngf, config.depth, config.generator == "unet", config.norm, config.dropout)
 
 

@@ -64,7 +64,7 @@ class ResnetGenerator(nn.Module):
 
     def __init__(
         self, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose", in_channels: int = 3, out_channels: int = 3,
-        norm: str = "instance",
+        norm: str = "instance", colour_skip: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
@@ -79,9 +79,20 @@ class ResnetGenerator(nn.Module):
             layers += [upsample_layer(channels, channels // 2, upsample), norm_layer(norm, channels // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        # A 1x1 convolution from the input straight to the output, added before the tanh: every output
+        # pixel sees its input pixel's colour without passing through a normalisation, which removes
+        # an image's overall tone. A per-pixel colour transform (toning, inversion) is then one linear
+        # map, and the residual network only has to learn what depends on the neighbourhood.
+        self.colour_skip = nn.Conv2d(in_channels, out_channels, kernel_size=1) if colour_skip else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        if self.colour_skip is None:
+            return self.model(images)
+        *body, tanh = self.model
+        features = images
+        for layer in body:
+            features = layer(features)
+        return tanh(features + self.colour_skip(images))
 
     def encode(self, images: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
         """The outputs of `self.model`'s layers `layers` (ascending indices), run only as far as the
