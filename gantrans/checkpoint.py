@@ -13,20 +13,21 @@ half-written file as the latest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from gantrans.config import MAX_IMAGE_SIDE, TrainConfig
+from gantrans.config import MAX_IMAGE_SIDE, TrainConfig, dataclass_from_dict
 from gantrans.errors import GantransError, UsageError
 from gantrans.images import NORMALIZATION
-from gantrans.methods import METHODS, Method
+from gantrans.methods import METHODS, PRESETS, Method
 from gantrans.names import domain_name_problem
 from gantrans.storage import atomic_save
 
@@ -46,6 +47,24 @@ class CheckpointError(GantransError):
 class NonFiniteWeightsError(CheckpointError):
     """Weights with NaN or infinite values: never written, never loaded."""
 
+
+
+def config_from_dict(values: Any) -> TrainConfig:
+    """A run's config from its saved JSON form (`TrainConfig.to_dict`), with its method's config;
+    unknown keys, methods and presets are errors naming them."""
+    if not isinstance(values, dict):
+        raise UsageError(f"expected a JSON object of settings, got {type(values).__name__}")
+    values = dict(values)
+    method = values.get("method", TrainConfig.method)
+    if not isinstance(method, str) or method not in METHODS:
+        raise UsageError(f"unknown method {str(method)[:40]!r}; known: {', '.join(METHODS)}")
+    # The preset names a run's folder and is shown in listings: one of ours, never free text.
+    preset = values.get("preset", TrainConfig.preset)
+    if preset and (not isinstance(preset, str) or preset not in PRESETS):
+        raise UsageError(f"unknown preset {str(preset)[:40]!r}; known: {', '.join(PRESETS)}")
+    model = values.pop("model", None) or {}
+    config = dataclass_from_dict(TrainConfig, values)
+    return dataclasses.replace(config, model=dataclass_from_dict(METHODS[method].config_class, model))
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -159,7 +178,7 @@ def _parse_metadata(path: Path, metadata: Mapping[str, str]) -> ModelInfo:
     version = int(metadata["format_version"])
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: model format {version} is newer than this gantrans reads ({FORMAT_VERSION}); upgrade gantrans")
-    config = TrainConfig.from_dict(json.loads(metadata["config"]))
+    config = config_from_dict(json.loads(metadata["config"]))
     domains, generators = json.loads(metadata["domains"]), json.loads(metadata["generators"])
     if not isinstance(domains, list) or not isinstance(generators, list) or not all(isinstance(g, str) for g in generators):
         raise ValueError("domains and generators must be lists of names")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import signal
@@ -86,142 +87,128 @@ def main_options(
 DeviceOption = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 
 
-@app.command(no_args_is_help=True)
-@user_errors
-def train(
-    method: Optional[str] = typer.Option(
-        None, "--method", "-m",
-        help="cyclegan (two domains, both ways), stargan (any number of domains, one generator), direct (one way, X -> Y), "
-        "cut and fastcut (one way, content kept by contrasting patches: Park et al. 2020), "
-        "shared-latent (per-domain encoders and decoders meeting in one code: UNIT), pix2pix (paired: each input with its true translation, "
-        "U-Net and a conditional PatchGAN: Isola et al. 2017), or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, feature matching) and dualgan "
-        "(Yi et al. 2017: WGAN with clipping, RMSProp, U-Net). --dry-run shows any preset's settings.  [default: cyclegan]",
-    ),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB."),
-    domains: Optional[str] = typer.Option(None, help="Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout (or the input and target halves of --paired aligned)."),
-    paired: Optional[str] = typer.Option(None, help="pix2pix's data: folders (DATA/A/x.png <-> DATA/B/x.png, matched by file name), aligned (the reference's side-by-side A|B images in DATA/train/ or DATA/; left half -> right half) or aligned-btoa (right -> left); none for the unpaired methods.  [default: none; pix2pix: folders]"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for the model, samples and log.  [default: runs/<data>-<method>]"),
-    size: Optional[int] = typer.Option(None, help="Training crop size.  [default: 256]"),
-    load_size: Optional[int] = typer.Option(None, help="Resize to this before cropping.  [default: 286]"),
-    preprocess: Optional[str] = typer.Option(None, help="resize-crop, crop, scale-width, scale-width-crop or none.  [default: resize-crop]"),
-    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Random horizontal flips.  [default: flip]"),
-    batch_size: Optional[int] = typer.Option(None, help="Images per domain per step.  [default: 1]"),
-    epochs: Optional[int] = typer.Option(None, help="Epochs at the initial learning rate.  [default: 100]"),
-    decay_epochs: Optional[int] = typer.Option(None, help="Further epochs decaying the learning rate to 0.  [default: 100]"),
-    steps: Optional[int] = typer.Option(None, help="Train this many steps instead, decaying the learning rate over the same share as the epochs (cyclegan: the last half)."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate of both optimizers.  [default: 0.0002]"),
-    ngf: Optional[int] = typer.Option(None, help="Generator width.  [default: 64]"),
-    ndf: Optional[int] = typer.Option(None, help="Discriminator width.  [default: 64]"),
-    n_blocks: Optional[int] = typer.Option(None, help="Generator residual blocks (9 for 256 px, 6 for 128 px).  [default: 9]"),
-    n_layers_d: Optional[int] = typer.Option(None, help="PatchGAN layers (3 = 70x70 patches).  [default: 3]"),
-    upsample: Optional[str] = typer.Option(None, help="transpose, or resize (no checkerboard artifacts).  [default: transpose]"),
-    generator: Optional[str] = typer.Option(None, help="cyclegan, pix2pix: resnet, unet (skip connections) or encoder-decoder.  [default: resnet; pix2pix: unet]"),
-    depth: Optional[int] = typer.Option(None, help="unet, encoder-decoder: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.  [default: 8]"),
-    dropout: Optional[float] = typer.Option(None, help="unet, encoder-decoder: dropout near the bottleneck, in training only.  [default: 0; pix2pix: 0.5]"),
-    discriminator: Optional[str] = typer.Option(None, help="cyclegan, pix2pix: patch (PatchGAN) or dcgan (strided to a single score at 64 px).  [default: patch]"),
-    norm: Optional[str] = typer.Option(None, help="cyclegan, cut, pix2pix: normalisation in both networks: instance, instance-affine, batch or none.  [default: instance; pix2pix: batch]"),
-    colour_skip: Optional[bool] = typer.Option(None, "--colour-skip/--no-colour-skip", help="cyclegan (resnet), cut: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.  [default: off]"),
-    spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm", help="Spectral normalisation in the discriminators.  [default: off]"),
-    gan_loss: Optional[str] = typer.Option(None, help="lsgan, nonsaturating, wgan (with --clip), wgan-gp or hinge.  [default: lsgan; pix2pix: nonsaturating]"),
-    lambda_cycle: Optional[float] = typer.Option(None, help="Cycle-consistency weight (shared-latent remedy 3; 0: off there).  [default: 10]"),
-    cycle_norm: Optional[str] = typer.Option(None, help="cyclegan: l1, or l2 (mean squared error).  [default: l1]"),
-    lambda_identity: Optional[float] = typer.Option(None, help="Identity loss weight, relative to --lambda-cycle (0: off).  [default: 0.5]"),
-    lambda_fm: Optional[float] = typer.Option(None, help="cyclegan: feature matching weight: the discriminators' mean features of real and fake images (0: off).  [default: 0]"),
-    pool_size: Optional[int] = typer.Option(None, help="Image history shown to the discriminators (0: off).  [default: 50]"),
-    lambda_r1: Optional[float] = typer.Option(None, help="R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).  [default: 0]"),
-    lambda_cls: Optional[float] = typer.Option(None, help="stargan: domain classification weight.  [default: 1]"),
-    lambda_rec: Optional[float] = typer.Option(None, help="stargan: reconstruction weight; shared-latent: auto-encoder reconstruction weight.  [default: 10]"),
-    shared_layers: Optional[int] = typer.Option(None, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off).  [default: 1]"),
-    fully_shared: Optional[bool] = typer.Option(None, "--fully-shared/--no-fully-shared", help="shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps.  [default: off]"),
-    latent_adversary: Optional[str] = typer.Option(None, help="shared-latent remedy 2: a domain discriminator on the codes, which the encoders fool by confusion (aiming at uniform guesses) or reversal (maximising its loss, as gradient reversal); off.  [default: confusion]"),
-    lambda_latent: Optional[float] = typer.Option(None, help="shared-latent: weight of the encoders' loss against the latent discriminator.  [default: 1]"),
-    lambda_semantic: Optional[float] = typer.Option(None, help="shared-latent remedy 4: semantic consistency ||E_y(G(x)) - E_x(x)||_1 weight (0: off; remedy 3 is --lambda-cycle).  [default: 1]"),
-    vae: Optional[bool] = typer.Option(None, "--vae/--no-vae", help="shared-latent: variational auto-encoders (Gaussian codes, KL term) or plain ones.  [default: vae]"),
-    lambda_kl: Optional[float] = typer.Option(None, help="shared-latent: KL weight of the codes (with --vae).  [default: 0.01]"),
-    n_downsampling: Optional[int] = typer.Option(None, help="shared-latent: stride-2 levels of each encoder (the code is 1/2**N of the image).  [default: 2]"),
-    lambda_gan: Optional[float] = typer.Option(None, help="cut: adversarial weight.  [default: 1]"),
-    lambda_nce: Optional[float] = typer.Option(None, help="cut: PatchNCE weight (content kept: each output patch nearest its input patch).  [default: 1; fastcut: 10]"),
-    nce_identity: Optional[bool] = typer.Option(None, "--nce-identity/--no-nce-identity", help="cut: also PatchNCE between y and G(y).  [default: on; fastcut: off]"),
-    nce_layers: Optional[str] = typer.Option(None, help="cut: generator layers compared, comma-separated indices into its encoder.  [default: 0,4,7,10,14]"),
-    num_patches: Optional[int] = typer.Option(None, help="cut: patch locations per layer and image (one positive, the rest negatives).  [default: 256]"),
-    nce_temperature: Optional[float] = typer.Option(None, help="cut: temperature of the contrastive softmax.  [default: 0.07]"),
-    projection_width: Optional[int] = typer.Option(None, help="cut: width of the MLP projection heads (training only).  [default: 256]"),
-    flip_equivariance: Optional[bool] = typer.Option(None, "--flip-equivariance/--no-flip-equivariance", help="cut: flip half of the inputs and compare in their own orientation.  [default: off; fastcut: on]"),
-    cycle_noise: Optional[float] = typer.Option(None, help="cyclegan, shared-latent: std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).  [default: 0]"),
-    lambda_l1: Optional[float] = typer.Option(None, help="pix2pix: weight of L1 to the true translation.  [default: 100]"),
-    lambda_feature: Optional[float] = typer.Option(None, help="direct: VGG16 feature-consistency weight (0: plain; the pretrained VGG16 is downloaded on first use).  [default: 0]"),
-    feature_layers: Optional[str] = typer.Option(None, help="direct: VGG16 layers compared, comma-separated.  [default: relu2_2,relu3_3]"),
-    optimizer: Optional[str] = typer.Option(None, help="adam, or rmsprop (for --gan-loss wgan).  [default: adam]"),
-    weight_decay: Optional[float] = typer.Option(None, help="L2 weight decay of both optimizers.  [default: 0]"),
-    n_critic: Optional[int] = typer.Option(None, help="Discriminator steps per generator step.  [default: 1]"),
-    n_generator: Optional[int] = typer.Option(None, help="Generator steps per discriminator step.  [default: 1]"),
-    clip: Optional[float] = typer.Option(None, help="Clip discriminator weights to [-clip, clip] after each step (needed by --gan-loss wgan).  [default: 0, off]"),
-    ema: Optional[float] = typer.Option(None, help="Translate with an exponential moving average of the generators' weights with this decay (StarGAN v2: 0.999), used by samples, evaluation and the saved model; 0: the live weights.  [default: 0.999 for stargan, cut, fastcut; else 0]"),
-    seed: Optional[int] = typer.Option(None, help="Random seed: same seed, same run (on CPU).  [default: 0]"),
-    device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu, cuda or cuda:N.  [default: auto]"),
-    gpus: int = typer.Option(1, help="Train with this many processes on this machine, one per GPU, the batch split among them (started as torchrun would; on CPU: gloo processes). Several machines: start `torchrun ... -m gantrans train` on each.  [default: 1]"),
-    precision: Optional[str] = typer.Option(None, help="bf16 (autocast: bf16 convolutions; weights, optimizer and losses in fp32), fp32, or auto: bf16 on CUDA.  [default: auto]"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (first steps are slow while it compiles; discriminators stay eager under a gradient penalty).  [default: off]"),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory layout for networks and batches.  [default: off]"),
-    on_device: Optional[bool] = typer.Option(None, "--on-device/--no-on-device", help="Keep the decoded images on the training device and crop there.  [default: on CUDA, when they fit --cache-mb]"),
-    workers: Optional[int] = typer.Option(None, help="Image decoding processes.  [default: 0 for data that fits in memory, else up to 8]"),
-    sample_every: Optional[int] = typer.Option(None, help="Steps between sample grids in <out>/samples.  [default: 500]"),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints.  [default: 1000]"),
-    snapshot_every: Optional[int] = typer.Option(None, help="Steps between kept generator snapshots (0: none).  [default: 10000]"),
-    log_every: Optional[int] = typer.Option(None, help="Steps between loss lines in <out>/log.jsonl.  [default: 10]"),
-    eval_every: Optional[int] = typer.Option(None, help="Steps between FID/KID evaluations on fixed images (logged; the best model is kept in <out>/best).  [default: 0, off]"),
-    eval_images: Optional[int] = typer.Option(None, help="Images per domain for --eval-every (test split first).  [default: 50]"),
-    max_bad_steps: Optional[int] = typer.Option(None, help="Steps in a row with NaN or infinite gradients (each skipped) after which training stops as diverged, exit code 3, keeping the last good checkpoint.  [default: 10]"),
-    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of settings (as printed by --dry-run); flags override it."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit."),
-) -> None:
+# The everyday flags, listed first by `train --help` in this order; then the groups below.
+EVERYDAY = ("method", "root", "domains", "out", "size", "batch_size", "steps", "epochs", "lr", "device", "resume", "seed", "config", "dry_run", "set")
+SPEED = ("precision", "compile", "channels_last", "on_device", "workers", "cache_mb", "gpus")
+RUN_OUTPUTS = ("log_every", "sample_every", "checkpoint_every", "snapshot_every", "eval_every", "eval_images", "max_bad_steps", "overwrite")
+SHORT_FLAGS = {"root": "-d", "out": "-o"}
+METAVARS = {"root": "<dir>", "out": "<dir>"}
+
+
+class SectionedCommand(typer.core.TyperCommand):
+    """A command whose --help lists its options in sections: the everyday flags first."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        from gantrans.settings import setting_table
+
+        table = setting_table()
+        sections: dict[str, list[tuple[str, str]]] = {}
+        params = sorted(self.get_params(ctx), key=lambda param: EVERYDAY.index(param.name) if param.name in EVERYDAY else len(EVERYDAY))
+        for param in params:
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            setting = table.get(param.name or "")
+            if param.name in EVERYDAY or param.name == "help":
+                section = "Everyday options"
+            elif param.name in SPEED:
+                section = "Speed"
+            elif param.name in RUN_OUTPUTS:
+                section = "Logs, samples and checkpoints"
+            elif setting is not None and setting.methods:
+                section = "Method settings (`gantrans settings --method NAME` shows one preset's)"
+            else:
+                section = "Data and optimisation"
+            sections.setdefault(section, []).append(record)
+        for title, rows in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+def _setting_parameters() -> list[inspect.Parameter]:
+    """One option per setting of the config tree, named after its field, with every preset's default
+    in its help. Values stay None unless given, so presets and --config files fill the rest."""
+    from gantrans.settings import described, setting_table
+
+    parameters = []
+    for name, setting in setting_table().items():
+        kind = setting.value_kind()
+        flags = [setting.flag, *([SHORT_FLAGS[name]] if name in SHORT_FLAGS else [])]
+        if kind is bool:
+            flags = [f"{setting.flag}/--no-{setting.flag[2:]}"]
+            annotation: Any = Optional[bool]
+        elif kind in (int, float):
+            annotation = Optional[kind]
+        else:
+            annotation = Optional[str]  # text; lists are comma-separated
+        option = typer.Option(None, *flags, help=described(setting), show_default=False, metavar=METAVARS.get(name))
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
+    return parameters
+
+
+def _train_parameters() -> list[inspect.Parameter]:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    fixed = {
+        "method": (Optional[str], typer.Option(
+            None, "--method", "-m", show_default=False,
+            help="cyclegan (two domains, both ways), stargan (any number of domains, one generator), direct (one way, X -> Y), "
+            "cut and fastcut (one way, content kept by contrasting patches: Park et al. 2020), "
+            "shared-latent (per-domain encoders and decoders meeting in one code: UNIT), pix2pix (paired: each input with its true translation, "
+            "U-Net and a conditional PatchGAN: Isola et al. 2017), or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, "
+            "feature matching) and dualgan (Yi et al. 2017: WGAN with clipping, RMSProp, U-Net). --dry-run shows any preset's settings.  "
+            "[default: cyclegan, or the --config file's]",
+        )),
+        "config": (Optional[Path], typer.Option(None, "--config", help="JSON file of settings (as printed by --dry-run); flags override it.")),
+        "set": (Optional[list[str]], typer.Option(None, "--set", metavar="<name=value>", help="Any setting by its place in the config, repeatable: --set data.load_size=300 --set model.vae=false.")),
+        "resume": (bool, typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped.")),
+        "overwrite": (bool, typer.Option(False, "--overwrite", help="Replace a model already in --out.")),
+        "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit.")),
+        "gpus": (int, typer.Option(
+            1, help="Train with this many processes on this machine, one per GPU, the batch split among them (started as torchrun "
+            "would; on CPU: gloo processes). Several machines: start `torchrun ... -m gantrans train` on each.",
+        )),
+    }  # fmt: skip
+    return [inspect.Parameter(name, keyword, default=option, annotation=kind) for name, (kind, option) in fixed.items()] + _setting_parameters()
+
+
+def train(**options: Any) -> None:
     """Train a translation model on unpaired image folders.
 
     \b
     Examples: gantrans train --method cyclegan --data data/horse2zebra
               gantrans train --method shared-latent --data data/faces2anime --dry-run
+              gantrans settings --method stargan    (every setting with that preset's default)
 
     Ctrl-C saves a checkpoint and stops; the same command with --resume continues it. Prints the run
     folder on stdout. Exit codes: 3 diverged (NaN), 4 out of memory; the last good checkpoint is kept.
     """
     from gantrans import presets, training
     from gantrans.config import load_config_file
+    from gantrans.settings import parse_assignment, parse_text, setting_table
 
-    flags = {
-        "size": size, "load_size": load_size, "preprocess": preprocess, "flip": flip, "batch_size": batch_size,
-        "epochs": epochs, "decay_epochs": decay_epochs, "steps": steps, "lr": lr, "ngf": ngf, "ndf": ndf,
-        "n_blocks": n_blocks, "n_layers_d": n_layers_d, "upsample": upsample, "generator": generator, "depth": depth,
-        "dropout": dropout, "discriminator": discriminator, "norm": norm, "colour_skip": colour_skip, "spectral_norm": spectral_norm,
-        "gan_loss": gan_loss, "lambda_cycle": lambda_cycle, "cycle_norm": cycle_norm, "lambda_identity": lambda_identity,
-        "lambda_fm": lambda_fm, "pool_size": pool_size, "lambda_r1": lambda_r1,
-        "lambda_cls": lambda_cls, "lambda_rec": lambda_rec, "shared_layers": shared_layers, "fully_shared": fully_shared,
-        "latent_adversary": latent_adversary, "lambda_latent": lambda_latent, "lambda_semantic": lambda_semantic,
-        "vae": vae, "lambda_kl": lambda_kl, "n_downsampling": n_downsampling, "optimizer": optimizer, "weight_decay": weight_decay,
-        "n_critic": n_critic, "n_generator": n_generator, "clip": clip, "ema": ema,
-        "lambda_feature": lambda_feature, "feature_layers": tuple(feature_layers.split(",")) if feature_layers else None,
-        "lambda_gan": lambda_gan, "lambda_nce": lambda_nce, "nce_identity": nce_identity, "nce_layers": _integers("--nce-layers", nce_layers),
-        "num_patches": num_patches, "nce_temperature": nce_temperature, "projection_width": projection_width,
-        "flip_equivariance": flip_equivariance, "cycle_noise": cycle_noise, "lambda_l1": lambda_l1, "paired": paired,
-        "seed": seed, "device": device, "precision": precision, "compile": compile, "channels_last": channels_last,
-        "on_device": on_device, "workers": workers, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
-        "snapshot_every": snapshot_every, "log_every": log_every, "eval_every": eval_every, "eval_images": eval_images,
-        "max_bad_steps": max_bad_steps,
-        "root": str(data) if data is not None else None, "domains": tuple(domains.split(",")) if domains else None,
+    method, config, assignments = options.pop("method"), options.pop("config"), options.pop("set") or []
+    resume, overwrite, dry_run, gpus = options.pop("resume"), options.pop("overwrite"), options.pop("dry_run"), options.pop("gpus")
+    table = setting_table()
+    overrides = {
+        name: parse_text(table[name], value) if isinstance(value, str) else value
+        for name, value in options.items() if value is not None
     }  # fmt: skip
-    overrides = {name: value for name, value in flags.items() if value is not None}
+    overrides.update(parse_assignment(text, table) for text in assignments)
+    if "root" in overrides:
+        overrides["root"] = str(overrides["root"])
     file_values = load_config_file(config) if config else None
+    method = method or presets.method_of(file_values)
     if resume:
-        if out is None and data is None:
+        out = overrides.pop("out", None)
+        if out is None and "root" not in overrides:
             raise UsageError("--resume needs --out RUN (or the --data and --method of the run)")
         # The command that started the run, with --resume added, resumes it: only changed settings are refused.
-        run_dir = out or presets.default_run_dir(presets.make_train_config(method or "cyclegan", overrides))
+        run_dir = Path(out) if out else presets.default_run_dir(presets.make_train_config(method or "cyclegan", overrides))
         resolved = presets.resume_config(run_dir, overrides, method, file_values)
     else:
-        if data is None and not (file_values or {}).get("data", {}).get("root"):
+        if "root" not in overrides and not (file_values or {}).get("data", {}).get("root"):
             raise UsageError("--data DIR is required (a folder with one sub-folder of images per domain)")
-        resolved = presets.make_train_config(method or "cyclegan", {**overrides, **({"out": str(out)} if out else {})}, file_values)
+        resolved = presets.make_train_config(method or "cyclegan", overrides, file_values)
     if dry_run:
         print(resolved.to_json())
         return
@@ -235,14 +222,34 @@ def train(
     _run_training(resolved, resume, overwrite)
 
 
-def _integers(flag: str, text: Optional[str]) -> Optional[tuple[int, ...]]:
-    """A comma-separated list of whole numbers (None when the flag was not given)."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(f"{flag} takes whole numbers separated by commas (got {text!r})") from None
+train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[attr-defined]
+app.command(no_args_is_help=True, cls=SectionedCommand)(user_errors(train))
+
+
+@app.command("settings")
+@user_errors
+def settings(
+    method: str = typer.Option("cyclegan", "--method", "-m", help="The preset whose defaults to show."),
+) -> None:
+    """List every training setting of a --method: flag, that preset's default, choices or range, help."""
+    from rich.table import Table
+
+    from gantrans.methods import PRESETS
+    from gantrans.settings import setting_table, shown
+
+    if method not in PRESETS:
+        raise UsageError(f"--method {method}: unknown; choose one of: {', '.join(PRESETS)}")
+    rows = Table("flag", "default", "meaning", box=None, pad_edge=False)
+    for setting in setting_table().values():
+        if setting.methods and PRESETS[method].method not in setting.methods:
+            continue
+        value: Any = PRESETS[method]
+        for part in setting.path:
+            value = getattr(value, part)
+        bounds = f"{setting.low} to {setting.high}" if setting.high is not None else f">= {setting.low}" if setting.low is not None else ""
+        notes = [f"Choices: {', '.join(setting.choices)}." if setting.choices else f"Range: {bounds}." if bounds else "", "May change on --resume." if setting.resumable else ""]
+        rows.add_row(setting.flag, setting.default_text if value in (None, "") else shown(value), " ".join([setting.help, *filter(None, notes)]))
+    Console(soft_wrap=False).print(rows)
 
 
 def _run_training(config: Any, resume: bool, overwrite: bool) -> None:
@@ -586,20 +593,11 @@ def bench(
 
 
 def _parse_settings(items: list[str]) -> dict[str, Any]:
-    """NAME=VALUE pairs -> {name: value}; values are JSON (numbers, true/false) or else strings."""
-    import json
+    """NAME=VALUE pairs (`ngf=32`, `n-blocks=6`, `model.n_blocks=6`) -> {setting name: value}."""
+    from gantrans.settings import parse_assignment, setting_table
 
-    values = {}
-    for item in items:
-        name, separator, text = item.partition("=")
-        if not separator or not name:
-            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set ngf=32")
-        name = name.strip().lstrip("-").replace("-", "_")  # ngf, n-blocks, --n-blocks
-        try:
-            values[name] = json.loads(text)
-        except json.JSONDecodeError:
-            values[name] = text
-    return values
+    table = setting_table()
+    return dict(parse_assignment(item, table) for item in items)
 
 
 @app.command("import", no_args_is_help=True)

@@ -35,6 +35,40 @@ def _check(condition: bool, message: str) -> None:
         raise UsageError(message)
 
 
+def setting(
+    default: Any, *, help: str, choices: tuple[str, ...] = (), low: float | None = None, high: float | None = None,
+    resumable: bool = False, flag: str = "", default_text: str = "",
+) -> Any:
+    """A config field that declares itself: its help, its choices or range, whether a resumed run may
+    change it, and the flag that sets it (`--<name>` unless `flag` says otherwise). The CLI, `--help`,
+    `gantrans settings`, validation and resume all read this, so a setting is declared once."""
+    metadata = {"help": help, "choices": choices, "low": low, "high": high, "resumable": resumable, "flag": flag, "default_text": default_text}
+    return field(default=default, metadata=metadata)
+
+
+def flag_name(settings_field: dataclasses.Field) -> str:
+    """The command-line flag of a config field, as the user types it: `--load-size`, `--data`."""
+    return "--" + (settings_field.metadata.get("flag") or settings_field.name).replace("_", "-")
+
+
+def check_settings(settings: Any) -> None:
+    """The declared choices and ranges of every field of the dataclass `settings`, and finite numbers;
+    each error names the flag."""
+    check_finite_numbers(settings)
+    for settings_field in dataclasses.fields(settings):
+        value, meta = getattr(settings, settings_field.name), settings_field.metadata
+        if value is None or not meta:
+            continue
+        flag = flag_name(settings_field)
+        if meta["choices"] and value not in meta["choices"]:
+            raise UsageError(f"{flag} must be one of {', '.join(meta['choices'])} (got {value!r})")
+        low, high = meta["low"], meta["high"]
+        if low is not None and high is not None and not low <= value <= high:
+            raise UsageError(f"{flag} must be between {low} and {high} (got {value})")
+        if low is not None and high is None and value < low:
+            raise UsageError(f"{flag} must be >= {low} (got {value})")
+
+
 def check_finite_numbers(settings: Any) -> None:
     """Every float field of the dataclass `settings` is a finite number: `--lambda-cycle nan` or
     `--lr inf` would otherwise train to NaN without a word."""
@@ -48,25 +82,19 @@ def check_finite_numbers(settings: Any) -> None:
 class DataConfig:
     """Where the images are and how a training sample is made from a file."""
 
-    root: str = ""  # DATA/<domain>/... folders, or the CycleGAN layout DATA/trainA, trainB
-    domains: tuple[str, ...] = ()  # domain names; empty: the sub-folder names (A, B for trainA/trainB)
-    size: int = 256  # side of the square training crop
-    load_size: int = 286  # images are resized to this before the random crop (resize-crop, scale-width-crop)
-    preprocess: str = "resize-crop"  # one of PREPROCESS_MODES
-    flip: bool = True  # random horizontal flips
-    workers: int | None = None  # decoding processes; None: 0 when the data set is cached in memory, else up to 8
-    cache_mb: int = 2048  # decode once and keep in memory when the decoded data set fits in this many MiB
-    on_device: bool | None = None  # keep the decoded images on the training device, crop there; None: on CUDA when they fit cache_mb
-    paired: str = "none"  # one of PAIRED_LAYOUTS: none for the unpaired methods; pix2pix's preset: folders
+    root: str = setting("", flag="data", help='Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB.')
+    domains: tuple[str, ...] = setting((), help='Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout (or the input and target halves of --paired aligned).')
+    size: int = setting(256, low=1, high=MAX_IMAGE_SIDE, help='Training crop size.')
+    load_size: int = setting(286, low=1, high=MAX_IMAGE_SIDE, help='Resize to this before cropping.')
+    preprocess: str = setting("resize-crop", choices=PREPROCESS_MODES, help='How a training sample is cut from an image.')
+    flip: bool = setting(True, help='Random horizontal flips.')
+    workers: int | None = setting(None, low=0, resumable=True, default_text="0 for data that fits in memory, else up to 8", help='Image decoding processes.')
+    cache_mb: int = setting(2048, low=0, help='Decode once and keep in memory when the decoded data set fits in this many MiB.')
+    on_device: bool | None = setting(None, resumable=True, default_text="on CUDA, when the data fit --cache-mb", help='Keep the decoded images on the training device and crop there.')
+    paired: str = setting("none", choices=PAIRED_LAYOUTS, help="pix2pix's data: folders (DATA/A/x.png <-> DATA/B/x.png, matched by file name), aligned (the reference's side-by-side A|B images in DATA/train/ or DATA/; left half -> right half) or aligned-btoa (right -> left); none for the unpaired methods.")
 
     def __post_init__(self) -> None:
-        for name in ("size", "load_size"):
-            value = getattr(self, name)
-            _check(0 < value <= MAX_IMAGE_SIDE, f"--{name.replace('_', '-')} must be between 1 and {MAX_IMAGE_SIDE} (got {value})")
-        _check(
-            self.preprocess in PREPROCESS_MODES,
-            f"--preprocess must be one of {', '.join(PREPROCESS_MODES)} (got {self.preprocess!r})",
-        )
+        check_settings(self)
         if self.preprocess in ("resize-crop", "scale-width-crop"):
             _check(
                 self.load_size >= self.size,
@@ -75,76 +103,58 @@ class DataConfig:
         _check(len(set(self.domains)) == len(self.domains), f"--domains has a repeated name: {','.join(self.domains)}")
         for name in self.domains:
             check_domain_name(name, "--domains")
-        _check(self.workers is None or self.workers >= 0, f"--workers must be >= 0 (got {self.workers})")
-        _check(self.cache_mb >= 0, f"--cache-mb must be >= 0 (got {self.cache_mb})")
-        _check(self.paired in PAIRED_LAYOUTS, f"--paired must be one of {', '.join(PAIRED_LAYOUTS)} (got {self.paired!r})")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; saved with the model."""
 
-    method: str = "cyclegan"  # a key of gantrans.methods.METHODS
+    method: str = "cyclegan"  # a key of gantrans.methods.METHODS (the CLI's --method is a preset name)
     preset: str = ""  # the --method this run started from: `method` itself, or a preset of it (discogan, dualgan)
     model: Any = None  # the method's own config dataclass (e.g. CycleGANConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    out: str = ""  # run directory; empty: runs/<data folder>-<preset>
-    batch_size: int = 1  # images per domain per step, in all: split among the processes of a multi-GPU run
-    epochs: int = 100  # epochs at the initial learning rate
-    decay_epochs: int = 100  # further epochs with the learning rate decaying linearly to 0
-    steps: int | None = None  # total steps instead of epochs, split as epochs : decay_epochs (CycleGAN: last half decays)
-    optimizer: str = "adam"  # adam, or rmsprop (WGAN with clipping, DualGAN: momentum-free updates)
-    lr: float = 2e-4  # learning rate of generators and discriminators
-    beta1: float = 0.5  # Adam beta1 (0.5 as in DCGAN/CycleGAN: less momentum steadies GAN training)
-    beta2: float = 0.999  # Adam's second-moment decay; RMSProp's smoothing constant
-    weight_decay: float = 0.0  # L2 penalty added to every gradient (DiscoGAN: 1e-5)
-    n_critic: int = 1  # discriminator steps per generator step
-    n_generator: int = 1  # generator steps per discriminator step (DiscoGAN: 2); n_critic or this, not both
-    clip: float = 0.0  # clamp discriminator weights to [-clip, clip] after each D step (WGAN); 0: off
-    ema: float = 0.0  # decay of the generators' exponential moving average, used to translate (StarGAN v2: 0.999); 0: off
-    seed: int = 0  # seeds initialisation, data order, crops, flips and the image pool
-    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
-    precision: str = "auto"  # bf16 autocast (weights, optimizer and losses stay fp32), fp32, or auto: bf16 on CUDA
-    compile: bool = False  # torch.compile the networks (discriminators stay eager under a gradient penalty: double backward)
-    channels_last: bool = False  # NHWC memory layout for the networks and batches
-    log_every: int = 10  # steps between loss log lines (losses are averaged over them)
-    sample_every: int = 500  # steps between sample grids written to <out>/samples
-    checkpoint_every: int = 1000  # steps between rewrites of the latest checkpoint
-    snapshot_every: int = 10000  # steps between kept copies of the generators in <out>/snapshots (0: none)
-    eval_every: int = 0  # steps between FID/KID evaluations, logged, the best model kept in <out>/best (0: none)
-    eval_images: int = 50  # evaluation images per domain (the first of the test split, else of the training images)
-    max_bad_steps: int = 10  # consecutive steps with non-finite gradients (each skipped) before the run stops as diverged
+    out: str = setting("", default_text="runs/<data>-<method>", help='Run folder for the model, samples and log.')
+    batch_size: int = setting(1, low=1, help='Images per domain per step.')
+    epochs: int = setting(100, low=0, resumable=True, help='Epochs at the initial learning rate.')
+    decay_epochs: int = setting(100, low=0, resumable=True, help='Further epochs decaying the learning rate to 0.')
+    steps: int | None = setting(None, low=1, resumable=True, help='Train this many steps instead, decaying the learning rate over the same share as the epochs (cyclegan: the last half).')
+    optimizer: str = setting("adam", choices=OPTIMIZERS, help='rmsprop for --gan-loss wgan (momentum-free updates).')
+    lr: float = setting(2e-4, resumable=True, help='Learning rate of both optimizers.')
+    beta1: float = setting(0.5, low=0.0, help='Adam beta1 (0.5 as in DCGAN/CycleGAN: less momentum steadies GAN training).')
+    beta2: float = setting(0.999, low=0.0, help="Adam's second-moment decay; RMSProp's smoothing constant.")
+    weight_decay: float = setting(0.0, low=0.0, help='L2 weight decay of both optimizers.')
+    n_critic: int = setting(1, low=1, help='Discriminator steps per generator step.')
+    n_generator: int = setting(1, low=1, help='Generator steps per discriminator step.')
+    clip: float = setting(0.0, low=0.0, help='Clip discriminator weights to [-clip, clip] after each step (needed by --gan-loss wgan).')
+    ema: float = setting(0.0, resumable=True, help="Translate with an exponential moving average of the generators' weights with this decay (StarGAN v2: 0.999), used by samples, evaluation and the saved model; 0: the live weights.")
+    seed: int = setting(0, help='Random seed: same seed, same run (on CPU).')
+    device: str = setting("auto", resumable=True, help='auto (CUDA when present), cpu, cuda or cuda:N.')
+    precision: str = setting("auto", choices=PRECISIONS, resumable=True, help='bf16 (autocast: bf16 convolutions; weights, optimizer and losses in fp32), fp32, or auto: bf16 on CUDA.')
+    compile: bool = setting(False, resumable=True, help='torch.compile the networks (first steps are slow while it compiles; discriminators stay eager under a gradient penalty).')
+    channels_last: bool = setting(False, resumable=True, help='NHWC memory layout for networks and batches.')
+    log_every: int = setting(10, low=1, resumable=True, help='Steps between loss lines in <out>/log.jsonl.')
+    sample_every: int = setting(500, low=1, resumable=True, help='Steps between sample grids in <out>/samples.')
+    checkpoint_every: int = setting(1000, low=1, resumable=True, help='Steps between checkpoints.')
+    snapshot_every: int = setting(10000, low=0, resumable=True, help='Steps between kept generator snapshots (0: none).')
+    eval_every: int = setting(0, low=0, resumable=True, help='Steps between FID/KID evaluations on fixed images (logged; the best model is kept in <out>/best).')
+    eval_images: int = setting(50, low=2, help='Images per domain for --eval-every (test split first).')
+    max_bad_steps: int = setting(10, low=1, resumable=True, help='Steps in a row with NaN or infinite gradients (each skipped) after which training stops as diverged, exit code 3, keeping the last good checkpoint.')
 
     def __post_init__(self) -> None:
-        check_finite_numbers(self)
-        _check(self.batch_size > 0, f"--batch-size must be positive (got {self.batch_size})")
-        _check(self.epochs >= 0 and self.decay_epochs >= 0, "--epochs and --decay-epochs must be >= 0")
-        _check(self.steps is None or self.steps > 0, f"--steps must be positive (got {self.steps})")
+        check_settings(self)
         _check(self.steps is not None or self.epochs + self.decay_epochs > 0, "--epochs + --decay-epochs must be > 0")
         # Adam's step is about lr per weight: above 1 every weight jumps by more than its whole scale.
         _check(0 < self.lr <= 1, f"--lr must be in (0, 1] (got {self.lr})")
-        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)")
-        _check(self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
-        _check(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
-        _check(self.weight_decay >= 0, f"--weight-decay must be >= 0 (got {self.weight_decay})")
-        _check(self.n_critic >= 1, f"--n-critic must be >= 1 (got {self.n_critic})")
-        _check(self.n_generator >= 1, f"--n-generator must be >= 1 (got {self.n_generator})")
+        _check(self.beta1 < 1 and self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)")
         _check(
             self.n_critic == 1 or self.n_generator == 1,
             f"--n-critic {self.n_critic} and --n-generator {self.n_generator}: give more steps to one side only",
         )
-        _check(self.clip >= 0, f"--clip must be >= 0 (got {self.clip})")
         _check(0 <= self.ema < 1, f"--ema must be in [0, 1): the decay of the average, e.g. 0.999 (got {self.ema})")
         _check(
             getattr(self.model, "gan_loss", None) != "wgan" or self.clip > 0,
             "--gan-loss wgan needs --clip (e.g. 0.01): clipping the critic's weights is what makes it a WGAN (Arjovsky et al. 2017)",
         )
-        for name in ("log_every", "sample_every", "checkpoint_every"):
-            _check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
-        _check(self.snapshot_every >= 0, "--snapshot-every must be >= 0")
-        _check(self.eval_every >= 0, "--eval-every must be >= 0")
-        _check(self.eval_images >= 2, f"--eval-images must be at least 2 (got {self.eval_images})")
-        _check(self.max_bad_steps >= 1, f"--max-bad-steps must be >= 1 (got {self.max_bad_steps})")
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """Length of the run in optimizer steps."""
@@ -164,25 +174,6 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild a config (with its method config) from `to_dict` output; unknown keys are errors."""
-        from gantrans.methods import METHODS, PRESETS  # the registry imports method files, which import nothing here
-
-        if not isinstance(values, dict):
-            raise UsageError(f"expected a JSON object of settings, got {type(values).__name__}")
-        values = dict(values)
-        method = values.get("method", cls.method)
-        if not isinstance(method, str) or method not in METHODS:
-            raise UsageError(f"unknown method {str(method)[:40]!r}; known: {', '.join(METHODS)}")
-        # The preset names a run's folder and is shown in listings: one of ours, never free text.
-        preset = values.get("preset", cls.preset)
-        if preset and (not isinstance(preset, str) or preset not in PRESETS):
-            raise UsageError(f"unknown preset {str(preset)[:40]!r}; known: {', '.join(PRESETS)}")
-        model = values.pop("model", None) or {}
-        config = dataclass_from_dict(cls, values)
-        return dataclasses.replace(config, model=dataclass_from_dict(METHODS[method].config_class, model))
 
 
 def dataclass_from_dict(cls: type[T], values: dict[str, Any]) -> T:

@@ -8,6 +8,8 @@ written back out as a gantrans model in safetensors.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,7 +22,6 @@ from gantrans.config import DataConfig, TrainConfig
 from gantrans.errors import GantransError, UsageError
 from gantrans.checkpoint import non_finite
 from gantrans.methods import CycleGANConfig
-from gantrans.methods.base import NETWORK_BOUNDS
 from gantrans.names import check_domain_name
 from gantrans.nn import ResnetGenerator
 from gantrans.storage import exclusive_folder
@@ -50,8 +51,9 @@ def read_reference_generator(path: Path) -> tuple[dict[str, Tensor], int, int]:
     ngf = state["model.1.weight"].shape[0]
     n_blocks = len({int(m.group(1)) for key in state if (m := _BLOCK_KEY.match(key))})
     # Sizes come from the file: bound them before building anything of that size.
+    bounds = {settings_field.name: settings_field.metadata for settings_field in dataclasses.fields(CycleGANConfig)}
     for name, value in (("ngf", ngf), ("n_blocks", n_blocks)):
-        low, high = NETWORK_BOUNDS[name]
+        low, high = bounds[name]["low"], bounds[name]["high"]
         if not low <= value <= high:
             raise GantransError(f"{path}: a generator with {name} {value} (gantrans takes {low} to {high}); not a reference ResnetGenerator")
     # Generators trained with dropout have it between the block's two convs (conv_block.6 instead

@@ -9,46 +9,47 @@ from pathlib import Path
 from typing import Any
 
 from gantrans import checkpoint
-from gantrans.config import DataConfig, TrainConfig
+from gantrans.config import TrainConfig
 from gantrans.errors import GantransError, UsageError
-from gantrans.methods import METHODS, PRESETS
+from gantrans.settings import setting_table
+from gantrans.methods import PRESETS
 
 
 def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{Path(os.path.abspath(config.data.root)).name}-{config.preset or config.method}"
 
 
-# Settings that may change when a run is resumed; everything else must stay as saved.
-RESUMABLE_SETTINGS = (
-    "steps", "epochs", "decay_epochs", "device", "log_every", "sample_every", "checkpoint_every", "snapshot_every", "workers", "eval_every",
-    "precision", "compile", "channels_last", "on_device", "lr", "max_bad_steps", "ema",
-)  # fmt: skip
+def method_of(config_file: dict[str, Any] | None) -> str | None:
+    """The --method a `--config` file was written for (its preset, else its method), so that a
+    `--dry-run` output trains the same run without repeating --method."""
+    values = config_file or {}
+    for key in ("preset", "method"):
+        if isinstance(values.get(key), str) and values[key] in PRESETS:
+            return values[key]
+    return None
 
 
 def make_train_config(method: str, overrides: dict[str, Any], config_file: dict[str, Any] | None = None) -> TrainConfig:
-    """The preset of `method`, then a `--config` file's values, then `overrides` (flag name -> value).
+    """The preset of `method`, then a `--config` file's values, then `overrides` (setting name -> value).
 
-    Each override goes to the dataclass that has a field of its name: TrainConfig, DataConfig or
-    the method's own config; a setting the method does not have is an error.
+    Each setting goes to its place in the config tree (`settings.setting_table`); a setting the
+    method does not have is an error naming its flag.
     """
     if method not in PRESETS:
         raise UsageError(f"unknown method {method!r}; choose one of: {', '.join(PRESETS)}")
     values = PRESETS[method].to_dict()
     for key, value in (config_file or {}).items():
         values[key] = {**values[key], **value} if isinstance(values.get(key), dict) and isinstance(value, dict) else value
-    model_fields = {f.name for f in dataclasses.fields(METHODS[values["method"]].config_class)}
-    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data", "method"}
+    table = setting_table()
     for name, value in overrides.items():
-        if name in train_fields:
-            values[name] = value
-        elif name in data_fields:
-            values["data"][name] = value
-        elif name in model_fields:
-            values["model"][name] = value
-        else:
-            raise UsageError(f"--{name.replace('_', '-')} does not apply to --method {method}")
-    return TrainConfig.from_dict(values)
+        setting = table.get(name)
+        if setting is None or (setting.methods and values["method"] not in setting.methods):
+            raise UsageError(f"{setting.flag if setting else '--' + name.replace('_', '-')} does not apply to --method {method}")
+        place = values
+        for part in setting.path[:-1]:
+            place = place[part]
+        place[setting.name] = value
+    return checkpoint.config_from_dict(values)
 
 
 def resume_config(
@@ -57,7 +58,7 @@ def resume_config(
     """The saved config of the run in `run_dir`, with what the command line asks for.
 
     Settings given with their saved values are fine: the command that started the run, with
-    --resume added, resumes it. RESUMABLE_SETTINGS may change; any other change is an error naming
+    --resume added, resumes it. Settings declared resumable may change; any other change is an error naming
     old -> new. `overrides["root"]` may point at a moved copy of the data (checked when training starts).
     """
     config = saved_config(run_dir)
@@ -71,7 +72,8 @@ def resume_config(
         del requested["domains"]  # none named: "every sub-folder", which the run found and saved
     root = requested.pop("root", None)
     changes = {name: value for name, value in requested.items() if not _same_value(value, saved_setting(config, name))}
-    fixed = [name for name in changes if name not in RESUMABLE_SETTINGS]
+    table = setting_table()
+    fixed = [name for name in changes if not (name in table and table[name].resumable)]
     if fixed:
         described = ", ".join(f"--{name.replace('_', '-')} {_shown(saved_setting(config, name))} -> {_shown(changes[name])}" for name in fixed)
         raise UsageError(f"{described}: cannot change when resuming (the run keeps its saved config); leave it out, or start a new run with --out DIR")
@@ -85,10 +87,13 @@ def resume_config(
 
 def saved_setting(config: TrainConfig, name: str) -> Any:
     """The value of setting `name` (a flag's name with underscores) in `config`, wherever it lives."""
-    for part in (config, config.data, config.model):
-        if name in {f.name for f in dataclasses.fields(part)} - {"model", "data", "method"}:
-            return getattr(part, name)
-    raise UsageError(f"--{name.replace('_', '-')} does not apply to --method {config.preset or config.method}")
+    setting = setting_table().get(name)
+    if setting is None or (setting.methods and config.method not in setting.methods):
+        raise UsageError(f"--{name.replace('_', '-')} does not apply to --method {config.preset or config.method}")
+    value: Any = config
+    for part in setting.path:
+        value = getattr(value, part)
+    return value
 
 
 def _flat_settings(config_file: dict[str, Any]) -> dict[str, Any]:

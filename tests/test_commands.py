@@ -329,4 +329,4 @@ def test_train_help_names_the_presets_and_every_flag_in_full():
     help_text = " ".join(output.split())
     assert "discogan" in help_text and "dualgan" in help_text
     assert not re.findall(r"--[a-z-]+…", output)  # a flag name cut short cannot be typed
-    assert "Training crop size. [default: 256]" in help_text  # not swallowed as a markup tag
+    assert "Training crop size. [default: 256; discogan: 64, stargan: 128]" in help_text  # each preset's default, not swallowed as markup

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
 from gantrans.checkpoint import build_method
 from gantrans.config import TrainConfig
@@ -84,7 +85,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_exactl
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert multi.stdout.strip() == "multi"  # rank 0 alone prints the run folder
     assert "x 2 processes" in multi.stderr
-    single_config = TrainConfig.from_dict({**json.loads((tmp_path / "multi" / "config.json").read_text()), "out": str(tmp_path / "single")})
+    single_config = config_from_dict({**json.loads((tmp_path / "multi" / "config.json").read_text()), "out": str(tmp_path / "single")})
     list(train(single_config))
     one, two = tensors(tmp_path / "single" / "generators.safetensors"), tensors(tmp_path / "multi" / "generators.safetensors")
     for name in one:

@@ -15,9 +15,10 @@ from PIL import Image, ImageOps
 from safetensors import safe_open
 from typer.testing import CliRunner
 
+from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
 from gantrans.cli import app
-from gantrans.config import DataConfig, TrainConfig
+from gantrans.config import DataConfig
 from gantrans.data import UnpairedDataset, discover_domains
 from gantrans.errors import UsageError
 from gantrans.images import MIN_CELL_WIDTH, image_grid, load_rgb, to_model_range
@@ -194,7 +195,7 @@ def test_two_processes_keep_the_average_of_one(tiny_data, tmp_path):
     command = [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *tiny, "--steps", "3", "--ema", "0.5", "--out", "multi", "--gpus", "2"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    single = TrainConfig.from_dict({**json.loads((tmp_path / "multi" / "config.json").read_text()), "out": str(tmp_path / "single")})
+    single = config_from_dict({**json.loads((tmp_path / "multi" / "config.json").read_text()), "out": str(tmp_path / "single")})
     assert single.ema == 0.5
     list(train(single))
     one, two = tensors(tmp_path / "single" / checkpoint.MODEL_FILE), tensors(tmp_path / "multi" / checkpoint.MODEL_FILE)

@@ -7,6 +7,9 @@ defaults, and DiscoGAN and DualGAN as settings of CycleGAN.
 
 from __future__ import annotations
 
+import dataclasses
+
+from gantrans.config import DataConfig, TrainConfig
 from gantrans.methods.base import Batch, Losses, Method
 from gantrans.methods.cut import CUT, CUTConfig
 from gantrans.methods.cyclegan import CycleGAN, CycleGANConfig
@@ -25,11 +28,8 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def _presets() -> dict:
-    import dataclasses
-
-    from gantrans.config import DataConfig, TrainConfig
-
+def _presets() -> dict[str, TrainConfig]:
+    """Each `--method` name's complete default config: the paper's settings."""
     presets = {
         # Zhu et al. 2017: LSGAN, lambda 10, identity 0.5, Adam 2e-4 (0.5, 0.999), 100 + 100 epochs, batch 1.
         "cyclegan": TrainConfig(method="cyclegan", model=CycleGANConfig()),

@@ -15,9 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gantrans import losses
-from gantrans.config import check_finite_numbers
 from gantrans.errors import UsageError
-from gantrans.nn.generators import UPSAMPLE_MODES
 
 Batch = Sequence[Tensor]  # one image batch per domain, in the order of `Method.domains`
 
@@ -130,32 +128,6 @@ class OneWayMethod(Method):
         if target not in self.domains:
             raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
         return ("generator_xy",) if target == self.domains[1] else ()
-
-def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    """A clear error when setting `name` is not one of `choices`."""
-    if value not in choices:
-        raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)} (got {value!r})")
-
-
-# Sane bounds on network sizes, checked before anything is built: a shared model file's config
-# must not be able to ask for two million residual blocks. The largest published settings
-# (ngf 64, 9 blocks, 6 discriminator layers) are far inside them.
-NETWORK_BOUNDS = {"ngf": (1, 1024), "ndf": (1, 1024), "n_layers_d": (1, 8), "n_blocks": (0, 64)}
-
-
-def check_common_settings(config: Any, weights: Sequence[str]) -> None:
-    """Validation shared by the methods' configs: finite numbers, network sizes, upsampling, GAN
-    objective, loss weights."""
-    check_finite_numbers(config)
-    for name, (low, high) in NETWORK_BOUNDS.items():
-        if not low <= getattr(config, name) <= high:
-            raise UsageError(f"--{name.replace('_', '-')} must be between {low} and {high} (got {getattr(config, name)})")
-    check_choice("upsample", config.upsample, UPSAMPLE_MODES)
-    check_choice("gan_loss", config.gan_loss, losses.GAN_LOSSES)
-    for name in weights:
-        if getattr(config, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(config, name)})")
-
 
 def discriminator_penalties(
     config: Any, scores: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator

@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 
 from gantrans import losses
+from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, OneWayMethod, check_choice, check_common_settings, discriminator_penalties
-from gantrans.nn import NORMS, PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
+from gantrans.methods.base import Batch, Losses, OneWayMethod, discriminator_penalties
+from gantrans.nn import UPSAMPLE_MODES, NORMS, PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
 
 # Index of the ResNet generator's first residual block in its `model` (pad, conv, norm, relu, then two
 # conv-norm-relu downsamplings): layers up to ENCODER_END + n_blocks - 1 belong to the encoder.
@@ -37,32 +38,31 @@ ENCODER_END = 10
 class CUTConfig:
     """CUT's networks and loss weights; defaults are the paper's CUT (the fastcut preset changes four)."""
 
-    ngf: int = 64  # generator width
-    ndf: int = 64  # discriminator width
-    n_blocks: int = 9  # generator residual blocks (resnet_9blocks)
-    n_layers_d: int = 3  # PatchGAN depth (3: 70x70 patches)
-    upsample: str = "transpose"  # transpose, or resize (nearest resize + conv)
-    norm: str = "instance"  # normalisation in both networks: instance (paper), instance-affine, batch or none
-    colour_skip: bool = False  # a 1x1 convolution from input to output colour, past the normalisations
-    spectral_norm: bool = False  # spectral normalisation in the discriminator
-    gan_loss: str = "lsgan"  # one of gantrans.losses.GAN_LOSSES; the paper uses least squares
-    lambda_gan: float = 1.0  # adversarial weight
-    lambda_nce: float = 1.0  # PatchNCE weight (FastCUT: 10)
-    nce_identity: bool = True  # also NCE(y, G(y)), averaged with NCE(x, G(x)) (CUT; FastCUT: off)
+    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
+    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
+    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
+    norm: str = setting("instance", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
+    colour_skip: bool = setting(False, help='ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.')
+    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
+    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip).')
+    lambda_gan: float = setting(1.0, low=0.0, help='Adversarial weight.')
+    lambda_nce: float = setting(1.0, low=0.0, help='PatchNCE weight (content kept: each output patch nearest its input patch).')
+    nce_identity: bool = setting(True, help='Also PatchNCE between y and G(y).')
     # Generator layers whose outputs are compared: the padded input, both downsampling convolutions,
     # the first and the fifth residual block (the authors' 0,4,8,12,16 in their antialiased network).
-    nce_layers: tuple[int, ...] = (0, 4, 7, 10, 14)
-    num_patches: int = 256  # locations sampled per layer and image: one positive, the others negatives
-    nce_temperature: float = 0.07  # tau of the contrastive softmax
-    projection_width: int = 256  # width of each MLP head
-    flip_equivariance: bool = False  # FastCUT's regulariser: flip the inputs half of the time
-    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
-    lambda_r1: float = 0.0  # R1 penalty gamma on real images; 0: off
-    init_gain: float = 0.02  # std of the normal weight initialisation
+    nce_layers: tuple[int, ...] = setting((0, 4, 7, 10, 14), help='Generator layers compared, comma-separated indices into its encoder.')
+    num_patches: int = setting(256, low=1, high=4096, help='Patch locations per layer and image (one positive, the rest negatives).')
+    nce_temperature: float = setting(0.07, help='Temperature of the contrastive softmax.')
+    projection_width: int = setting(256, low=1, high=4096, help='Width of the MLP projection heads (training only).')
+    flip_equivariance: bool = setting(False, help='Flip half of the inputs and compare in their own orientation.')
+    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
+    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
+    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
-        check_common_settings(self, ("lambda_gan", "lambda_nce", "lambda_gp", "lambda_r1"))
-        check_choice("norm", self.norm, NORMS)
+        check_settings(self)
         last_encoder_layer = ENCODER_END + self.n_blocks - 1
         layers = self.nce_layers
         if not layers or list(layers) != sorted(set(layers)) or layers[0] < 0 or layers[-1] > last_encoder_layer:
@@ -70,8 +70,6 @@ class CUTConfig:
                 f"--nce-layers must be distinct ascending generator layers from 0 to {last_encoder_layer} "
                 f"(the encoder with --n-blocks {self.n_blocks}), got {','.join(map(str, layers)) or 'none'}"
             )
-        if not 1 <= self.num_patches <= 4096 or not 1 <= self.projection_width <= 4096:
-            raise UsageError(f"--num-patches and --projection-width must be between 1 and 4096 (got {self.num_patches}, {self.projection_width})")
         if self.nce_temperature <= 0:
             raise UsageError(f"--nce-temperature must be positive (got {self.nce_temperature})")
 

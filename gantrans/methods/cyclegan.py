@@ -21,9 +21,10 @@ from torch import Tensor
 from torch import nn
 
 from gantrans import losses
+from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties, with_cycle_noise
-from gantrans.nn import DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
+from gantrans.methods.base import Batch, Losses, Method, discriminator_penalties, with_cycle_noise
+from gantrans.nn import UPSAMPLE_MODES, DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
 
 GENERATORS = ("resnet", "unet", "encoder-decoder")
 
@@ -32,43 +33,34 @@ GENERATORS = ("resnet", "unet", "encoder-decoder")
 class CycleGANConfig:
     """CycleGAN's networks and loss weights; defaults are the paper's."""
 
-    generator: str = "resnet"  # resnet (paper), unet (pix2pix's U-Net, DualGAN) or encoder-decoder (DiscoGAN)
-    discriminator: str = "patch"  # patch (70x70 PatchGAN) or dcgan (all layers strided, DiscoGAN)
-    norm: str = "instance"  # normalisation in both networks: instance, instance-affine, batch or none
-    ngf: int = 64  # generator width (filters of the first layer)
-    ndf: int = 64  # discriminator width
-    n_blocks: int = 9  # resnet: residual blocks, 9 for 256px images, 6 for 128px
-    depth: int = 8  # unet, encoder-decoder: stride-2 levels; images need sides that are multiples of 2**depth
-    dropout: float = 0.0  # unet, encoder-decoder: dropout in the 3 decoder levels nearest the bottleneck
-    n_layers_d: int = 3  # discriminator depth: 3 gives PatchGAN 70x70 patches
-    upsample: str = "transpose"  # resnet: transpose (paper) or resize (nearest resize + conv: no checkerboard artifacts)
-    colour_skip: bool = False  # resnet: a 1x1 convolution from input to output colour, past the normalisations
-    spectral_norm: bool = False  # spectral normalisation in the discriminators
-    gan_loss: str = "lsgan"  # one of gantrans.losses.GAN_LOSSES; the paper uses least squares
-    cycle_norm: str = "l1"  # l1 (paper) or l2 (DiscoGAN's mean squared reconstruction error)
-    lambda_cycle: float = 10.0  # weight of each direction's cycle loss
-    cycle_warmup_steps: int = 0  # steps at the start that weigh the cycle loss by lambda_cycle_warmup instead
-    lambda_cycle_warmup: float = 0.0  # the cycle weight during the warm-up (DiscoGAN's curriculum)
-    lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (0 disables it)
-    cycle_noise: float = 0.0  # std of Gaussian noise on the translation before it is translated back in the cycle loss; 0: off
-    lambda_fm: float = 0.0  # discriminator feature matching weight (Salimans et al. 2016); 0: off
-    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
-    lambda_r1: float = 0.0  # R1 penalty gamma on real images (Mescheder et al. 2018); 0: off
-    pool_size: int = 50  # image history for the discriminators (0 disables it)
-    init_gain: float = 0.02  # std of the normal weight initialisation
+    generator: str = setting("resnet", choices=GENERATORS, help='Generator architecture: resnet, unet (skip connections) or encoder-decoder.')
+    discriminator: str = setting("patch", choices=DISCRIMINATORS, help='Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px).')
+    norm: str = setting("instance", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
+    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
+    depth: int = setting(8, low=1, high=10, help='U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.')
+    dropout: float = setting(0.0, low=0.0, help='U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.')
+    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
+    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
+    colour_skip: bool = setting(False, help='ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.')
+    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
+    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip).')
+    cycle_norm: str = setting("l1", choices=losses.CYCLE_NORMS, help='Cycle loss: l1, or l2 (mean squared error).')
+    lambda_cycle: float = setting(10.0, low=0.0, help='Cycle-consistency weight (shared-latent remedy 3; 0: off there).')
+    cycle_warmup_steps: int = setting(0, low=0, help='Steps at the start that weigh the cycle loss by lambda_cycle_warmup instead.')
+    lambda_cycle_warmup: float = setting(0.0, low=0.0, help="The cycle weight during the warm-up (DiscoGAN's curriculum).")
+    lambda_identity: float = setting(0.5, low=0.0, help='Identity loss weight, relative to --lambda-cycle (0: off).')
+    cycle_noise: float = setting(0.0, low=0.0, help='Std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).')
+    lambda_fm: float = setting(0.0, low=0.0, help="Feature matching weight: the discriminators' mean features of real and fake images (0: off).")
+    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
+    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
+    pool_size: int = setting(50, low=0, help='Image history shown to the discriminators (0: off).')
+    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
-        check_common_settings(
-            self, ("lambda_cycle", "lambda_cycle_warmup", "cycle_warmup_steps", "lambda_identity", "lambda_fm",
-                   "lambda_gp", "lambda_r1", "pool_size", "cycle_noise"),
-        )  # fmt: skip
-        check_choice("generator", self.generator, GENERATORS)
-        check_choice("discriminator", self.discriminator, DISCRIMINATORS)
-        check_choice("norm", self.norm, NORMS)
-        check_choice("cycle_norm", self.cycle_norm, losses.CYCLE_NORMS)
-        if not 1 <= self.depth <= 10:
-            raise UsageError(f"--depth must be between 1 and 10 (got {self.depth})")
-        if not 0 <= self.dropout < 1:
+        check_settings(self)
+        if not self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1) (got {self.dropout})")
 
 

@@ -16,31 +16,32 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gantrans import losses
+from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
 from gantrans.features import VGG16_LAYERS, load_vgg16
-from gantrans.methods.base import Batch, Losses, OneWayMethod, check_common_settings, discriminator_penalties
-from gantrans.nn import PatchDiscriminator, ResnetGenerator, init_weights
+from gantrans.methods.base import Batch, Losses, OneWayMethod, discriminator_penalties
+from gantrans.nn import UPSAMPLE_MODES, PatchDiscriminator, ResnetGenerator, init_weights
 
 
 @dataclass(frozen=True)
 class DirectConfig:
     """A one-way generator and a PatchGAN of the target domain."""
 
-    ngf: int = 64  # generator width
-    ndf: int = 64  # discriminator width
-    n_blocks: int = 2  # residual blocks: few, so that G(x) stays close to x
-    n_layers_d: int = 3  # PatchGAN depth (3: 70x70 patches)
-    upsample: str = "transpose"  # transpose, or resize (nearest resize + conv)
-    spectral_norm: bool = False  # spectral normalisation in the discriminator
-    gan_loss: str = "lsgan"  # one of gantrans.losses.GAN_LOSSES
-    lambda_feature: float = 0.0  # weight of the VGG16 feature-consistency loss; 0: plain direct transformation
-    feature_layers: tuple[str, ...] = ("relu2_2", "relu3_3")  # VGG16 layers compared (relu1_2 ... relu5_3)
-    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
-    lambda_r1: float = 0.0  # R1 penalty gamma on real images; 0: off
-    init_gain: float = 0.02  # std of the normal weight initialisation
+    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    n_blocks: int = setting(2, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
+    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
+    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
+    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
+    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip).')
+    lambda_feature: float = setting(0.0, low=0.0, help='VGG16 feature-consistency weight (0: plain; the pretrained VGG16 is downloaded on first use).')
+    feature_layers: tuple[str, ...] = setting(("relu2_2", "relu3_3"), help='VGG16 layers compared, comma-separated (relu1_2 ... relu5_3).')
+    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
+    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
+    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
-        check_common_settings(self, ("lambda_feature", "lambda_gp", "lambda_r1"))
+        check_settings(self)
         unknown = [layer for layer in self.feature_layers if layer not in VGG16_LAYERS]
         if unknown or not self.feature_layers:
             raise UsageError(f"--feature-layers must name VGG16 layers among {', '.join(VGG16_LAYERS)} (got {', '.join(self.feature_layers)})")

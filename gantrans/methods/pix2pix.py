@@ -21,10 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from gantrans import losses
+from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, OneWayMethod, check_choice, check_common_settings, discriminator_penalties
+from gantrans.methods.base import Batch, Losses, OneWayMethod, discriminator_penalties
 from gantrans.methods.cyclegan import GENERATORS
-from gantrans.nn import DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
+from gantrans.nn import UPSAMPLE_MODES, DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
 
 
 @dataclass(frozen=True)
@@ -32,31 +33,26 @@ class Pix2PixConfig:
     """pix2pix's networks and loss weights; defaults are the paper's and the reference code's
     (junyanz/pytorch-CycleGAN-and-pix2pix: --netG unet_256 --norm batch --gan_mode vanilla --lambda_L1 100)."""
 
-    generator: str = "unet"  # unet (paper: U-Net with skips), resnet (the reference's resnet_9blocks) or encoder-decoder (no skips)
-    discriminator: str = "patch"  # patch (70x70 PatchGAN) or dcgan (all layers strided)
-    norm: str = "batch"  # normalisation in both networks: batch (paper), instance, instance-affine or none
-    ngf: int = 64  # generator width
-    ndf: int = 64  # discriminator width
-    depth: int = 8  # unet, encoder-decoder: stride-2 levels (unet_256: 8, 256 px down to 1x1); sides multiples of 2**depth
-    dropout: float = 0.5  # unet, encoder-decoder: dropout in the 3 decoder levels nearest the bottleneck, the noise z (sec. 3.1)
-    n_blocks: int = 9  # resnet: residual blocks
-    upsample: str = "transpose"  # resnet: transpose, or resize (nearest resize + conv)
-    n_layers_d: int = 3  # discriminator depth: 3 gives 70x70 patches
-    spectral_norm: bool = False  # spectral normalisation in the discriminator
-    gan_loss: str = "nonsaturating"  # one of gantrans.losses.GAN_LOSSES; the paper's cross-entropy (--gan_mode vanilla)
-    lambda_l1: float = 100.0  # weight of L1 to the true translation (eq. 4)
-    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
-    lambda_r1: float = 0.0  # R1 penalty gamma on real pairs; 0: off
-    init_gain: float = 0.02  # std of the normal weight initialisation
+    generator: str = setting("unet", choices=GENERATORS, help='Generator architecture: resnet, unet (skip connections) or encoder-decoder.')
+    discriminator: str = setting("patch", choices=DISCRIMINATORS, help='Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px).')
+    norm: str = setting("batch", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
+    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    depth: int = setting(8, low=1, high=10, help='U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.')
+    dropout: float = setting(0.5, low=0.0, help='U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.')
+    n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
+    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
+    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
+    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
+    gan_loss: str = setting("nonsaturating", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip).')
+    lambda_l1: float = setting(100.0, low=0.0, help='Weight of L1 to the true translation.')
+    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
+    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
+    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
-        check_common_settings(self, ("lambda_l1", "lambda_gp", "lambda_r1"))
-        check_choice("generator", self.generator, GENERATORS)
-        check_choice("discriminator", self.discriminator, DISCRIMINATORS)
-        check_choice("norm", self.norm, NORMS)
-        if not 1 <= self.depth <= 10:
-            raise UsageError(f"--depth must be between 1 and 10 (got {self.depth})")
-        if not 0 <= self.dropout < 1:
+        check_settings(self)
+        if not self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1) (got {self.dropout})")
 
 

@@ -25,9 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from gantrans import losses
+from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_choice, check_common_settings, discriminator_penalties, with_cycle_noise
-from gantrans.nn import ImageDecoder, ImageEncoder, LatentDiscriminator, PatchDiscriminator, ResidualBlock, init_weights
+from gantrans.methods.base import Batch, Losses, Method, discriminator_penalties, with_cycle_noise
+from gantrans.nn import UPSAMPLE_MODES, ImageDecoder, ImageEncoder, LatentDiscriminator, PatchDiscriminator, ResidualBlock, init_weights
 
 LATENT_ADVERSARIES = (*losses.LATENT_OBJECTIVES, "off")
 
@@ -36,37 +37,31 @@ LATENT_ADVERSARIES = (*losses.LATENT_OBJECTIVES, "off")
 class SharedLatentConfig:
     """Encoders, decoders and the four remedies; defaults follow UNIT where it has one."""
 
-    ngf: int = 64  # width of the encoders' first layer (the code has ngf * 2**n_downsampling channels)
-    ndf: int = 64  # discriminator width
-    n_downsampling: int = 2  # stride-2 levels of each encoder, upsamplings of each decoder
-    n_blocks: int = 4  # residual blocks in each encoder and in each decoder, shared ones included (UNIT: 4)
-    shared_layers: int = 1  # of those, how many at the encoders' end and the decoders' start are shared (0: none)
-    fully_shared: bool = False  # one encoder and one decoder for all domains, with the domain as label maps
-    n_layers_d: int = 3  # image PatchGAN depth (3: 70x70 patches)
-    upsample: str = "resize"  # decoders: resize (nearest + conv, as UNIT) or transpose
-    spectral_norm: bool = False  # spectral normalisation in the discriminators
-    gan_loss: str = "lsgan"  # image discriminators' objective; UNIT uses least squares
-    vae: bool = True  # codes are Gaussian means: decoders see a sample in training, a KL term pulls codes to 0
-    latent_adversary: str = "confusion"  # confusion (encoders aim at a uniform guess), reversal (they maximise its loss) or off
-    lambda_adversarial: float = 1.0  # image discriminators' weight
-    lambda_rec: float = 10.0  # auto-encoder reconstruction ||De_i(E_i(x)) - x||_1
-    lambda_kl: float = 0.01  # KL of the codes (vae only), of x's and of its translation's
-    lambda_cycle: float = 10.0  # ||De_i(E_j(De_j(E_i(x)))) - x||_1 (0: off)
-    cycle_noise: float = 0.0  # std of Gaussian noise on De_j(E_i(x)) before the cycle encodes it again; 0: off
-    lambda_semantic: float = 1.0  # ||E_j(De_j(E_i(x))) - E_i(x)||_1 (0: off)
-    lambda_latent: float = 1.0  # the encoders' loss against the latent domain discriminator
-    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
-    lambda_r1: float = 0.0  # R1 penalty gamma on real images; 0: off
-    init_gain: float = 0.02  # std of the normal weight initialisation
+    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    n_downsampling: int = setting(2, low=1, high=6, help='Stride-2 levels of each encoder (the code is 1/2**N of the image).')
+    n_blocks: int = setting(4, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
+    shared_layers: int = setting(1, low=0, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off).")
+    fully_shared: bool = setting(False, help='shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps.')
+    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
+    upsample: str = setting("resize", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
+    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
+    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip).')
+    vae: bool = setting(True, help='Variational auto-encoders (Gaussian codes, KL term) or plain ones.')
+    latent_adversary: str = setting("confusion", choices=LATENT_ADVERSARIES, help='shared-latent remedy 2: a domain discriminator on the codes, which the encoders fool by confusion (aiming at uniform guesses) or reversal (maximising its loss, as gradient reversal); off.')
+    lambda_adversarial: float = setting(1.0, low=0.0, help="Image discriminators' weight.")
+    lambda_rec: float = setting(10.0, low=0.0, help='Auto-encoder reconstruction ||De_i(E_i(x)) - x||_1 weight.')
+    lambda_kl: float = setting(0.01, low=0.0, help='KL weight of the codes (with --vae).')
+    lambda_cycle: float = setting(10.0, low=0.0, help='Cycle-consistency weight (shared-latent remedy 3; 0: off there).')
+    cycle_noise: float = setting(0.0, low=0.0, help='Std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).')
+    lambda_semantic: float = setting(1.0, low=0.0, help='shared-latent remedy 4: semantic consistency ||E_y(G(x)) - E_x(x)||_1 weight (0: off; remedy 3 is --lambda-cycle).')
+    lambda_latent: float = setting(1.0, low=0.0, help="Weight of the encoders' loss against the latent discriminator.")
+    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
+    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
+    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
-        weights = (
-            "lambda_adversarial", "lambda_rec", "lambda_kl", "lambda_cycle", "lambda_semantic", "lambda_latent", "lambda_gp", "lambda_r1", "cycle_noise",
-        )  # fmt: skip
-        check_common_settings(self, weights)
-        check_choice("latent_adversary", self.latent_adversary, LATENT_ADVERSARIES)
-        if not 1 <= self.n_downsampling <= 6:
-            raise UsageError(f"--n-downsampling must be between 1 and 6 (got {self.n_downsampling})")
+        check_settings(self)
         if not 0 <= self.shared_layers <= self.n_blocks:
             raise UsageError(f"--shared-layers must be between 0 and --n-blocks ({self.n_blocks}) (got {self.shared_layers})")
 

@@ -18,30 +18,31 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gantrans import losses
+from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, check_common_settings, discriminator_penalties
-from gantrans.nn import ClassifyingDiscriminator, ResnetGenerator, init_weights
+from gantrans.methods.base import Batch, Losses, Method, discriminator_penalties
+from gantrans.nn import UPSAMPLE_MODES, ClassifyingDiscriminator, ResnetGenerator, init_weights
 
 
 @dataclass(frozen=True)
 class StarGANConfig:
     """StarGAN's networks and loss weights; defaults are the paper's."""
 
-    ngf: int = 64  # generator width
-    ndf: int = 64  # discriminator width
-    n_blocks: int = 6  # generator residual blocks
-    n_layers_d: int = 6  # discriminator stride-2 layers (6 for 128 px images)
-    upsample: str = "transpose"  # transpose, or resize (nearest resize + conv)
-    spectral_norm: bool = False  # spectral normalisation in the discriminator
-    gan_loss: str = "wgan-gp"  # the paper's WGAN-GP; any of gantrans.losses.GAN_LOSSES
-    lambda_cls: float = 1.0  # domain classification weight
-    lambda_rec: float = 10.0  # reconstruction (cycle back to the source domain) weight
-    lambda_gp: float = 10.0  # gradient penalty weight (wgan-gp only)
-    lambda_r1: float = 0.0  # R1 penalty gamma on real images; 0: off
-    init_gain: float = 0.02  # std of the normal weight initialisation
+    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    n_blocks: int = setting(6, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
+    n_layers_d: int = setting(6, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
+    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
+    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
+    gan_loss: str = setting("wgan-gp", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip).')
+    lambda_cls: float = setting(1.0, low=0.0, help='Domain classification weight.')
+    lambda_rec: float = setting(10.0, low=0.0, help='Reconstruction (cycle back to the source domain) weight.')
+    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
+    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
+    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
-        check_common_settings(self, ("lambda_cls", "lambda_rec", "lambda_gp", "lambda_r1"))
+        check_settings(self)
 
 class StarGAN(Method):
     """One label-conditioned ResNet generator, one discriminator with a domain classifier."""
