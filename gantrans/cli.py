@@ -122,7 +122,7 @@ def train(
     norm: Optional[str] = typer.Option(None, help="cyclegan, cut, pix2pix: normalisation in both networks: instance, instance-affine, batch or none.  [default: instance; pix2pix: batch]"),
     colour_skip: Optional[bool] = typer.Option(None, "--colour-skip/--no-colour-skip", help="cyclegan (resnet), cut: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.  [default: off]"),
     spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm", help="Spectral normalisation in the discriminators.  [default: off]"),
-    gan_loss: Optional[str] = typer.Option(None, help="lsgan, nonsaturating, wgan (with --clip), wgan-gp or hinge.  [default: lsgan; pix2pix: nonsaturating]"),
+    gan_loss: Optional[str] = typer.Option(None, help="lsgan, nonsaturating, wgan (with --clip), wgan-gp, hinge, or an f-GAN: kl, reverse-kl, pearson, squared-hellinger, js.  [default: lsgan; pix2pix: nonsaturating]"),
     lambda_cycle: Optional[float] = typer.Option(None, help="Cycle-consistency weight (shared-latent remedy 3; 0: off there).  [default: 10]"),
     cycle_norm: Optional[str] = typer.Option(None, help="cyclegan: l1, or l2 (mean squared error).  [default: l1]"),
     lambda_identity: Optional[float] = typer.Option(None, help="Identity loss weight, relative to --lambda-cycle (0: off).  [default: 0.5]"),
