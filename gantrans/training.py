@@ -37,6 +37,7 @@ from gantrans.data import Batches, DeviceImages, PairedDataset, UnpairedDataset,
 from gantrans.distributed import World, join_from_environment, process_device
 from gantrans.errors import DivergedError, GantransError, OutOfMemoryError, UsageError, is_out_of_memory
 from gantrans.images import image_grid, save_image, to_model_range
+from gantrans.losses import gan_objective
 from gantrans.methods import METHODS, Losses, Method
 from gantrans.presets import default_run_dir
 from gantrans.storage import BackgroundWriter, exclusive_folder, remove_stale_temporaries
@@ -424,7 +425,10 @@ def _compile_networks(method: Method, config: TrainConfig) -> None:
 
 
 def _needs_double_backward(config: TrainConfig) -> bool:
-    return getattr(config.model, "gan_loss", "") == "wgan-gp" or getattr(config.model, "lambda_r1", 0) > 0
+    """A gradient penalty (asked of the GAN objective) or R1 differentiates a gradient."""
+    gan_loss = getattr(config.model, "gan_loss", None)
+    penalty = gan_loss is not None and gan_objective(gan_loss).needs_double_backward
+    return penalty or getattr(config.model, "lambda_r1", 0) > 0
 
 
 def _training_evaluation(config: TrainConfig, run_dir: Path, domains: tuple[str, ...], device: torch.device) -> Callable:

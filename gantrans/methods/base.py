@@ -132,10 +132,10 @@ class OneWayMethod(Method):
 def discriminator_penalties(
     config: Any, scores: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator
 ) -> dict[str, Tensor]:
-    """The optional regularisers of a discriminator's real/fake scores: WGAN-GP's gradient penalty
-    (with --gan-loss wgan-gp) and the R1 penalty (with --lambda-r1 > 0)."""
+    """The optional regularisers of a discriminator's real/fake scores: the gradient penalty of an
+    objective that has one (--gan-loss wgan-gp) and the R1 penalty (with --lambda-r1 > 0)."""
     terms = {}
-    if config.gan_loss == "wgan-gp":
+    if losses.gan_objective(config.gan_loss).gradient_penalty:
         terms["d_gp"] = config.lambda_gp * losses.gradient_penalty(scores, real, fake, rng)
     if config.lambda_r1 > 0:
         terms["d_r1"] = 0.5 * config.lambda_r1 * losses.r1_penalty(scores, real)
