@@ -46,7 +46,7 @@ class CUTConfig:
     norm: str = setting("instance", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
     colour_skip: bool = setting(False, help='ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.')
     spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective: lsgan, nonsaturating, wgan (with --clip), wgan-gp, hinge, or an f-GAN divergence (Nowozin et al. 2016): kl, reverse-kl, pearson, squared-hellinger, js.')
+    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     lambda_gan: float = setting(1.0, low=0.0, help='Adversarial weight.')
     lambda_nce: float = setting(1.0, low=0.0, help='PatchNCE weight (content kept: each output patch nearest its input patch).')
     nce_identity: bool = setting(True, help='Also PatchNCE between y and G(y).')

@@ -45,7 +45,7 @@ class CycleGANConfig:
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
     colour_skip: bool = setting(False, help='ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.')
     spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective: lsgan, nonsaturating, wgan (with --clip), wgan-gp, hinge, or an f-GAN divergence (Nowozin et al. 2016): kl, reverse-kl, pearson, squared-hellinger, js.')
+    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     cycle_norm: str = setting("l1", choices=losses.CYCLE_NORMS, help='Cycle loss: l1, or l2 (mean squared error).')
     lambda_cycle: float = setting(10.0, low=0.0, help='Cycle-consistency weight (shared-latent remedy 3; 0: off there).')
     cycle_warmup_steps: int = setting(0, low=0, help='Steps at the start that weigh the cycle loss by lambda_cycle_warmup instead.')

@@ -33,7 +33,7 @@ class DirectConfig:
     n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
     spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective: lsgan, nonsaturating, wgan (with --clip), wgan-gp, hinge, or an f-GAN divergence (Nowozin et al. 2016): kl, reverse-kl, pearson, squared-hellinger, js.')
+    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     lambda_feature: float = setting(0.0, low=0.0, help='VGG16 feature-consistency weight (0: plain; the pretrained VGG16 is downloaded on first use).')
     feature_layers: tuple[str, ...] = setting(("relu2_2", "relu3_3"), help='VGG16 layers compared, comma-separated (relu1_2 ... relu5_3).')
     lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')

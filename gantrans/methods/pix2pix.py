@@ -44,7 +44,7 @@ class Pix2PixConfig:
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
     n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("nonsaturating", choices=losses.GAN_LOSSES, help='The GAN objective: lsgan, nonsaturating, wgan (with --clip), wgan-gp, hinge, or an f-GAN divergence (Nowozin et al. 2016): kl, reverse-kl, pearson, squared-hellinger, js.')
+    gan_loss: str = setting("nonsaturating", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     lambda_l1: float = setting(100.0, low=0.0, help='Weight of L1 to the true translation.')
     lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
     lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')

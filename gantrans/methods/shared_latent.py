@@ -46,7 +46,7 @@ class SharedLatentConfig:
     n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     upsample: str = setting("resize", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
     spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective: lsgan, nonsaturating, wgan (with --clip), wgan-gp, hinge, or an f-GAN divergence (Nowozin et al. 2016): kl, reverse-kl, pearson, squared-hellinger, js.')
+    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     vae: bool = setting(True, help='Variational auto-encoders (Gaussian codes, KL term) or plain ones.')
     latent_adversary: str = setting("confusion", choices=LATENT_ADVERSARIES, help='shared-latent remedy 2: a domain discriminator on the codes, which the encoders fool by confusion (aiming at uniform guesses) or reversal (maximising its loss, as gradient reversal); off.')
     lambda_adversarial: float = setting(1.0, low=0.0, help="Image discriminators' weight.")

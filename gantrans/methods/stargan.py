@@ -34,7 +34,7 @@ class StarGANConfig:
     n_layers_d: int = setting(6, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
     spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("wgan-gp", choices=losses.GAN_LOSSES, help='The GAN objective: lsgan, nonsaturating, wgan (with --clip), wgan-gp, hinge, or an f-GAN divergence (Nowozin et al. 2016): kl, reverse-kl, pearson, squared-hellinger, js.')
+    gan_loss: str = setting("wgan-gp", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     lambda_cls: float = setting(1.0, low=0.0, help='Domain classification weight.')
     lambda_rec: float = setting(10.0, low=0.0, help='Reconstruction (cycle back to the source domain) weight.')
     lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
