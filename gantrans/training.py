@@ -502,7 +502,10 @@ def _train_step(
     if (step + 1) % config.n_generator == 0:
         optimizers["optimizer_d"].zero_grad(set_to_none=True)
         with autocast:
-            d_losses = method.discriminator_loss(batch, g_losses.fakes if g_losses is not None else None)
+            if g_losses is None:  # an extra critic step: the method translates the batch afresh
+                with torch.no_grad():
+                    fakes = method.fresh_fakes(batch)
+            d_losses = method.discriminator_loss(batch, g_losses.fakes if g_losses is not None else fakes)
         d_losses.total.backward()
         skipped = torch.maximum(skipped, _step_if_finite(optimizers["optimizer_d"], method.discriminators, world))
         if config.clip > 0:

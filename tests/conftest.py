@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from gantrans import weights
@@ -73,3 +74,9 @@ def make_config(tiny_data: Path, tmp_path: Path) -> Callable[..., TrainConfig]:
         return tiny_config(tiny_data, tmp_path / out_name, **overrides)
 
     return make
+
+
+def fresh_fakes(method, batch) -> dict:
+    """The translations the trainer gives a discriminator step that follows no generator step."""
+    with torch.no_grad():
+        return method.fresh_fakes(batch)

@@ -15,7 +15,7 @@ from gantrans.presets import resume_config
 from gantrans.training import make_optimizer, train
 from gantrans.translate import Translator
 
-from conftest import tiny_config, write_images
+from conftest import fresh_fakes, tiny_config, write_images
 
 DOMAINS = {
     "cyclegan": ("horse", "zebra"), "stargan": ("black", "blond", "brown"), "direct": ("photo", "painting"),
@@ -80,7 +80,7 @@ def test_every_registry_method_has_a_preset_and_a_contract():
 
 def test_losses_are_finite(method_name, data, tmp_path):
     _, method, _, batch = build(method_name, data, tmp_path)
-    for losses in (method.generator_loss(batch, 0), method.discriminator_loss(batch, None)):
+    for losses in (method.generator_loss(batch, 0), method.discriminator_loss(batch, fresh_fakes(method, batch))):
         assert torch.isfinite(losses.total) and all(torch.isfinite(v) for v in losses.terms.values())
 
 
@@ -96,7 +96,7 @@ def test_generator_step_changes_only_generators(method_name, data, tmp_path):
 def test_discriminator_step_changes_only_discriminators(method_name, data, tmp_path):
     _, method, optimizers, batch = build(method_name, data, tmp_path)
     generators, discriminators = state(method.generators), state(method.discriminators)
-    method.discriminator_loss(batch, None).total.backward()
+    method.discriminator_loss(batch, fresh_fakes(method, batch)).total.backward()
     optimizers["optimizer_d"].step()
     assert same(generators, method.generators) and not same(discriminators, method.discriminators)
 
@@ -155,7 +155,7 @@ def test_spectral_norm_applies_to_every_discriminator(method_name, data, tmp_pat
     _, method, optimizers, batch = build(method_name, data, tmp_path, spectral_norm=True)
     convs = [m for m in method.discriminators.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(hasattr(conv, "parametrizations") for conv in convs)
-    method.discriminator_loss(batch, None).total.backward()  # still trains
+    method.discriminator_loss(batch, fresh_fakes(method, batch)).total.backward()  # still trains
     optimizers["optimizer_d"].step()
 
 

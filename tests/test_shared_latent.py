@@ -15,7 +15,7 @@ from gantrans.errors import UsageError
 from gantrans.methods import PRESETS
 from gantrans.translate import Translator
 
-from conftest import write_images
+from conftest import fresh_fakes, write_images
 
 TINY = {"ngf": 4, "ndf": 4, "n_blocks": 2, "n_layers_d": 2}
 
@@ -42,7 +42,7 @@ def test_default_uses_all_four_remedies_and_a_vae_gan_per_domain():
     assert set(method.discriminators) == {"discriminator_0", "discriminator_1", "latent_discriminator"}
     terms = method.generator_loss(two_looks(), 0).terms
     assert set(terms) == {"rec", "adv", "kl", "cycle", "semantic", "latent"}
-    assert set(method.discriminator_loss(two_looks(), None).terms) == {"d_image", "d_latent"}
+    assert set(method.discriminator_loss(two_looks(), fresh_fakes(method, two_looks())).terms) == {"d_image", "d_latent"}
 
 
 @pytest.mark.parametrize(
@@ -84,9 +84,9 @@ def test_latent_loss_moves_the_encoders_to_confuse_the_latent_discriminator(kind
     optimizer = torch.optim.Adam(method.discriminators["latent_discriminator"].parameters(), lr=1e-2)
     for _ in range(30):  # first the classifier learns to tell the domains' codes apart
         method.zero_grad()
-        method.discriminator_loss(batch, None).total.backward()
+        method.discriminator_loss(batch, fresh_fakes(method, batch)).total.backward()
         optimizer.step()
-    classifier_loss = lambda: float(method.discriminator_loss(batch, None).terms["d_latent"])  # noqa: E731
+    classifier_loss = lambda: float(method.discriminator_loss(batch, fresh_fakes(method, batch)).terms["d_latent"])  # noqa: E731
     before = classifier_loss()
     method.discriminators.requires_grad_(False)
     method.generator_loss(batch, 0).total.backward()

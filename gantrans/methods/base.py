@@ -28,6 +28,12 @@ class Losses:
     terms: dict[str, Tensor]  # detached components, for logging
     fakes: dict[str, Tensor] = field(default_factory=dict)  # detached generated images, reused by the D step
 
+    @classmethod
+    def of(cls, terms: Mapping[str, Tensor], fakes: Mapping[str, Tensor] | None = None) -> Losses:
+        """The sum of `terms` to backpropagate, with the terms and `fakes` detached."""
+        detached = {name: value.detach() for name, value in (fakes or {}).items()}
+        return cls(total=sum(terms.values()), terms={name: value.detach() for name, value in terms.items()}, fakes=detached)  # type: ignore[arg-type]
+
 
 class Method(nn.Module):
     """Base class of every method. Subclasses set `config_class` and fill the two module dicts."""
@@ -45,8 +51,16 @@ class Method(nn.Module):
         # training state, never in the model file. Left empty when built for inference only.
         self.auxiliary = nn.ModuleDict()
         self.rng = torch.Generator().manual_seed(0)  # reseeded by the trainer; checkpointed
-        self.stride = 1  # image sides must be multiples of this for the generators (set by subclasses)
-        self.min_side = 1  # and at least this long
+
+    @property
+    def stride(self) -> int:
+        """Image sides must be multiples of this for every generator (each declares its own)."""
+        return max((getattr(network, "stride", 1) for network in self.generators.values()), default=1)
+
+    @property
+    def min_side(self) -> int:
+        """The shortest image side every generator accepts."""
+        return max((getattr(network, "min_side", 1) for network in self.generators.values()), default=1)
 
     def generator_side(self) -> nn.ModuleList:
         """The networks the generator step trains: the generators and the auxiliary networks."""
@@ -57,10 +71,20 @@ class Method(nn.Module):
         that follow a schedule. The trainer freezes the discriminators meanwhile."""
         raise NotImplementedError
 
-    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor]) -> Losses:
         """Losses of the discriminators; `fakes` are the detached images of the preceding generator
-        step, or None when the method must generate its own (extra critic steps)."""
+        step, or `fresh_fakes(batch)` when no generator step ran (extra critic steps)."""
         raise NotImplementedError
+
+    def fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
+        """Translations of `batch` for a discriminator step that follows no generator step; the
+        trainer calls it without gradients. Keys as in `generator_loss(...).fakes`."""
+        raise NotImplementedError
+
+    def check_domain(self, name: str) -> None:
+        """A clear error when `name` is none of the model's domains."""
+        if name not in self.domains:
+            raise UsageError(f"unknown domain {name!r}; this model knows: {', '.join(self.domains)}")
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
         """Images for a sample grid, one column each (called without gradients, at sample steps only)."""
@@ -111,13 +135,8 @@ class OneWayMethod(Method):
         if len(self.domains) != 2:
             raise UsageError(f"{self.label} maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
 
-    def fake_y(self, real_x: Tensor, fakes: Mapping[str, Tensor] | None) -> Tensor:
-        """The generator step's translations for a discriminator step, or fresh ones when no generator
-        step ran (extra critic steps)."""
-        if fakes is not None:
-            return fakes["fake_y"]
-        with torch.no_grad():
-            return self.generators["generator_xy"](real_x)
+    def fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
+        return {"fake_y": self.generators["generator_xy"](batch[0])}
 
     def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
         if not self.generators_for(target):

@@ -84,7 +84,6 @@ class CUT(OneWayMethod):
         super().__init__(config, domains, training)
         generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm, colour_skip=config.colour_skip), config.init_gain)
         self.generators["generator_xy"] = generator
-        self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
         if training:
             discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d, norm=config.norm), config.init_gain)
             self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
@@ -107,7 +106,7 @@ class CUT(OneWayMethod):
             terms["nce_identity"] = 0.5 * config.lambda_nce * self.patch_nce(real_y, outputs[len(real_x) :], flipped)
         else:
             terms["nce"] = config.lambda_nce * self.patch_nce(real_x, fake_y, flipped)
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes={"fake_y": fake_y.detach()})
+        return Losses.of(terms, fakes={"fake_y": fake_y.detach()})
 
     def patch_nce(self, source: Tensor, output: Tensor, flipped: bool = False) -> Tensor:
         """PatchNCE between `source` images and the generator's `output` for them (made from the
@@ -129,14 +128,14 @@ class CUT(OneWayMethod):
         positions = features.shape[2] * features.shape[3]
         return torch.randperm(positions, generator=self.rng)[: self.config.num_patches].to(features.device)
 
-    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor]) -> Losses:
         real_x, real_y = batch
-        fake_y = self.fake_y(real_x, fakes)
+        fake_y = fakes["fake_y"]
         discriminator = self.discriminators["discriminator_y"]
         adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fake_y))
         # Halved, as CUT's code does (CycleGAN's reason: D learns no faster than G).
         terms = {"d_y": 0.5 * adversarial, **discriminator_penalties(self.config, discriminator, real_y, fake_y, self.rng)}
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+        return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
         real_x, real_y = batch

@@ -126,7 +126,6 @@ class CycleGAN(Method):
             )
         for name in ("generator_xy", "generator_yx"):
             self.generators[name] = init_weights(build_generator(config), config.init_gain)
-        self.stride, self.min_side = self.generators["generator_xy"].stride, self.generators["generator_xy"].min_side
         if training:
             for name in ("discriminator_x", "discriminator_y"):
                 discriminator = init_weights(build_discriminator(config), config.init_gain)
@@ -155,11 +154,7 @@ class CycleGAN(Method):
             weight = lambda_cycle * config.lambda_identity
             terms["identity_x"] = weight * losses.identity_loss(generator_yx(real_x), real_x)
             terms["identity_y"] = weight * losses.identity_loss(generator_xy(real_y), real_y)
-        return Losses(
-            total=sum(terms.values()),
-            terms={name: value.detach() for name, value in terms.items()},
-            fakes={"fake_x": fake_x.detach(), "fake_y": fake_y.detach()},
-        )
+        return Losses.of(terms, fakes={"fake_x": fake_x, "fake_y": fake_y})
 
     def _adversarial_terms(self, direction: str, name: str, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """The generator's adversarial loss against discriminator `name`, and feature matching when enabled."""
@@ -182,16 +177,17 @@ class CycleGAN(Method):
             "real_y": real_y, "fake_x": fake_x, "reconstructed_y": self.generators["generator_xy"](fake_x),
         }  # fmt: skip
 
-    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+    def fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
         real_x, real_y = batch
-        if fakes is None:
-            with torch.no_grad():
-                fakes = {"fake_y": self.generators["generator_xy"](real_x), "fake_x": self.generators["generator_yx"](real_y)}
+        return {"fake_y": self.generators["generator_xy"](real_x), "fake_x": self.generators["generator_yx"](real_y)}
+
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor]) -> Losses:
+        real_x, real_y = batch
         terms = {
             "d_y": self._discriminator_term("discriminator_y", real_y, self.pool_y.query(fakes["fake_y"])),
             "d_x": self._discriminator_term("discriminator_x", real_x, self.pool_x.query(fakes["fake_x"])),
         }
-        return Losses(total=sum(terms.values()), terms={name: value.detach() for name, value in terms.items()})
+        return Losses.of(terms)
 
     def _discriminator_term(self, name: str, real: Tensor, fake: Tensor) -> Tensor:
         discriminator = self.discriminators[name]
@@ -203,8 +199,7 @@ class CycleGAN(Method):
         return self.generators[self.generators_for(target)[0]](images)
 
     def generators_for(self, target: str) -> tuple[str, ...]:
-        if target not in self.domains:
-            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
+        self.check_domain(target)
         return ("generator_xy",) if target == self.domains[1] else ("generator_yx",)
 
     def training_state(self) -> dict[str, Tensor]:

@@ -55,7 +55,6 @@ class Direct(OneWayMethod):
     def __init__(self, config: DirectConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
         self.generators["generator_xy"] = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample), config.init_gain)
-        self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
         if training:
             discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d), config.init_gain)
             self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
@@ -70,15 +69,15 @@ class Direct(OneWayMethod):
             fake_features, real_features = self.feature_network(fake_y), self.feature_network(real_x)
             feature_distance = sum(F.mse_loss(fake_features[n].float(), real_features[n].float()) for n in self.config.feature_layers)
             terms["feature"] = self.config.lambda_feature * feature_distance
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes={"fake_y": fake_y.detach()})
+        return Losses.of(terms, fakes={"fake_y": fake_y.detach()})
 
-    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor]) -> Losses:
         real_x, real_y = batch
-        fake_y = self.fake_y(real_x, fakes)
+        fake_y = fakes["fake_y"]
         discriminator = self.discriminators["discriminator_y"]
         terms = {"d_y": losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fake_y))}
         terms.update(discriminator_penalties(self.config, discriminator, real_y, fake_y, self.rng))
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+        return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
         real_x, real_y = batch

@@ -74,7 +74,6 @@ class Pix2Pix(OneWayMethod):
         super().__init__(config, domains, training)
         generator = init_weights(build_generator(config), config.init_gain)
         self.generators["generator_xy"] = generator
-        self.stride, self.min_side = generator.stride, generator.min_side
         if training:
             # D(x, y): input and output concatenated on the channels, 3 + 3 (sec. 2.1, eq. 1).
             discriminator = PatchDiscriminator(config.ndf, config.n_layers_d, in_channels=6, norm=config.norm, dcgan=config.discriminator == "dcgan")
@@ -92,17 +91,17 @@ class Pix2Pix(OneWayMethod):
             "adv": losses.generator_adversarial_loss(self.config.gan_loss, self._judge(real_x, fake_y)),
             "l1": self.config.lambda_l1 * (fake_y.float() - real_y.float()).abs().mean(),  # eq. 3
         }
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes={"fake_y": fake_y.detach()})
+        return Losses.of(terms, fakes={"fake_y": fake_y.detach()})
 
-    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor]) -> Losses:
         real_x, real_y = batch
-        fake_y = self.fake_y(real_x, fakes)
+        fake_y = fakes["fake_y"]
         real_pair, fake_pair = torch.cat([real_x, real_y], dim=1), torch.cat([real_x, fake_y], dim=1)
         discriminator = self.discriminators["discriminator_pair"]
         adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_pair), discriminator(fake_pair))
         # Halved "while optimizing D, to slow down the rate at which D learns relative to G" (sec. 3.3).
         terms = {"d_pair": 0.5 * adversarial, **discriminator_penalties(self.config, discriminator, real_pair, fake_pair, self.rng)}
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+        return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
         real_x, real_y = batch

@@ -78,8 +78,6 @@ class SharedLatent(Method):
         if n < 2:
             raise UsageError(f"shared-latent needs at least 2 domains, got {n}: {', '.join(self.domains)}")
         self.generators.update({name: init_weights(network, config.init_gain) for name, network in _autoencoders(config, n).items()})
-        self.stride = 2**config.n_downsampling
-        self.min_side = 2 * self.stride  # the residual blocks' reflection padding needs a 2x2 code
         if not training:
             return
         for index in range(n):  # discriminator_i judges images of domain i
@@ -149,11 +147,9 @@ class SharedLatent(Method):
             for name, value in source_terms.items():
                 terms[name] = terms.get(name, 0) + value
             _keep(fakes, source, code.detach(), target, translated.detach())
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes=fakes)
+        return Losses.of(terms, fakes=fakes)
 
-    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
-        if fakes is None:
-            fakes = self._fresh_fakes(batch)
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor]) -> Losses:
         terms: dict[str, Tensor] = {}
         for domain, real in enumerate(batch):
             fake = fakes.get(f"fake_{domain}")
@@ -170,10 +166,10 @@ class SharedLatent(Method):
         if "latent_discriminator" in self.discriminators:
             latent = self.discriminators["latent_discriminator"]
             terms["d_latent"] = sum(losses.domain_classification_loss(latent(fakes[f"code_{d}"]), d) for d in range(len(batch)))
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+        return Losses.of(terms)
 
     @torch.no_grad()
-    def _fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
+    def fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
         """Codes and translations for a discriminator step that follows no generator step."""
         fakes: dict[str, Tensor] = {}
         for source, (real, target) in enumerate(zip(batch, self._targets())):
@@ -213,8 +209,7 @@ class SharedLatent(Method):
         return source
 
     def generators_for(self, target: str) -> tuple[str, ...]:
-        if target not in self.domains:
-            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
+        self.check_domain(target)
         return tuple(self.generators)
 
 

@@ -56,7 +56,6 @@ class StarGAN(Method):
         n = len(self.domains)
         generator = ResnetGenerator(config.ngf, config.n_blocks, config.upsample, in_channels=3 + n, norm="instance-affine")
         self.generators["generator"] = init_weights(generator, config.init_gain)
-        self.stride, self.min_side = ResnetGenerator.stride, ResnetGenerator.min_side
         if training:
             discriminator = init_weights(ClassifyingDiscriminator(n, config.ndf, config.n_layers_d), config.init_gain)
             self.discriminators["discriminator"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
@@ -86,13 +85,14 @@ class StarGAN(Method):
             "cls_fake": self.config.lambda_cls * F.cross_entropy(fake_logits.float(), target),
             "rec": self.config.lambda_rec * losses.cycle_loss(reconstructed, real),
         }
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()}, fakes={"fake": fake.detach()})
+        return Losses.of(terms, fakes={"fake": fake.detach()})
 
-    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor] | None) -> Losses:
-        real, source, target = self._real_and_targets(batch)
-        if fakes is None:
-            with torch.no_grad():
-                fakes = {"fake": self._generate(real, target)}
+    def fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
+        real, _, target = self._real_and_targets(batch)
+        return {"fake": self._generate(real, target)}
+
+    def discriminator_loss(self, batch: Batch, fakes: Mapping[str, Tensor]) -> Losses:
+        real, source, _ = self._real_and_targets(batch)
         discriminator = self.discriminators["discriminator"]
         real_scores, real_logits = discriminator(real)
         fake_scores, _ = discriminator(fakes["fake"])
@@ -102,7 +102,7 @@ class StarGAN(Method):
         }
         scores_only = lambda images: discriminator(images)[0]  # noqa: E731  the penalties concern the real/fake head
         terms.update(discriminator_penalties(self.config, scores_only, real, fakes["fake"], self.rng))
-        return Losses(total=sum(terms.values()), terms={k: v.detach() for k, v in terms.items()})
+        return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
         """One input per domain (rows), translated into every domain (columns)."""
@@ -118,6 +118,5 @@ class StarGAN(Method):
         return self._generate(images, torch.full((images.shape[0],), index, device=images.device))
 
     def generators_for(self, target: str) -> tuple[str, ...]:
-        if target not in self.domains:
-            raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
+        self.check_domain(target)
         return ("generator",)

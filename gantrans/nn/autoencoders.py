@@ -21,6 +21,8 @@ class ImageEncoder(nn.Module):
             channels = ngf * 2**level
             layers += [nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1), norm_layer(norm, channels * 2), nn.ReLU(True)]
         self.code_channels = ngf * 2**n_downsampling
+        self.stride = 2**n_downsampling  # image sides must be multiples of this
+        self.min_side = 2 * self.stride  # the residual blocks' reflection padding needs a 2x2 code
         layers += [ResidualBlock(self.code_channels, norm) for _ in range(n_blocks)]
         self.model = nn.Sequential(*layers)
 
