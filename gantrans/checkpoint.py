@@ -32,7 +32,10 @@ from gantrans.names import domain_name_problem
 from gantrans.storage import atomic_save
 
 FORMAT = "gantrans-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 (to 2026-12-01) kept each method's discriminator settings flat in its config; format 2
+# nests them in the method config's `adversarial` block. `upgraded_config` reads the old shape.
+ADVERSARIAL_SETTINGS = ("ndf", "n_layers_d", "spectral_norm", "gan_loss", "lambda_gp", "lambda_r1")
 MODEL_FILE = "generators.safetensors"
 STATE_FILE = "training_state.safetensors"
 # Parameters a model file may ask for (2 GB in fp32). The largest published translators have ~60M
@@ -49,12 +52,24 @@ class NonFiniteWeightsError(CheckpointError):
 
 
 
-def config_from_dict(values: Any) -> TrainConfig:
-    """A run's config from its saved JSON form (`TrainConfig.to_dict`), with its method's config;
-    unknown keys, methods and presets are errors naming them."""
+def upgraded_config(values: dict[str, Any], version: int) -> dict[str, Any]:
+    """Config values saved by model format `version` (or a `--config` file, which may be of any) in
+    today's shape: format 1's flat discriminator settings move into the method's `adversarial` block."""
+    model = values.get("model")
+    if version >= 2 or not isinstance(model, dict) or not any(name in model for name in ADVERSARIAL_SETTINGS):
+        return values
+    block = dict(model.get("adversarial") or {})
+    block.update({name: model[name] for name in ADVERSARIAL_SETTINGS if name in model})
+    model = {name: value for name, value in model.items() if name not in ADVERSARIAL_SETTINGS}
+    return {**values, "model": {**model, "adversarial": block}}
+
+
+def config_from_dict(values: Any, version: int = FORMAT_VERSION) -> TrainConfig:
+    """A run's config from its saved JSON form (`TrainConfig.to_dict`, of model format `version`), with
+    its method's config; unknown keys, methods and presets are errors naming them."""
     if not isinstance(values, dict):
         raise UsageError(f"expected a JSON object of settings, got {type(values).__name__}")
-    values = dict(values)
+    values = upgraded_config(dict(values), version)
     method = values.get("method", TrainConfig.method)
     if not isinstance(method, str) or method not in METHODS:
         raise UsageError(f"unknown method {str(method)[:40]!r}; known: {', '.join(METHODS)}")
@@ -178,7 +193,7 @@ def _parse_metadata(path: Path, metadata: Mapping[str, str]) -> ModelInfo:
     version = int(metadata["format_version"])
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: model format {version} is newer than this gantrans reads ({FORMAT_VERSION}); upgrade gantrans")
-    config = config_from_dict(json.loads(metadata["config"]))
+    config = config_from_dict(json.loads(metadata["config"]), version)
     domains, generators = json.loads(metadata["domains"]), json.loads(metadata["generators"])
     if not isinstance(domains, list) or not isinstance(generators, list) or not all(isinstance(g, str) for g in generators):
         raise ValueError("domains and generators must be lists of names")

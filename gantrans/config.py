@@ -152,7 +152,7 @@ class TrainConfig:
         )
         _check(0 <= self.ema < 1, f"--ema must be in [0, 1): the decay of the average, e.g. 0.999 (got {self.ema})")
         _check(
-            getattr(self.model, "gan_loss", None) != "wgan" or self.clip > 0,
+            getattr(getattr(self.model, "adversarial", None), "gan_loss", None) != "wgan" or self.clip > 0,
             "--gan-loss wgan needs --clip (e.g. 0.01): clipping the critic's weights is what makes it a WGAN (Arjovsky et al. 2017)",
         )
 

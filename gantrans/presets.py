@@ -37,9 +37,7 @@ def make_train_config(method: str, overrides: dict[str, Any], config_file: dict[
     """
     if method not in PRESETS:
         raise UsageError(f"unknown method {method!r}; choose one of: {', '.join(PRESETS)}")
-    values = PRESETS[method].to_dict()
-    for key, value in (config_file or {}).items():
-        values[key] = {**values[key], **value} if isinstance(values.get(key), dict) and isinstance(value, dict) else value
+    values = _merged(PRESETS[method].to_dict(), checkpoint.upgraded_config(config_file or {}, version=1))
     table = setting_table()
     for name, value in overrides.items():
         setting = table.get(name)
@@ -50,6 +48,15 @@ def make_train_config(method: str, overrides: dict[str, Any], config_file: dict[
             place = place[part]
         place[setting.name] = value
     return checkpoint.config_from_dict(values)
+
+
+def _merged(values: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`values` with `changes` laid over it, block by block: a file's partial `model.adversarial`
+    keeps the preset's other settings of that block."""
+    merged = dict(values)
+    for key, value in changes.items():
+        merged[key] = _merged(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) else value
+    return merged
 
 
 def resume_config(
@@ -97,12 +104,18 @@ def saved_setting(config: TrainConfig, name: str) -> Any:
 
 
 def _flat_settings(config_file: dict[str, Any]) -> dict[str, Any]:
-    """A --config file's values as flag name -> value (its "data" and "model" parts flattened)."""
-    flat = {name: value for name, value in config_file.items() if name not in ("data", "model", "out", "method", "preset")}
-    for part in ("data", "model"):
-        if isinstance(config_file.get(part), dict):
-            flat.update(config_file[part])
+    """A --config file's values as setting name -> value, from wherever each lives in the tree."""
+    values, flat = checkpoint.upgraded_config(config_file, version=1), {}
+    for name, setting in setting_table().items():
+        place: Any = values
+        for part in setting.path:
+            place = place.get(part, _ABSENT) if isinstance(place, dict) else _ABSENT
+        if place is not _ABSENT and name != "out":
+            flat[name] = place
     return flat
+
+
+_ABSENT = object()
 
 
 def _same_value(given: Any, saved: Any) -> bool:

@@ -52,16 +52,19 @@ class Setting:
 
 
 def _settings_of(cls: type, prefix: tuple[str, ...], methods: tuple[str, ...]) -> list[Setting]:
+    """The settings of dataclass `cls` at `prefix`, those of its nested blocks (a method's `adversarial`) included."""
     hints = typing.get_type_hints(cls)
-    return [
-        Setting(
-            path=(*prefix, field.name), flag=flag_name(field), kind=hints[field.name], help=field.metadata["help"],
-            choices=tuple(field.metadata["choices"]), low=field.metadata["low"], high=field.metadata["high"],
-            resumable=field.metadata["resumable"], default_text=field.metadata["default_text"], methods=methods,
-        )
-        for field in dataclasses.fields(cls)
-        if field.metadata
-    ]  # fmt: skip
+    settings = []
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[field.name]) and prefix:
+            settings += _settings_of(hints[field.name], (*prefix, field.name), methods)
+        elif field.metadata:
+            settings.append(Setting(
+                path=(*prefix, field.name), flag=flag_name(field), kind=hints[field.name], help=field.metadata["help"],
+                choices=tuple(field.metadata["choices"]), low=field.metadata["low"], high=field.metadata["high"],
+                resumable=field.metadata["resumable"], default_text=field.metadata["default_text"], methods=methods,
+            ))  # fmt: skip
+    return settings
 
 
 def setting_table() -> dict[str, Setting]:
@@ -163,3 +166,26 @@ def parse_assignment(text: str, table: dict[str, Setting]) -> tuple[str, Any]:
     if setting is None:
         raise UsageError(f"--set {path}: no such setting; `gantrans settings` lists them")
     return setting.name, parse_text(setting, value.strip())
+
+
+def replaced(config: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
+    """`config` with settings changed by name (`{"ndf": 4, "size": 16}`), wherever each lives in the
+    tree; every changed block is checked again. For notebooks and tests; the CLI builds configs with
+    `presets.make_train_config`."""
+    table = setting_table()
+    nested: dict[str, Any] = {}
+    for name, value in changes.items():
+        setting = table.get(name)
+        if setting is None or (setting.methods and config.method not in setting.methods):
+            raise UsageError(f"--{name.replace('_', '-')} does not apply to --method {config.preset or config.method}")
+        place = nested
+        for part in setting.path[:-1]:
+            place = place.setdefault(part, {})
+        place[setting.name] = value
+
+    def apply(block: Any, block_changes: dict[str, Any]) -> Any:
+        # One replace per block, so that settings checked together (--n-blocks, --nce-layers) change together.
+        values = {name: apply(getattr(block, name), value) if isinstance(value, dict) else value for name, value in block_changes.items()}
+        return dataclasses.replace(block, **values)
+
+    return apply(config, nested)

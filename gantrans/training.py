@@ -426,9 +426,8 @@ def _compile_networks(method: Method, config: TrainConfig) -> None:
 
 def _needs_double_backward(config: TrainConfig) -> bool:
     """A gradient penalty (asked of the GAN objective) or R1 differentiates a gradient."""
-    gan_loss = getattr(config.model, "gan_loss", None)
-    penalty = gan_loss is not None and gan_objective(gan_loss).needs_double_backward
-    return penalty or getattr(config.model, "lambda_r1", 0) > 0
+    adversarial = config.model.adversarial
+    return gan_objective(adversarial.gan_loss).needs_double_backward or adversarial.lambda_r1 > 0
 
 
 def _training_evaluation(config: TrainConfig, run_dir: Path, domains: tuple[str, ...], device: torch.device) -> Callable:

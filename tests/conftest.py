@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -12,8 +11,9 @@ import torch
 from PIL import Image
 
 from gantrans import weights
-from gantrans.config import DataConfig, TrainConfig
+from gantrans.config import TrainConfig
 from gantrans.methods import PRESETS
+from gantrans.settings import replaced, setting_table
 
 
 @pytest.fixture(autouse=True)
@@ -55,15 +55,13 @@ TINY_MODEL = {"ngf": 4, "ndf": 4, "n_blocks": 1, "depth": 3, "n_layers_d": 2, "p
 
 def tiny_config(root: Path, out: Path, method: str = "cyclegan", **overrides: object) -> TrainConfig:
     """A config of `method` small enough for a CPU test: 16 px crops, 4 filters, 1 residual block."""
-    preset = PRESETS[method]
-    model_fields = {f.name for f in dataclasses.fields(preset.model)}
-    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    model_values = {**{k: v for k, v in TINY_MODEL.items() if k in model_fields}, **{k: v for k, v in overrides.items() if k in model_fields}}
-    model = dataclasses.replace(preset.model, **model_values)
-    data = DataConfig(root=str(root), size=16, load_size=20, workers=0, **{k: v for k, v in overrides.items() if k in data_fields})
-    rest = {k: v for k, v in overrides.items() if k not in model_fields | data_fields}
-    settings = {"steps": 6, "batch_size": 1, "log_every": 1, "sample_every": 3, "checkpoint_every": 4, "snapshot_every": 0, "device": "cpu", **rest}
-    return dataclasses.replace(preset, model=model, data=data, out=str(out), **settings)
+    preset, table = PRESETS[method], setting_table()
+    tiny = {name: value for name, value in TINY_MODEL.items() if not table[name].methods or preset.method in table[name].methods}
+    settings = {
+        "root": str(root), "size": 16, "load_size": 20, "workers": 0, "out": str(out), "steps": 6, "batch_size": 1, "log_every": 1,
+        "sample_every": 3, "checkpoint_every": 4, "snapshot_every": 0, "device": "cpu",
+    }  # fmt: skip
+    return replaced(preset, {**tiny, **settings, **overrides})
 
 
 @pytest.fixture

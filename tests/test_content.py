@@ -9,10 +9,10 @@ import torch
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods import CUT, CUTConfig, PRESETS, CycleGAN, SharedLatent
+from gantrans.methods import CUT, AdversarialConfig, CUTConfig, PRESETS, CycleGAN, SharedLatent
 from gantrans.nn import ResnetGenerator
 
-TINY_CUT = CUTConfig(ngf=4, ndf=4, n_blocks=1, n_layers_d=2, nce_layers=(0, 4, 7, 10), num_patches=16)
+TINY_CUT = CUTConfig(ngf=4, adversarial=AdversarialConfig(ndf=4, n_layers_d=2), n_blocks=1, nce_layers=(0, 4, 7, 10), num_patches=16)
 
 
 def images(seed: int, count: int = 2, size: int = 16) -> torch.Tensor:
@@ -63,9 +63,9 @@ def test_cut_and_fastcut_presets_follow_the_paper():
     assert (cut.model.nce_identity, cut.model.lambda_nce, cut.model.flip_equivariance) == (True, 1.0, False)
     assert (fastcut.model.nce_identity, fastcut.model.lambda_nce, fastcut.model.flip_equivariance) == (False, 10.0, True)
     assert (cut.epochs, cut.decay_epochs, fastcut.epochs, fastcut.decay_epochs) == (200, 200, 150, 50)
-    assert cut.model.num_patches == 256 and cut.model.nce_temperature == 0.07 and cut.model.gan_loss == "lsgan"
+    assert cut.model.num_patches == 256 and cut.model.nce_temperature == 0.07 and cut.model.adversarial.gan_loss == "lsgan"
     with torch.no_grad():
-        terms = CUT(dataclasses.replace(fastcut.model, **{k: getattr(TINY_CUT, k) for k in ("ngf", "ndf", "n_blocks", "n_layers_d", "nce_layers", "num_patches")}), ("x", "y")).generator_loss((images(6), images(7)), 0).terms
+        terms = CUT(dataclasses.replace(fastcut.model, **{k: getattr(TINY_CUT, k) for k in ("ngf", "adversarial", "n_blocks", "nce_layers", "num_patches")}), ("x", "y")).generator_loss((images(6), images(7)), 0).terms
     assert set(terms) == {"adv", "nce"}  # no identity term in FastCUT
 
 
@@ -106,7 +106,7 @@ def test_cut_translates_one_way_only():
 
 
 def cyclegan(cycle_noise: float) -> CycleGAN:
-    config = dataclasses.replace(PRESETS["cyclegan"].model, ngf=4, ndf=4, n_blocks=1, n_layers_d=2, pool_size=0, cycle_noise=cycle_noise)
+    config = dataclasses.replace(PRESETS["cyclegan"].model, ngf=4, adversarial=AdversarialConfig(ndf=4, n_layers_d=2), n_blocks=1, pool_size=0, cycle_noise=cycle_noise)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return CycleGAN(config, ("x", "y"))
@@ -131,7 +131,7 @@ def test_cycle_noise_is_applied_inside_the_cycle_only():
 
 
 def test_cycle_noise_reaches_the_shared_latent_cycle_only():
-    config = dataclasses.replace(PRESETS["shared-latent"].model, ngf=4, ndf=4, n_blocks=1, n_layers_d=2, shared_layers=1)
+    config = dataclasses.replace(PRESETS["shared-latent"].model, ngf=4, adversarial=AdversarialConfig(ndf=4, n_layers_d=2), n_blocks=1, shared_layers=1)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         clean = SharedLatent(config, ("x", "y"))

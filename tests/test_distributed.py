@@ -20,6 +20,7 @@ from gantrans import checkpoint
 from gantrans.checkpoint import build_method
 from gantrans.config import TrainConfig
 from gantrans.data import UnpairedDataset, batch_samples, discover_domains
+from gantrans.methods.base import AdversarialConfig
 from gantrans.methods.cyclegan import CycleGANConfig
 from gantrans.presets import resume_config
 from gantrans.training import _train_step, make_optimizer, train
@@ -32,7 +33,7 @@ TINY = ["--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-bl
 
 
 def worker_config() -> TrainConfig:
-    model = CycleGANConfig(ngf=4, ndf=4, n_blocks=1, n_layers_d=2, norm="none", pool_size=0)
+    model = CycleGANConfig(ngf=4, adversarial=AdversarialConfig(ndf=4, n_layers_d=2), n_blocks=1, norm="none", pool_size=0)
     return TrainConfig(method="cyclegan", preset="cyclegan", model=model, batch_size=4, device="cpu")
 
 

@@ -257,7 +257,7 @@ def test_pairs_are_for_pix2pix_only(tmp_path):
 def test_preset_is_the_papers_and_flags_reach_it(tmp_path):
     preset = PRESETS["pix2pix"]
     model = preset.model
-    assert (model.generator, model.depth, model.dropout, model.norm, model.n_layers_d, model.gan_loss, model.lambda_l1) == ("unet", 8, 0.5, "batch", 3, "nonsaturating", 100.0)
+    assert (model.generator, model.depth, model.dropout, model.norm, model.adversarial.n_layers_d, model.adversarial.gan_loss, model.lambda_l1) == ("unet", 8, 0.5, "batch", 3, "nonsaturating", 100.0)
     assert (preset.data.paired, preset.batch_size, preset.epochs, preset.decay_epochs, preset.lr, preset.beta1, preset.ema) == ("folders", 1, 100, 100, 2e-4, 0.5, 0.0)
     assert not hasattr(model, "pool_size")  # no image history
     root = write_pairs(tmp_path / "data", "aligned", count=2)

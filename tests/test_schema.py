@@ -143,3 +143,13 @@ def test_a_model_file_written_on_2026_12_01_still_loads_and_translates():
     assert (info.config.method, info.config.model.ngf, info.config.model.n_blocks, info.domains) == ("cyclegan", 4, 1, ("horse", "zebra"))
     output = Translator.load(fixture, "cpu", "fp32").translate_tensor(torch.zeros(1, 3, 16, 16), "zebra")
     assert output.shape == (1, 3, 16, 16) and torch.isfinite(output).all()
+
+
+def test_a_config_file_of_the_flat_format_reads_into_the_adversarial_block(tmp_path):
+    # Before 2026-12-02 the discriminator settings sat flat in "model"; such files still mean the same.
+    (tmp_path / "data").mkdir()
+    old = {"method": "stargan", "preset": "stargan", "data": {"root": str(tmp_path / "data")}, "model": {"gan_loss": "hinge", "ndf": 8}}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    config = json.loads(invoke("train", "--config", str(tmp_path / "old.json"), "--dry-run").stdout)
+    assert config["model"]["adversarial"] == {**config["model"]["adversarial"], "gan_loss": "hinge", "ndf": 8, "n_layers_d": 6}
+    assert "gan_loss" not in config["model"]  # the preset's other block settings (n_layers_d 6) are kept

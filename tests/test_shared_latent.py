@@ -12,16 +12,18 @@ from typer.testing import CliRunner
 from gantrans import checkpoint
 from gantrans.cli import app
 from gantrans.errors import UsageError
-from gantrans.methods import PRESETS
+from gantrans.methods import PRESETS, AdversarialConfig
 from gantrans.translate import Translator
 
 from conftest import fresh_fakes, write_images
 
-TINY = {"ngf": 4, "ndf": 4, "n_blocks": 2, "n_layers_d": 2}
+TINY = {"ngf": 4, "n_blocks": 2}
 
 
-def tiny(**settings):
-    return dataclasses.replace(PRESETS["shared-latent"], model=dataclasses.replace(PRESETS["shared-latent"].model, **{**TINY, **settings}))
+def tiny(gan_loss: str = "lsgan", **settings):
+    adversarial = AdversarialConfig(ndf=4, n_layers_d=2, gan_loss=gan_loss)
+    model = dataclasses.replace(PRESETS["shared-latent"].model, adversarial=adversarial, **{**TINY, **settings})
+    return dataclasses.replace(PRESETS["shared-latent"], model=model)
 
 
 def build(domains=("real", "anime"), **settings):

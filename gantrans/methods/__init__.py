@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from gantrans.config import DataConfig, TrainConfig
-from gantrans.methods.base import Batch, Losses, Method
+from gantrans.methods.base import AdversarialConfig, Batch, Losses, Method
 from gantrans.methods.cut import CUT, CUTConfig
 from gantrans.methods.cyclegan import CycleGAN, CycleGANConfig
 from gantrans.methods.direct import Direct, DirectConfig
@@ -41,8 +41,8 @@ def _presets() -> dict[str, TrainConfig]:
         "discogan": TrainConfig(
             method="cyclegan",
             model=CycleGANConfig(
-                generator="encoder-decoder", depth=4, discriminator="dcgan", n_layers_d=3, norm="batch",
-                gan_loss="nonsaturating", lambda_fm=9.0, cycle_norm="l2", lambda_cycle=10.0,
+                generator="encoder-decoder", depth=4, discriminator="dcgan", norm="batch",
+                adversarial=AdversarialConfig(n_layers_d=3, gan_loss="nonsaturating"), lambda_fm=9.0, cycle_norm="l2", lambda_cycle=10.0,
                 cycle_warmup_steps=10_000, lambda_cycle_warmup=0.1, lambda_identity=0.0, pool_size=0,
             ),
             data=DataConfig(size=64, load_size=64, flip=False), batch_size=64, weight_decay=1e-5, n_generator=2,
@@ -55,7 +55,7 @@ def _presets() -> dict[str, TrainConfig]:
         "dualgan": TrainConfig(
             method="cyclegan",
             model=CycleGANConfig(
-                generator="unet", depth=8, dropout=0.5, norm="instance-affine", gan_loss="wgan",
+                generator="unet", depth=8, dropout=0.5, norm="instance-affine", adversarial=AdversarialConfig(gan_loss="wgan"),
                 lambda_cycle=100.0, lambda_identity=0.0, pool_size=0,
             ),
             optimizer="rmsprop", lr=5e-5, beta2=0.9, clip=0.01, n_critic=2, epochs=50, decay_epochs=0,
@@ -91,6 +91,6 @@ def _presets() -> dict[str, TrainConfig]:
 PRESETS = _presets()
 
 __all__ = [
-    "METHODS", "PRESETS", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig", "Direct",
+    "METHODS", "PRESETS", "AdversarialConfig", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig", "Direct",
     "DirectConfig", "SharedLatent", "SharedLatentConfig", "CUT", "CUTConfig", "Pix2Pix", "Pix2PixConfig",
 ]  # fmt: skip

@@ -15,9 +15,28 @@ import torch
 from torch import Tensor, nn
 
 from gantrans import losses
+from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
 
 Batch = Sequence[Tensor]  # one image batch per domain, in the order of `Method.domains`
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """What every method's discriminators share: their size, the GAN objective and its penalties."""
+
+    ndf: int = setting(64, low=1, high=1024, help="Discriminator width.")
+    n_layers_d: int = setting(3, low=1, high=8, help="Discriminator depth: PatchGAN layers (3 = 70x70 patches); StarGAN's stride-2 layers.")
+    spectral_norm: bool = setting(False, help="Spectral normalisation in the discriminators (Miyato et al. 2018).")
+    gan_loss: str = setting(
+        "lsgan", choices=losses.GAN_LOSSES,
+        help="The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).",
+    )  # fmt: skip
+    lambda_gp: float = setting(10.0, low=0.0, help="Gradient penalty weight (objectives with a gradient penalty: wgan-gp).")
+    lambda_r1: float = setting(0.0, low=0.0, help="R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass

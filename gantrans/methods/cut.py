@@ -17,7 +17,7 @@ the output's features, flipped back, are compared with the unflipped input's (th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor
 from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, OneWayMethod, discriminator_penalties
+from gantrans.methods.base import AdversarialConfig, Batch, Losses, OneWayMethod, discriminator_penalties
 from gantrans.nn import UPSAMPLE_MODES, NORMS, PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
 
 # Index of the ResNet generator's first residual block in its `model` (pad, conv, norm, relu, then two
@@ -39,14 +39,11 @@ class CUTConfig:
     """CUT's networks and loss weights; defaults are the paper's CUT (the fastcut preset changes four)."""
 
     ngf: int = setting(64, low=1, high=1024, help='Generator width.')
-    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
     n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
-    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
     norm: str = setting("instance", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
     colour_skip: bool = setting(False, help='ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.')
-    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     lambda_gan: float = setting(1.0, low=0.0, help='Adversarial weight.')
     lambda_nce: float = setting(1.0, low=0.0, help='PatchNCE weight (content kept: each output patch nearest its input patch).')
     nce_identity: bool = setting(True, help='Also PatchNCE between y and G(y).')
@@ -57,8 +54,6 @@ class CUTConfig:
     nce_temperature: float = setting(0.07, help='Temperature of the contrastive softmax.')
     projection_width: int = setting(256, low=1, high=4096, help='Width of the MLP projection heads (training only).')
     flip_equivariance: bool = setting(False, help='Flip half of the inputs and compare in their own orientation.')
-    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
-    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
     init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
@@ -85,8 +80,8 @@ class CUT(OneWayMethod):
         generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm, colour_skip=config.colour_skip), config.init_gain)
         self.generators["generator_xy"] = generator
         if training:
-            discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d, norm=config.norm), config.init_gain)
-            self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
+            discriminator = init_weights(PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d, norm=config.norm), config.init_gain)
+            self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
             channels = [generator.layer_channels(layer) for layer in config.nce_layers]
             self.auxiliary["projection"] = init_weights(PatchProjection(channels, config.projection_width), config.init_gain)
 
@@ -100,7 +95,7 @@ class CUT(OneWayMethod):
         outputs = self.generators["generator_xy"](inputs.flip(3) if flipped else inputs)
         fake_y = outputs[: len(real_x)]
         scores = self.discriminators["discriminator_y"](fake_y)
-        terms = {"adv": config.lambda_gan * losses.generator_adversarial_loss(config.gan_loss, scores)}
+        terms = {"adv": config.lambda_gan * losses.generator_adversarial_loss(config.adversarial.gan_loss, scores)}
         if config.nce_identity:
             terms["nce"] = 0.5 * config.lambda_nce * self.patch_nce(real_x, fake_y, flipped)
             terms["nce_identity"] = 0.5 * config.lambda_nce * self.patch_nce(real_y, outputs[len(real_x) :], flipped)
@@ -132,9 +127,9 @@ class CUT(OneWayMethod):
         real_x, real_y = batch
         fake_y = fakes["fake_y"]
         discriminator = self.discriminators["discriminator_y"]
-        adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fake_y))
+        adversarial = losses.discriminator_adversarial_loss(self.config.adversarial.gan_loss, discriminator(real_y), discriminator(fake_y))
         # Halved, as CUT's code does (CycleGAN's reason: D learns no faster than G).
-        terms = {"d_y": 0.5 * adversarial, **discriminator_penalties(self.config, discriminator, real_y, fake_y, self.rng)}
+        terms = {"d_y": 0.5 * adversarial, **discriminator_penalties(self.config.adversarial, discriminator, real_y, fake_y, self.rng)}
         return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:

@@ -12,7 +12,7 @@ discriminator, a cycle-weight curriculum, WGAN with weight clipping.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, discriminator_penalties, with_cycle_noise
+from gantrans.methods.base import AdversarialConfig, Batch, Losses, Method, discriminator_penalties, with_cycle_noise
 from gantrans.nn import UPSAMPLE_MODES, DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
 
 GENERATORS = ("resnet", "unet", "encoder-decoder")
@@ -37,15 +37,12 @@ class CycleGANConfig:
     discriminator: str = setting("patch", choices=DISCRIMINATORS, help='Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px).')
     norm: str = setting("instance", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
     ngf: int = setting(64, low=1, high=1024, help='Generator width.')
-    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
     n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
     depth: int = setting(8, low=1, high=10, help='U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.')
     dropout: float = setting(0.0, low=0.0, help='U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.')
-    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
     colour_skip: bool = setting(False, help='ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.')
-    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     cycle_norm: str = setting("l1", choices=losses.CYCLE_NORMS, help='Cycle loss: l1, or l2 (mean squared error).')
     lambda_cycle: float = setting(10.0, low=0.0, help='Cycle-consistency weight (shared-latent remedy 3; 0: off there).')
     cycle_warmup_steps: int = setting(0, low=0, help='Steps at the start that weigh the cycle loss by lambda_cycle_warmup instead.')
@@ -53,8 +50,6 @@ class CycleGANConfig:
     lambda_identity: float = setting(0.5, low=0.0, help='Identity loss weight, relative to --lambda-cycle (0: off).')
     cycle_noise: float = setting(0.0, low=0.0, help='Std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).')
     lambda_fm: float = setting(0.0, low=0.0, help="Feature matching weight: the discriminators' mean features of real and fake images (0: off).")
-    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
-    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
     pool_size: int = setting(50, low=0, help='Image history shown to the discriminators (0: off).')
     init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
@@ -73,7 +68,7 @@ def build_generator(config: CycleGANConfig) -> nn.Module:
 
 def build_discriminator(config: CycleGANConfig) -> PatchDiscriminator:
     """One untrained discriminator of `config`'s architecture."""
-    return PatchDiscriminator(config.ndf, config.n_layers_d, norm=config.norm, dcgan=config.discriminator == "dcgan")
+    return PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d, norm=config.norm, dcgan=config.discriminator == "dcgan")
 
 
 class ImagePool:
@@ -129,7 +124,7 @@ class CycleGAN(Method):
         if training:
             for name in ("discriminator_x", "discriminator_y"):
                 discriminator = init_weights(build_discriminator(config), config.init_gain)
-                self.discriminators[name] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
+                self.discriminators[name] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
         self.pool_x = ImagePool(config.pool_size, self.rng)  # old fakes of X, shown to discriminator_x
         self.pool_y = ImagePool(config.pool_size, self.rng)
 
@@ -160,12 +155,12 @@ class CycleGAN(Method):
         """The generator's adversarial loss against discriminator `name`, and feature matching when enabled."""
         discriminator = self.discriminators[name]
         if self.config.lambda_fm == 0:
-            return {f"adv_{direction}": losses.generator_adversarial_loss(self.config.gan_loss, discriminator(fake))}
+            return {f"adv_{direction}": losses.generator_adversarial_loss(self.config.adversarial.gan_loss, discriminator(fake))}
         fake_scores, fake_features = discriminator.scores_and_features(fake)
         with torch.no_grad():
             _, real_features = discriminator.scores_and_features(real)
         return {
-            f"adv_{direction}": losses.generator_adversarial_loss(self.config.gan_loss, fake_scores),
+            f"adv_{direction}": losses.generator_adversarial_loss(self.config.adversarial.gan_loss, fake_scores),
             f"fm_{direction}": self.config.lambda_fm * losses.feature_matching_loss(real_features, fake_features),
         }
 
@@ -191,9 +186,9 @@ class CycleGAN(Method):
 
     def _discriminator_term(self, name: str, real: Tensor, fake: Tensor) -> Tensor:
         discriminator = self.discriminators[name]
-        adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real), discriminator(fake))
+        adversarial = losses.discriminator_adversarial_loss(self.config.adversarial.gan_loss, discriminator(real), discriminator(fake))
         # Halved "to slow down the rate at which D learns relative to G" (paper sec. 7.1).
-        return 0.5 * adversarial + sum(discriminator_penalties(self.config, discriminator, real, fake, self.rng).values())
+        return 0.5 * adversarial + sum(discriminator_penalties(self.config.adversarial, discriminator, real, fake, self.rng).values())
 
     def translate(self, images: Tensor, target: str, source: str | None = None) -> Tensor:
         return self.generators[self.generators_for(target)[0]](images)

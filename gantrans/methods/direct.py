@@ -9,7 +9,7 @@ Nothing but the adversarial loss ties G(x) to x, so G could ignore its input. Tw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import torch.nn.functional as F
@@ -19,7 +19,7 @@ from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
 from gantrans.features import VGG16_LAYERS, load_vgg16
-from gantrans.methods.base import Batch, Losses, OneWayMethod, discriminator_penalties
+from gantrans.methods.base import AdversarialConfig, Batch, Losses, OneWayMethod, discriminator_penalties
 from gantrans.nn import UPSAMPLE_MODES, PatchDiscriminator, ResnetGenerator, init_weights
 
 
@@ -28,16 +28,11 @@ class DirectConfig:
     """A one-way generator and a PatchGAN of the target domain."""
 
     ngf: int = setting(64, low=1, high=1024, help='Generator width.')
-    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
     n_blocks: int = setting(2, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
-    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     lambda_feature: float = setting(0.0, low=0.0, help='VGG16 feature-consistency weight (0: plain; the pretrained VGG16 is downloaded on first use).')
     feature_layers: tuple[str, ...] = setting(("relu2_2", "relu3_3"), help='VGG16 layers compared, comma-separated (relu1_2 ... relu5_3).')
-    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
-    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
     init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
@@ -56,15 +51,15 @@ class Direct(OneWayMethod):
         super().__init__(config, domains, training)
         self.generators["generator_xy"] = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample), config.init_gain)
         if training:
-            discriminator = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d), config.init_gain)
-            self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
+            discriminator = init_weights(PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d), config.init_gain)
+            self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
         # Frozen and not checkpointed: rebuilt from the cached ImageNet weights.
         self.feature_network = load_vgg16(config.feature_layers) if training and config.lambda_feature > 0 else None
 
     def generator_loss(self, batch: Batch, step: int) -> Losses:
         real_x, _ = batch
         fake_y = self.generators["generator_xy"](real_x)
-        terms = {"adv": losses.generator_adversarial_loss(self.config.gan_loss, self.discriminators["discriminator_y"](fake_y))}
+        terms = {"adv": losses.generator_adversarial_loss(self.config.adversarial.gan_loss, self.discriminators["discriminator_y"](fake_y))}
         if self.feature_network is not None:
             fake_features, real_features = self.feature_network(fake_y), self.feature_network(real_x)
             feature_distance = sum(F.mse_loss(fake_features[n].float(), real_features[n].float()) for n in self.config.feature_layers)
@@ -75,8 +70,8 @@ class Direct(OneWayMethod):
         real_x, real_y = batch
         fake_y = fakes["fake_y"]
         discriminator = self.discriminators["discriminator_y"]
-        terms = {"d_y": losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_y), discriminator(fake_y))}
-        terms.update(discriminator_penalties(self.config, discriminator, real_y, fake_y, self.rng))
+        terms = {"d_y": losses.discriminator_adversarial_loss(self.config.adversarial.gan_loss, discriminator(real_y), discriminator(fake_y))}
+        terms.update(discriminator_penalties(self.config.adversarial, discriminator, real_y, fake_y, self.rng))
         return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:

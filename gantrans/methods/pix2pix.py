@@ -14,7 +14,7 @@ on the true pairs is the upper bound that frames how far the unpaired methods ge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Mapping, Sequence
 
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, OneWayMethod, discriminator_penalties
+from gantrans.methods.base import AdversarialConfig, Batch, Losses, OneWayMethod, discriminator_penalties
 from gantrans.methods.cyclegan import GENERATORS
 from gantrans.nn import UPSAMPLE_MODES, DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
 
@@ -37,17 +37,12 @@ class Pix2PixConfig:
     discriminator: str = setting("patch", choices=DISCRIMINATORS, help='Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px).')
     norm: str = setting("batch", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
     ngf: int = setting(64, low=1, high=1024, help='Generator width.')
-    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    adversarial: AdversarialConfig = field(default_factory=lambda: AdversarialConfig(gan_loss="nonsaturating"))  # the discriminator, its objective and penalties
     depth: int = setting(8, low=1, high=10, help='U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.')
     dropout: float = setting(0.5, low=0.0, help='U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.')
     n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
-    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("nonsaturating", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     lambda_l1: float = setting(100.0, low=0.0, help='Weight of L1 to the true translation.')
-    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
-    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
     init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
@@ -76,9 +71,9 @@ class Pix2Pix(OneWayMethod):
         self.generators["generator_xy"] = generator
         if training:
             # D(x, y): input and output concatenated on the channels, 3 + 3 (sec. 2.1, eq. 1).
-            discriminator = PatchDiscriminator(config.ndf, config.n_layers_d, in_channels=6, norm=config.norm, dcgan=config.discriminator == "dcgan")
+            discriminator = PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d, in_channels=6, norm=config.norm, dcgan=config.discriminator == "dcgan")
             discriminator = init_weights(discriminator, config.init_gain)
-            self.discriminators["discriminator_pair"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
+            self.discriminators["discriminator_pair"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
 
     def _judge(self, inputs: Tensor, outputs: Tensor) -> Tensor:
         """The conditional discriminator's score map for (input, output) pairs."""
@@ -88,7 +83,7 @@ class Pix2Pix(OneWayMethod):
         real_x, real_y = batch
         fake_y = self.generators["generator_xy"](real_x)
         terms = {
-            "adv": losses.generator_adversarial_loss(self.config.gan_loss, self._judge(real_x, fake_y)),
+            "adv": losses.generator_adversarial_loss(self.config.adversarial.gan_loss, self._judge(real_x, fake_y)),
             "l1": self.config.lambda_l1 * (fake_y.float() - real_y.float()).abs().mean(),  # eq. 3
         }
         return Losses.of(terms, fakes={"fake_y": fake_y.detach()})
@@ -98,9 +93,9 @@ class Pix2Pix(OneWayMethod):
         fake_y = fakes["fake_y"]
         real_pair, fake_pair = torch.cat([real_x, real_y], dim=1), torch.cat([real_x, fake_y], dim=1)
         discriminator = self.discriminators["discriminator_pair"]
-        adversarial = losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real_pair), discriminator(fake_pair))
+        adversarial = losses.discriminator_adversarial_loss(self.config.adversarial.gan_loss, discriminator(real_pair), discriminator(fake_pair))
         # Halved "while optimizing D, to slow down the rate at which D learns relative to G" (sec. 3.3).
-        terms = {"d_pair": 0.5 * adversarial, **discriminator_penalties(self.config, discriminator, real_pair, fake_pair, self.rng)}
+        terms = {"d_pair": 0.5 * adversarial, **discriminator_penalties(self.config.adversarial, discriminator, real_pair, fake_pair, self.rng)}
         return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:

@@ -18,7 +18,7 @@ sharp (VAE-GAN, Larsen et al. 2016).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import torch
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, discriminator_penalties, with_cycle_noise
+from gantrans.methods.base import AdversarialConfig, Batch, Losses, Method, discriminator_penalties, with_cycle_noise
 from gantrans.nn import UPSAMPLE_MODES, ImageDecoder, ImageEncoder, LatentDiscriminator, PatchDiscriminator, ResidualBlock, init_weights
 
 LATENT_ADVERSARIES = (*losses.LATENT_OBJECTIVES, "off")
@@ -38,15 +38,12 @@ class SharedLatentConfig:
     """Encoders, decoders and the four remedies; defaults follow UNIT where it has one."""
 
     ngf: int = setting(64, low=1, high=1024, help='Generator width.')
-    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
     n_downsampling: int = setting(2, low=1, high=6, help='Stride-2 levels of each encoder (the code is 1/2**N of the image).')
     n_blocks: int = setting(4, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
     shared_layers: int = setting(1, low=0, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off).")
     fully_shared: bool = setting(False, help='shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps.')
-    n_layers_d: int = setting(3, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     upsample: str = setting("resize", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("lsgan", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     vae: bool = setting(True, help='Variational auto-encoders (Gaussian codes, KL term) or plain ones.')
     latent_adversary: str = setting("confusion", choices=LATENT_ADVERSARIES, help='shared-latent remedy 2: a domain discriminator on the codes, which the encoders fool by confusion (aiming at uniform guesses) or reversal (maximising its loss, as gradient reversal); off.')
     lambda_adversarial: float = setting(1.0, low=0.0, help="Image discriminators' weight.")
@@ -56,8 +53,6 @@ class SharedLatentConfig:
     cycle_noise: float = setting(0.0, low=0.0, help='Std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).')
     lambda_semantic: float = setting(1.0, low=0.0, help='shared-latent remedy 4: semantic consistency ||E_y(G(x)) - E_x(x)||_1 weight (0: off; remedy 3 is --lambda-cycle).')
     lambda_latent: float = setting(1.0, low=0.0, help="Weight of the encoders' loss against the latent discriminator.")
-    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
-    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
     init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
@@ -81,11 +76,11 @@ class SharedLatent(Method):
         if not training:
             return
         for index in range(n):  # discriminator_i judges images of domain i
-            self.discriminators[f"discriminator_{index}"] = init_weights(PatchDiscriminator(config.ndf, config.n_layers_d), config.init_gain)
+            self.discriminators[f"discriminator_{index}"] = init_weights(PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d), config.init_gain)
         if config.latent_adversary != "off":
-            latent = LatentDiscriminator(config.ngf * 2**config.n_downsampling, n, config.ndf)
+            latent = LatentDiscriminator(config.ngf * 2**config.n_downsampling, n, config.adversarial.ndf)
             self.discriminators["latent_discriminator"] = init_weights(latent, config.init_gain)
-        if config.spectral_norm:
+        if config.adversarial.spectral_norm:
             for discriminator in self.discriminators.values():
                 discriminator.use_spectral_norm()
 
@@ -127,7 +122,7 @@ class SharedLatent(Method):
             translated = self.decode(sampled, target)
             source_terms = {
                 "rec": config.lambda_rec * losses.cycle_loss(self.decode(sampled, source), real),
-                "adv": config.lambda_adversarial * losses.generator_adversarial_loss(config.gan_loss, self.discriminators[f"discriminator_{target}"](translated)),
+                "adv": config.lambda_adversarial * losses.generator_adversarial_loss(config.adversarial.gan_loss, self.discriminators[f"discriminator_{target}"](translated)),
             }  # fmt: skip
             codes = [code]
             if config.lambda_cycle > 0 or config.lambda_semantic > 0:
@@ -157,9 +152,9 @@ class SharedLatent(Method):
                 continue
             discriminator = self.discriminators[f"discriminator_{domain}"]
             image_terms = {
-                "d_image": losses.discriminator_adversarial_loss(self.config.gan_loss, discriminator(real), discriminator(fake)),
+                "d_image": losses.discriminator_adversarial_loss(self.config.adversarial.gan_loss, discriminator(real), discriminator(fake)),
                 # With 3+ domains several sources may target this one; the penalty pairs reals with as many fakes.
-                **discriminator_penalties(self.config, discriminator, real, fake[: real.shape[0]], self.rng),
+                **discriminator_penalties(self.config.adversarial, discriminator, real, fake[: real.shape[0]], self.rng),
             }
             for name, value in image_terms.items():
                 terms[name] = terms.get(name, 0) + value

@@ -10,7 +10,7 @@ label maps concatenated to the image), and one discriminator with two heads: rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor
 from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import Batch, Losses, Method, discriminator_penalties
+from gantrans.methods.base import AdversarialConfig, Batch, Losses, Method, discriminator_penalties
 from gantrans.nn import UPSAMPLE_MODES, ClassifyingDiscriminator, ResnetGenerator, init_weights
 
 
@@ -29,16 +29,11 @@ class StarGANConfig:
     """StarGAN's networks and loss weights; defaults are the paper's."""
 
     ngf: int = setting(64, low=1, high=1024, help='Generator width.')
-    ndf: int = setting(64, low=1, high=1024, help='Discriminator width.')
+    adversarial: AdversarialConfig = field(default_factory=lambda: AdversarialConfig(n_layers_d=6, gan_loss="wgan-gp"))  # the discriminator, its objective and penalties
     n_blocks: int = setting(6, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
-    n_layers_d: int = setting(6, low=1, high=8, help='PatchGAN layers (3 = 70x70 patches).')
     upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    spectral_norm: bool = setting(False, help='Spectral normalisation in the discriminators.')
-    gan_loss: str = setting("wgan-gp", choices=losses.GAN_LOSSES, help='The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).')
     lambda_cls: float = setting(1.0, low=0.0, help='Domain classification weight.')
     lambda_rec: float = setting(10.0, low=0.0, help='Reconstruction (cycle back to the source domain) weight.')
-    lambda_gp: float = setting(10.0, low=0.0, help='Gradient penalty weight (wgan-gp only).')
-    lambda_r1: float = setting(0.0, low=0.0, help='R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).')
     init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
 
     def __post_init__(self) -> None:
@@ -57,8 +52,8 @@ class StarGAN(Method):
         generator = ResnetGenerator(config.ngf, config.n_blocks, config.upsample, in_channels=3 + n, norm="instance-affine")
         self.generators["generator"] = init_weights(generator, config.init_gain)
         if training:
-            discriminator = init_weights(ClassifyingDiscriminator(n, config.ndf, config.n_layers_d), config.init_gain)
-            self.discriminators["discriminator"] = discriminator.use_spectral_norm() if config.spectral_norm else discriminator
+            discriminator = init_weights(ClassifyingDiscriminator(n, config.adversarial.ndf, config.adversarial.n_layers_d), config.init_gain)
+            self.discriminators["discriminator"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
 
     def _generate(self, images: Tensor, domains: Tensor) -> Tensor:
         """G(x, c): the target domain as one-hot maps, concatenated to the image channels (paper fig. 3)."""
@@ -81,7 +76,7 @@ class StarGAN(Method):
         fake_scores, fake_logits = self.discriminators["discriminator"](fake)
         reconstructed = self._generate(fake, source)  # back to where each image came from
         terms = {
-            "adv": losses.generator_adversarial_loss(self.config.gan_loss, fake_scores),
+            "adv": losses.generator_adversarial_loss(self.config.adversarial.gan_loss, fake_scores),
             "cls_fake": self.config.lambda_cls * F.cross_entropy(fake_logits.float(), target),
             "rec": self.config.lambda_rec * losses.cycle_loss(reconstructed, real),
         }
@@ -97,11 +92,11 @@ class StarGAN(Method):
         real_scores, real_logits = discriminator(real)
         fake_scores, _ = discriminator(fakes["fake"])
         terms = {
-            "d_adv": losses.discriminator_adversarial_loss(self.config.gan_loss, real_scores, fake_scores),
+            "d_adv": losses.discriminator_adversarial_loss(self.config.adversarial.gan_loss, real_scores, fake_scores),
             "d_cls_real": self.config.lambda_cls * F.cross_entropy(real_logits.float(), source),
         }
         scores_only = lambda images: discriminator(images)[0]  # noqa: E731  the penalties concern the real/fake head
-        terms.update(discriminator_penalties(self.config, scores_only, real, fakes["fake"], self.rng))
+        terms.update(discriminator_penalties(self.config.adversarial, scores_only, real, fakes["fake"], self.rng))
         return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
