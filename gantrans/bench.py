@@ -27,8 +27,9 @@ from torch.utils.flop_counter import flop_registry
 from gantrans import checkpoint
 from gantrans.config import DataConfig, TrainConfig
 from gantrans.data import DeviceImages, UnpairedDataset, batches, discover_domains
+from gantrans.device import uses_bf16
 from gantrans.presets import make_train_config
-from gantrans.training import _compile_networks, _train_step, batch_scaled_lr, make_optimizer, uses_bf16
+from gantrans.training import _compile_networks, _train_step, batch_scaled_lr, make_optimizer
 from gantrans.translate import Translator
 
 DOMAINS = ("x", "y")

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from gantrans import checkpoint
 from gantrans.config import TrainConfig
 from gantrans.data import Batches, DeviceImages, PairedDataset, UnpairedDataset, batches, default_workers, training_files
+from gantrans.device import resolve_device, uses_bf16
 from gantrans.distributed import World, join_from_environment, process_device
 from gantrans.errors import DivergedError, GantransError, OutOfMemoryError, UsageError, is_out_of_memory
 from gantrans.images import image_grid, save_image, to_model_range
@@ -110,23 +111,6 @@ class Finished:
 
 
 Event = Union[Started, StepDone, FileSkipped, Warned, SamplesWritten, CheckpointWritten, Evaluated, Finished]
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when present, else Apple's MPS, else CPU; a requested but absent device is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
-    return device
 
 
 def learning_rate_factor(step: int, decay_start: int, total: int) -> float:
@@ -396,15 +380,6 @@ def batch_scaled_lr(lr: float, batch_size: int) -> float:
     """The learning rate for a batch of `batch_size`, from the one tuned for batch 1: times its
     square root (square-root scaling for Adam, Malladi et al. 2022)."""
     return lr * batch_size**0.5
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether forward passes run under bf16 autocast: `precision` bf16, or auto on a CUDA GPU with
-    native bf16 (compute capability 8.0, Ampere, or newer). `torch.cuda.is_bf16_supported()` also
-    counts emulated bf16, which T4, V100 and RTX 20xx have without bf16 convolution kernels: slow or failing."""
-    if precision == "auto":
-        return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
-    return precision == "bf16"
 
 
 def _model_input(images: Tensor, device: torch.device, channels_last: bool) -> Tensor:

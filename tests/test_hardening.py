@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gantrans import checkpoint, training
+from gantrans.device import resolve_device, uses_bf16
 from gantrans.errors import DivergedError, GantransError
 from gantrans.methods import CycleGAN
 from gantrans.storage import exclusive_folder
@@ -439,19 +440,19 @@ def test_data_folders_with_unusable_names_are_one_line(tmp_path):
 def test_auto_precision_uses_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capability, bf16):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # T4 "supports" it, emulated
-    assert training.uses_bf16("auto", torch.device("cuda")) is bf16
-    assert training.uses_bf16("fp32", torch.device("cuda")) is False
-    assert training.uses_bf16("auto", torch.device("cpu")) is False
+    assert uses_bf16("auto", torch.device("cuda")) is bf16
+    assert uses_bf16("fp32", torch.device("cuda")) is False
+    assert uses_bf16("auto", torch.device("cpu")) is False
 
 
 def test_auto_device_picks_apples_mps_when_there_is_no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert training.resolve_device("auto") == torch.device("mps")
+    assert resolve_device("auto") == torch.device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert training.resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(GantransError, match="MPS is not available"):
-        training.resolve_device("mps")
+        resolve_device("mps")
 
 
 def test_training_skips_a_fifo_and_link_loops_in_its_data(tiny_data, tmp_path):

@@ -12,9 +12,10 @@ from safetensors import safe_open
 
 from gantrans.config import DataConfig
 from gantrans.data import DeviceImages, UnpairedDataset, collate, discover_domains
+from gantrans.device import uses_bf16
 from gantrans.errors import UsageError
 from gantrans.nn.norm import norm_layer
-from gantrans.training import _train_step, train, uses_bf16
+from gantrans.training import _train_step, train
 from gantrans.translate import Translator
 from test_training import tiny_method
 
