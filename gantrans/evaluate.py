@@ -19,11 +19,10 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from gantrans.checkpoint import MODEL_FILE, STATE_FILE, ModelInfo, build_method, load_discriminators, read_model_info, save_model
+from gantrans.checkpoint import MODEL_FILE, STATE_FILE, ModelInfo, build_method, load_discriminators, read_model_info
 from gantrans.config import TrainConfig
 
 from gantrans.data import discover_domains, held_out_files
@@ -423,30 +422,21 @@ def _pairwise_lpips(lpips: LPIPS, images: Sequence[Image.Image], pairs: int = 50
 
 
 class TrainingEvaluation:
-    """FID and KID of every direction on a fixed set of evaluation images, for `--eval-every`; the
-    model with the best (lowest) mean FID is kept in <run>/best/, its score in its metadata, so a
-    resumed run knows what it has to beat."""
+    """FID and KID of every direction on a fixed set of held-out images, for `--eval-every` (the
+    training loop decides what to keep: see `gantrans/training.py`)."""
 
     def __init__(self, run_dir: Path, data: Path, domains: Sequence[str], limit: int, inception: FIDInceptionV3, batch_size: int = 32) -> None:
-        self.best_path = Path(run_dir) / "best" / MODEL_FILE
+        self.model_path = Path(run_dir) / MODEL_FILE  # what the scored generators are called in messages
         self.inception, self.batch_size = inception, batch_size
         self.files = {domain: paths[:limit] for domain, paths in held_out_files(data, domains).items()}
         skipped: list[str] = []
         self.images = {domain: [image for _, image in _readable(paths, skipped)] for domain, paths in self.files.items()}
         self.real = {domain: file_features(paths, inception, batch_size)[0] for domain, paths in self.files.items()}
 
-    def best_score(self) -> float:
-        """The mean FID of the kept best model (infinity before there is one)."""
-        if not self.best_path.is_file():
-            return math.inf
-        with safe_open(str(self.best_path), framework="pt") as handle:
-            return float((handle.metadata() or {}).get("eval_fid", math.inf))
-
-    def __call__(self, method: Method, config: TrainConfig, step: int) -> tuple[dict[str, dict[str, float]], bool]:
-        """Score the generators of `method` as they are now (the EMA copy's, when training keeps
-        one); keep them if they beat the best. Returns the scores per direction and whether they
-        are the new best."""
-        info = ModelInfo(self.best_path, config, method.domains, config.data.size, step, tuple(method.generators))
+    def __call__(self, method: Method, config: TrainConfig, step: int) -> dict[str, dict[str, float]]:
+        """The scores per direction ("x->y" -> {"fid": ..., "kid": ...}) of the generators of
+        `method` as they are now (the EMA copy's, when training keeps one)."""
+        info = ModelInfo(self.model_path, config, method.domains, config.data.size, step, tuple(method.generators))
         translator = Translator(method, info, next(method.parameters()).device)
         was_training = method.training
         method.eval()
@@ -456,8 +446,4 @@ class TrainingEvaluation:
                 _, _, fid, kid, _ = _translate_and_score(translator, self.images[source], source, target, self.real[target], self.inception, self.batch_size)
                 scores[f"{source}->{target}"] = {"fid": fid, "kid": kid}
         method.train(was_training)
-        mean_fid = sum(score["fid"] for score in scores.values()) / len(scores)
-        best = mean_fid < self.best_score()
-        if best:
-            save_model(self.best_path, method, config, step, {"eval_fid": repr(mean_fid)})
-        return scores, best
+        return scores

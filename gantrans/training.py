@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Callable, Iterator, Union
 
 import torch
 import torch.distributed as dist
+from safetensors import safe_open
 from torch import Tensor, nn
 
 from gantrans import checkpoint
@@ -248,7 +250,7 @@ class _Run:
     total: int  # steps of the whole run
     decay_start: int  # the step from which the learning rate decays
     domain_sizes: dict[str, int]  # images per domain, saved with each checkpoint (a resume checks them)
-    evaluation: Callable | None  # --eval-every's FID/KID, on rank 0
+    evaluation: Callable[[Method, TrainConfig, int], dict[str, dict[str, float]]] | None  # --eval-every's FID/KID, on rank 0
     ema: GeneratorEMA | None  # the generators' moving average (--ema > 0)
     sample_batch: tuple[Tensor, ...]  # the fixed inputs of every sample grid (rank 0; empty elsewhere)
     writer: BackgroundWriter = dataclasses.field(default_factory=BackgroundWriter)  # checkpoints are written while training goes on
@@ -585,9 +587,29 @@ def _periodic_outputs(run: _Run, done: int) -> Iterator[Event]:
     if config.eval_every and done % config.eval_every == 0:
         run.average_buffers()
         if run.evaluation is not None:
-            scores, best = run.evaluation(run.translation_model(), config, done)
+            scores = run.evaluation(run.translation_model(), config, done)
+            best = _keep_if_best(run, scores, done)
             _append_log(run.run_dir / "log.jsonl", {"step": done, "eval": scores, "best": best})
             yield Evaluated(done, scores, best)
+
+
+def _keep_if_best(run: _Run, scores: dict[str, dict[str, float]], done: int) -> bool:
+    """Keep the translation model in <run>/best/ when its mean FID beats the kept one's (the score
+    goes into the file's metadata, so a resumed run knows what it has to beat); whether it did."""
+    mean_fid = sum(score["fid"] for score in scores.values()) / len(scores)
+    path = run.run_dir / "best" / checkpoint.MODEL_FILE
+    best = mean_fid < _best_fid(path)
+    if best:
+        checkpoint.save_model(path, run.translation_model(), run.config, done, {"eval_fid": repr(mean_fid)})
+    return best
+
+
+def _best_fid(path: Path) -> float:
+    """The mean FID of the kept best model at `path`, from its metadata (infinity before there is one)."""
+    if not path.is_file():
+        return math.inf
+    with safe_open(str(path), framework="pt") as handle:
+        return float((handle.metadata() or {}).get("eval_fid", math.inf))
 
 
 def _write_samples(run: _Run, done: int) -> Path:

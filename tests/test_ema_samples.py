@@ -136,7 +136,7 @@ def test_eval_every_scores_the_ema_generators(make_config, monkeypatch):
     def fake_evaluation(config, run_dir, domains, device):
         def evaluate(method, config, step):
             scored.append({name: value.clone() for name, value in method.generators.state_dict().items()})
-            return {"horse->zebra": {"fid": 1.0, "kid": 0.0}}, False
+            return {"horse->zebra": {"fid": 1.0, "kid": 0.0}}
 
         return evaluate
 
