@@ -25,9 +25,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from gantrans import checkpoint
+from gantrans.batches import DeviceImages, batches
 from gantrans.config import DataConfig, TrainConfig
-from gantrans.data import DeviceImages, UnpairedDataset, batches, discover_domains
+from gantrans.data import UnpairedDataset
 from gantrans.device import uses_bf16
+from gantrans.folders import discover_domains
 from gantrans.presets import make_train_config
 from gantrans.training import _compile_networks, _train_step, batch_scaled_lr, make_optimizer
 from gantrans.translate import Translator

@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from gantrans.checkpoint import MODEL_FILE, STATE_FILE, ModelInfo, build_method, load_discriminators, read_model_info
 from gantrans.config import TrainConfig
 
-from gantrans.data import discover_domains, held_out_files
 from gantrans.errors import GantransError, UsageError
 from gantrans.features import LPIPS
+from gantrans.folders import discover_domains, held_out_files
 from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, load_rgb, to_model_range
 from gantrans.inception import INPUT_SIDE, FIDInceptionV3, tf1_bilinear_resize
 from gantrans.methods import Method

@@ -34,11 +34,13 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from gantrans import checkpoint
+from gantrans.batches import Batches, DeviceImages, batches, default_workers
 from gantrans.config import TrainConfig
-from gantrans.data import Batches, DeviceImages, PairedDataset, UnpairedDataset, batches, default_workers, training_files
+from gantrans.data import PairedDataset, UnpairedDataset
 from gantrans.device import resolve_device, uses_bf16
 from gantrans.distributed import World, join_from_environment, process_device
 from gantrans.errors import DivergedError, GantransError, OutOfMemoryError, UsageError, is_out_of_memory
+from gantrans.folders import training_files
 from gantrans.images import image_grid, save_image, to_model_range
 from gantrans.methods import METHODS, Losses, Method
 from gantrans.presets import default_run_dir

@@ -16,9 +16,11 @@ import torch
 from safetensors import safe_open
 
 from gantrans import checkpoint
+from gantrans.batches import batch_samples
 from gantrans.checkpoint import build_method
 from gantrans.config import TrainConfig
-from gantrans.data import UnpairedDataset, batch_samples, discover_domains
+from gantrans.data import UnpairedDataset
+from gantrans.folders import discover_domains
 from gantrans.methods.cyclegan import CycleGANConfig
 from gantrans.presets import resume_config
 from gantrans.training import _train_step, make_optimizer, train

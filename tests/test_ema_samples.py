@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 from gantrans import checkpoint
 from gantrans.cli import app
 from gantrans.config import DataConfig, TrainConfig
-from gantrans.data import UnpairedDataset, discover_domains
+from gantrans.data import UnpairedDataset
 from gantrans.errors import UsageError
+from gantrans.folders import discover_domains
 from gantrans.images import MIN_CELL_WIDTH, image_grid, load_rgb, to_model_range
 from gantrans.presets import make_train_config, resume_config
 from gantrans.training import GeneratorEMA, SamplesWritten, _train_step, column_label, train

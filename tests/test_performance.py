@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
+from gantrans.batches import DeviceImages, collate
 from gantrans.config import DataConfig
-from gantrans.data import DeviceImages, UnpairedDataset, collate, discover_domains
+from gantrans.data import UnpairedDataset
 from gantrans.device import uses_bf16
 from gantrans.errors import UsageError
+from gantrans.folders import discover_domains
 from gantrans.nn.norm import norm_layer
 from gantrans.training import _train_step, train
 from gantrans.translate import Translator
