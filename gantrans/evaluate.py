@@ -22,7 +22,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from gantrans.checkpoint import MODEL_FILE, STATE_FILE, ModelInfo, build_method, load_discriminators, read_model_info
+from gantrans.checkpoint import MODEL_FILE, STATE_FILE, ModelInfo, build_method, read_model_info
 from gantrans.config import TrainConfig
 
 from gantrans.errors import GantransError, UsageError
@@ -33,6 +33,7 @@ from gantrans.inception import INPUT_SIDE, FIDInceptionV3, tf1_bilinear_resize
 from gantrans.methods import Method
 from gantrans.metrics import copy_fraction, feature_statistics, frechet_distance, kernel_inception_distance, nearest_distances, psnr, ssim
 from gantrans.storage import atomic_save
+from gantrans.training_state import load_discriminators
 from gantrans.translate import Translator
 from gantrans.weights import cache_home
 

@@ -45,6 +45,7 @@ from gantrans.images import image_grid, save_image, to_model_range
 from gantrans.methods import METHODS, Losses, Method
 from gantrans.presets import default_run_dir
 from gantrans.storage import BackgroundWriter, exclusive_folder, remove_stale_temporaries
+from gantrans.training_state import load_training_state, saved_domain_sizes, training_state_contents
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _restore(run_dir: Path, method: Method, optimizers: dict[str, torch.optim.Op
     """Load the saved state of the run in `run_dir` into this rank (the generators' average too,
     or a fresh one from the live weights when the run had none); returns its step."""
     ema_generators = ema.method.generators if ema is not None else None
-    return checkpoint.load_training_state(run_dir / checkpoint.STATE_FILE, method, optimizers, world.rank, ema_generators)
+    return load_training_state(run_dir / checkpoint.STATE_FILE, method, optimizers, world.rank, ema_generators)
 
 
 def _check_batch_split(batch_size: int, processes: int) -> None:
@@ -352,7 +353,7 @@ def _last_checkpoint(run_dir: Path) -> str:
 
 def _data_changes(run_dir: Path, domain_sizes: dict[str, int]) -> Iterator[Event]:
     """A warning when a resumed run finds other image counts than it saved (moved or edited data)."""
-    saved = checkpoint.saved_domain_sizes(run_dir / checkpoint.STATE_FILE)
+    saved = saved_domain_sizes(run_dir / checkpoint.STATE_FILE)
     if saved is not None and saved != domain_sizes:
         changes = ", ".join(f"{domain} {saved.get(domain, 0)} -> {count}" for domain, count in domain_sizes.items() if saved.get(domain) != count)
         yield Warned(f"the data changed since the run was saved (images: {changes}); it goes on with the data as it is, so the batches differ from an uninterrupted run's")
@@ -654,7 +655,7 @@ def _save(run: _Run, step: int) -> Iterator[Event]:
     if not run.world.is_main:
         return
     ema_generators = run.ema.method.generators if run.ema is not None else None
-    state = checkpoint.training_state_contents(
+    state = training_state_contents(
         run.run_dir / checkpoint.STATE_FILE, run.method, run.optimizers, run.config, step, rank_states[1:], run.domain_sizes, ema_generators
     )  # fmt: skip
     # The model file holds only what translates: the EMA generators when there are some.
