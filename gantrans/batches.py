@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from gantrans.config import DataConfig
 from gantrans.data import Sample, UnpairedDataset
-from gantrans.errors import DataError
+from gantrans.errors import DataError, UsageError
 
 
 def collate(samples: Sequence[Sample]) -> tuple[tuple[torch.Tensor, ...], list[str]]:
@@ -146,3 +147,46 @@ def default_workers(dataset: UnpairedDataset, config: DataConfig) -> int:
         return 0
     return min(8, os.cpu_count() or 1)
 
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A run's data set and where its samples are made: decoded once onto the training device
+    (`device_images`, cropped there), decoded once into memory (small data), or decoded by
+    `workers` processes."""
+
+    dataset: UnpairedDataset
+    workers: int
+    device_images: DeviceImages | None
+
+    @classmethod
+    def prepare(cls, dataset: UnpairedDataset, config: DataConfig, device: torch.device) -> TrainingData:
+        """Where `dataset`'s samples are made for training on `device`, as `config` asks or, by
+        default, on a GPU when the decoded data fits the cache budget, else in memory or by workers."""
+        fits = dataset.estimated_bytes() <= config.cache_mb * 2**20
+        on_device = config.on_device if config.on_device is not None else device.type == "cuda" and fits
+        if on_device:
+            device_images = DeviceImages.build(dataset, device)
+            if device_images is not None:
+                return cls(dataset, 0, device_images)
+            if config.on_device:
+                raise UsageError("--on-device needs images of one size per domain: use a cropping --preprocess (resize-crop, crop, scale-width-crop)")
+        workers = default_workers(dataset, config)
+        if workers == 0 and fits:
+            dataset.enable_cache()
+        return cls(dataset, workers, None)
+
+    @property
+    def cached(self) -> bool:
+        """Whether decoded images are kept (in memory or on the device), so each file is decoded once."""
+        return self.dataset.cache_enabled or self.device_images is not None
+
+    @property
+    def skipped(self) -> list[str]:
+        """The messages of files skipped while decoding the data set onto the device (none otherwise, yet)."""
+        return self.device_images.skipped if self.device_images is not None else []
+
+    def stream(self, batch_size: int, start_step: int, stop_step: int, pin_memory: bool, rank: int = 0, ranks: int = 1) -> Batches:
+        """uint8 batches for steps start_step .. stop_step-1 (see `batches`)."""
+        if self.device_images is not None:
+            return self.device_images.batches(batch_size, start_step, stop_step, rank, ranks)
+        return batches(self.dataset, batch_size, start_step, stop_step, self.workers, pin_memory, rank, ranks)

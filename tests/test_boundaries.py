@@ -26,6 +26,8 @@ KNOWN_DEFERRED_EDGES = {("gantrans.config", "gantrans.methods")}
         ("gantrans.translate", ("gantrans.training", "gantrans.step", "gantrans.run_setup", "gantrans.evaluate")),
         # Evaluating a model needs the translator, not the trainer.
         ("gantrans.evaluate", ("gantrans.training", "gantrans.step", "gantrans.run_setup")),
+        # The event records and their rendering are read without the trainer.
+        ("gantrans.progress", ("gantrans.training",)),
     ],
 )
 def test_an_entry_point_does_not_import_what_it_does_not_need(module: str, forbidden: tuple[str, ...]) -> None:

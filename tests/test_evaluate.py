@@ -351,8 +351,9 @@ def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_pat
     from safetensors import safe_open
 
     from conftest import tiny_config
+    from gantrans.events import Evaluated
     from gantrans.presets import resume_config
-    from gantrans.training import Evaluated, train
+    from gantrans.training import train
 
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())

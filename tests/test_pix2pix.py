@@ -21,7 +21,8 @@ from gantrans.errors import DataError, UsageError
 from gantrans.folders import discover_pairs, training_files
 from gantrans.methods import PRESETS, Pix2Pix
 from gantrans.presets import make_train_config
-from gantrans.training import column_label, train
+from gantrans.run_folder import column_label
+from gantrans.training import train
 from gantrans.translate import Translator
 
 from conftest import tiny_config, write_images
