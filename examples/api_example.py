@@ -10,9 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from gantrans.events import Finished, SamplesWritten, StepDone
 from gantrans.images import load_rgb
 from gantrans.presets import make_train_config
-from gantrans.training import Finished, SamplesWritten, StepDone, train
+from gantrans.training import train
 from gantrans.translate import Translator
 
 

@@ -25,10 +25,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from gantrans import checkpoint
+from gantrans.batches import DeviceImages, batches
 from gantrans.config import DataConfig, TrainConfig
-from gantrans.data import DeviceImages, UnpairedDataset, batches, discover_domains
+from gantrans.data import UnpairedDataset
+from gantrans.device import uses_bf16
+from gantrans.folders import discover_domains
 from gantrans.presets import make_train_config
-from gantrans.training import _compile_networks, _train_step, batch_scaled_lr, make_optimizer, uses_bf16
+from gantrans.step import batch_scaled_lr, compile_networks, make_optimizer, train_step
 from gantrans.translate import Translator
 
 DOMAINS = ("x", "y")
@@ -108,12 +111,12 @@ def _trainer(config: TrainConfig, device: torch.device) -> Callable[[int], None]
         "optimizer_d": make_optimizer(method.discriminators.parameters(), config, device),
     }
     if config.compile:
-        _compile_networks(method, config)
+        compile_networks(method, config)
     size, bf16 = config.data.size, uses_bf16(config.precision, device)
     batch = tuple(
         (torch.rand(config.batch_size, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=memory_format) for _ in DOMAINS
     )
-    return lambda step: _train_step(method, optimizers, batch, step, config, bf16)
+    return lambda step: train_step(method, optimizers, batch, step, config, bf16)
 
 
 class FlopCounter(TorchDispatchMode):

@@ -435,7 +435,7 @@ def evaluate(
 
     The pretrained networks are downloaded on first use (or by `gantrans fetch-weights`).
     """
-    from gantrans.training import resolve_device
+    from gantrans.device import resolve_device
 
     if (fid is None) == (model is None):
         raise UsageError("give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2 to compare two folders")
@@ -475,9 +475,9 @@ def _evaluate_model(
     import json
 
     from gantrans import evaluate as evaluation
+    from gantrans.device import resolve_device
     from gantrans.features import load_lpips
     from gantrans.inception import load_inception
-    from gantrans.training import resolve_device
     from gantrans.translate import Translator
 
     translator = Translator.load(model, device)
@@ -562,8 +562,8 @@ def bench(
     import time
 
     from gantrans import bench as benchmark
+    from gantrans.device import resolve_device
     from gantrans.methods import PRESETS
-    from gantrans.training import resolve_device
 
     resolved = resolve_device(device)
     on_gpu = resolved.type == "cuda"

@@ -1,85 +1,28 @@
-"""Image folders -> training batches.
-
-Layouts: DATA/<domain>/** (any number of domains), DATA/train/<domain>/** with DATA/test/<domain>,
-and the CycleGAN layout DATA/trainA, trainB, testA, testB. Paired data (pix2pix): two such domain
-folders whose files match by name, or the reference pix2pix's side-by-side A|B images in
-DATA/train/ (or DATA/ itself); the two halves of a pair are resized, cropped and flipped alike.
+"""Image files -> training samples: decoded, resized, cropped and flipped.
 
 Sampling is a pure function of (seed, sample number): every crop, flip and draw of a sample
 comes from a generator seeded with its number, so results do not depend on the number of
 worker processes and a resumed run sees exactly the batches an uninterrupted one would have.
+Paired data (pix2pix): the two halves of a pair are resized, cropped and flipped alike.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import Dataset
 
 from gantrans.config import DataConfig
-from gantrans.errors import GantransError
-from gantrans.images import IMAGE_EXTENSIONS, ImageDecodeError, find_images, image_to_uint8, is_image_path, load_rgb, no_images_message
-from gantrans.names import domain_name_problem
+from gantrans.errors import DataError
+from gantrans.folders import held_out_files, held_out_pairs
+from gantrans.images import ImageDecodeError, image_to_uint8, load_rgb
 
 SAMPLE_IMAGES = 4  # images per domain in every sample grid
-
-
-class DataError(GantransError):
-    """Missing folders, empty domains, undecodable data sets."""
-
-
-def discover_domains(root: Path | str, domains: Sequence[str] = (), split: str = "train") -> dict[str, list[Path]]:
-    """Map each domain name to its image files for `split` ("train" or "test")."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
-    if (root / f"{split}A").is_dir() or (root / f"{split}B").is_dir():  # CycleGAN layout
-        names = tuple(domains) or ("A", "B")
-        if len(names) != 2:
-            raise DataError(f"{root} has the {split}A/{split}B layout: --domains needs exactly 2 names, got {','.join(names)}")
-        return {name: _domain_images(root / f"{split}{letter}", name) for name, letter in zip(names, "AB")}
-    if (root / split).is_dir() and _subfolders(root / split):
-        root = root / split
-    present = _subfolders(root)
-    names = tuple(domains) or tuple(present)
-    if not names:
-        loose = len([path for path in root.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS])
-        found = f" (it holds {loose} images directly)" if loose else ""
-        raise DataError(f"{root} has no domain folders{found}: expected {root}/<domain>/ for each domain, or trainA/trainB")
-    missing = [name for name in names if name not in present]
-    if missing:
-        raise DataError(f"domain folder {root / missing[0]} not found; {root} has: {', '.join(present) or 'no sub-folders'}")
-    for name in names:  # folder names become domain names, and those become parts of file names
-        if problem := domain_name_problem(name):
-            raise DataError(f"domain folder {root / name}: {problem}; rename the folder, or pick others with --domains")
-    return {name: _domain_images(root / name, name) for name in names}
-
-
-def held_out_files(root: Path | str, domains: Sequence[str] = ()) -> dict[str, list[Path]]:
-    """Each domain's images of the test split when the data has one (test/, testA, testB), else
-    the training images: what evaluations and sample grids show."""
-    has_test = any((Path(root) / name).is_dir() for name in ("test", "testA", "testB"))
-    return discover_domains(root, domains, "test" if has_test else "train")
-
-
-def _subfolders(folder: Path) -> list[str]:
-    return sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
-
-
-def _domain_images(folder: Path, name: str) -> list[Path]:
-    if not folder.is_dir():
-        raise DataError(f"domain {name!r}: folder {folder} not found")
-    images = find_images(folder)
-    if not images:
-        raise DataError(f"domain {name!r}: {no_images_message(folder)}")
-    return images
 
 
 @dataclass(frozen=True)
@@ -218,90 +161,6 @@ class UnpairedDataset(Dataset):
         return image
 
 
-def training_files(config: DataConfig) -> dict[str, list[Path]]:
-    """The training images of each domain: `discover_domains`'s, or for a paired layout the pairs of
-    `discover_pairs` (pair i is file i of both domains)."""
-    if config.paired == "none":
-        return discover_domains(config.root, config.domains)
-    return discover_pairs(config.root, config.paired, config.domains)
-
-
-def discover_pairs(root: Path | str, layout: str, domains: Sequence[str] = (), split: str = "train") -> dict[str, list[Path]]:
-    """{input domain: files, target domain: files} of `split`, pair i being file i of both.
-
-    folders: two domain folders as `discover_domains` finds them, matched by file name; a file
-    without a partner is an error. aligned, aligned-btoa: the reference's A|B images, each file
-    standing for both of its halves; domains named A, B (B, A for aligned-btoa: input first).
-    """
-    if layout == "folders":
-        return match_pairs(discover_domains(root, domains, split))
-    names = tuple(domains) or (("B", "A") if layout == "aligned-btoa" else ("A", "B"))
-    if len(names) != 2:
-        raise DataError(f"--paired {layout}: --domains names the input and the target half, 2 names, got {','.join(names)}")
-    paths = _aligned_images(Path(root), split)
-    return {names[0]: paths, names[1]: paths}
-
-
-def held_out_pairs(root: Path | str, layout: str, domains: Sequence[str] = ()) -> dict[str, list[Path]]:
-    """The pairs of the test split (aligned: test/, else val/), else the training pairs; files of an
-    incomplete test split without a partner are left out (they only make sample grids)."""
-    try:
-        if layout == "folders":
-            return match_pairs(held_out_files(root, domains), strict=False)
-        split = next((name for name in ("test", "val") if (Path(root) / name).is_dir()), "train")
-        return discover_pairs(root, layout, domains, split)
-    except DataError:  # an empty or unmatched test split: the training pairs still make a preview
-        return discover_pairs(root, layout, domains)
-
-
-def match_pairs(files: dict[str, list[Path]], strict: bool = True) -> dict[str, list[Path]]:
-    """Two domains' files paired by file name without extension (DATA/A/x.png <-> DATA/B/x.jpg),
-    sorted by it. `strict`: a file without a partner is an error naming it."""
-    if len(files) != 2:
-        raise DataError(f"paired data has 2 domains, an input and a target; found {len(files)} ({', '.join(files)}): pick them with --domains")
-    (source, source_files), (target, target_files) = files.items()
-    source_names, target_names = _by_name(source, source_files), _by_name(target, target_files)
-    unpaired = [(path, target) for name, path in source_names.items() if name not in target_names]
-    unpaired += [(path, source) for name, path in target_names.items() if name not in source_names]
-    if unpaired and strict:
-        path, other = unpaired[0]
-        total = len(source_files) + len(target_files)
-        raise DataError(
-            f"{path} has no partner in domain {other!r} (no file named {path.stem}.* there; pairs are matched by file name): "
-            f"{len(unpaired)} of the {total} files have none"
-        )  # fmt: skip
-    names = sorted(set(source_names) & set(target_names))
-    if not names:
-        raise DataError(f"no file of domain {source!r} has a partner of the same name in domain {target!r}")
-    return {source: [source_names[name] for name in names], target: [target_names[name] for name in names]}
-
-
-def _by_name(domain: str, paths: Sequence[Path]) -> dict[str, Path]:
-    """File name without extension -> path; two files of one name would make pairs ambiguous."""
-    named: dict[str, Path] = {}
-    for path in paths:
-        if path.stem in named:
-            raise DataError(f"domain {domain!r} has two files named {path.stem}: {named[path.stem]} and {path}; pairs are matched by name")
-        named[path.stem] = path
-    return named
-
-
-def _aligned_images(root: Path, split: str) -> list[Path]:
-    """The A|B images of `split`: DATA/<split>/**, or (for training) the images directly in DATA."""
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
-    folder = root / split
-    if folder.is_dir():
-        images = find_images(folder)
-    elif split == "train":
-        folder, images = root, sorted(path for path in root.iterdir() if path.is_file() and is_image_path(path))
-    else:
-        raise DataError(f"{root} has no {split}/ folder of A|B images")
-    if not images:
-        raise DataError(f"paired A|B images: {no_images_message(folder)}")
-    return images
-
-
 def load_pair(paths: tuple[Path, Path], layout: str) -> tuple[Image.Image, Image.Image]:
     """The (input, target) images of one pair, of one size. An aligned file is split down the middle
     (an odd last column dropped); a target of another size than its input is resized to the input's,
@@ -406,130 +265,3 @@ def _first_readable(paths: Sequence[Path], side: int, count: int) -> list[torch.
             continue
         chosen.append(image_to_uint8(ImageOps.fit(image, (side, side), Image.BICUBIC)))
     return chosen
-
-
-def collate(samples: Sequence[Sample]) -> tuple[tuple[torch.Tensor, ...], list[str]]:
-    """Stack samples into one uint8 batch per domain; gather the skipped-file messages."""
-    domains = len(samples[0].images)
-    shapes = {tuple(sample.images[d].shape[1:]) for sample in samples for d in range(domains)}
-    if len(shapes) > 1:
-        sizes = ", ".join(sorted(f"{width}x{height}" for height, width in shapes))
-        raise DataError(
-            f"images of different sizes in one step ({sizes}): --preprocess scale-width and none keep each image's "
-            "aspect ratio, and one step needs one size; use --preprocess scale-width-crop, resize-crop or crop"
-        )  # fmt: skip
-    batch = tuple(torch.stack([sample.images[d] for sample in samples]) for d in range(domains))
-    return batch, [message for sample in samples for message in sample.skipped]
-
-
-Batches = Iterator[tuple[tuple[torch.Tensor, ...], list[str]]]
-
-
-def batch_samples(step: int, batch_size: int, rank: int = 0, ranks: int = 1) -> range:
-    """The sample numbers of `step` that process `rank` of `ranks` trains on.
-
-    The global batch of step k is samples k*B .. k*B+B-1 whatever the number of processes; each
-    rank takes a contiguous B/ranks of them, so no sample is seen twice and the union is the
-    batch a single process would have drawn.
-    """
-    local = batch_size // ranks
-    first = step * batch_size + rank * local
-    return range(first, first + local)
-
-
-class _BatchStream(IterableDataset):
-    """Batches of steps start .. stop-1 for one rank (see `batch_samples`).
-
-    Worker w of W makes batches start+w, start+w+W, ...; the loader takes one batch from each
-    worker in turn, so the step order is kept whatever the number of workers.
-    """
-
-    def __init__(self, dataset: UnpairedDataset, batch_size: int, start: int, stop: int, rank: int, ranks: int) -> None:
-        self.dataset, self.batch_size, self.start, self.stop = dataset, batch_size, start, stop
-        self.rank, self.ranks = rank, ranks
-
-    def __iter__(self) -> Batches:
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        for step in range(self.start + worker, self.stop, workers):
-            yield collate([self.dataset[sample] for sample in batch_samples(step, self.batch_size, self.rank, self.ranks)])
-
-
-def _ignore_sigint(worker_id: int) -> None:
-    # Ctrl-C reaches every process of the terminal's group; the main process saves a checkpoint
-    # and stops, so workers must not die first.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def batches(
-    dataset: UnpairedDataset, batch_size: int, start_step: int, stop_step: int, workers: int, pin_memory: bool, rank: int = 0, ranks: int = 1
-) -> Batches:
-    """uint8 batches (one tensor per domain) for steps start_step .. stop_step-1, with skipped-file messages."""
-    stream = _BatchStream(dataset, batch_size, start_step, stop_step, rank, ranks)
-    if workers == 0:
-        return iter(stream)
-    loader = DataLoader(
-        stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, worker_init_fn=_ignore_sigint, prefetch_factor=4
-    )
-    return iter(loader)
-
-
-class DeviceImages:
-    """The decoded data set as one uint8 tensor per domain on the training device.
-
-    Each image is decoded and resized once; a batch is then one gather on the device, with the
-    same crops and flips (drawn on the CPU from each sample's generator) as the decoding path,
-    so both give identical batches. Needs images of one size per domain (any cropping
-    --preprocess gives that); `build` returns None otherwise.
-    """
-
-    def __init__(self, dataset: UnpairedDataset, images: list[torch.Tensor], skipped: list[str]) -> None:
-        self.dataset, self.images, self.skipped = dataset, images, skipped
-
-    @classmethod
-    def build(cls, dataset: UnpairedDataset, device: torch.device) -> DeviceImages | None:
-        arrays: list[list[np.ndarray]] = [[] for _ in dataset.files]
-        skipped: list[str] = []
-        # Image i of every domain in turn: a pair's two halves are decoded together (PairedDataset).
-        for index in range(max(len(paths) for paths in dataset.files)):
-            for domain, paths in enumerate(dataset.files):
-                if index < len(paths):
-                    array, failed = dataset.decoded(domain, index)  # an undecodable file stands for the next one
-                    skipped += failed
-                    arrays[domain].append(array)
-        if any(len({array.shape for array in domain_arrays}) > 1 for domain_arrays in arrays):
-            return None
-        images = [torch.from_numpy(np.stack(domain_arrays)).to(device) for domain_arrays in arrays]  # [N, H, W, 3] each
-        return cls(dataset, images, skipped)
-
-    def batch(self, samples: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        """uint8 NCHW images of `samples`, one tensor per domain."""
-        batch = []
-        for domain, images in enumerate(self.images):
-            plan = []
-            for sample in samples:
-                index, rng = self.dataset.draw(sample, domain)
-                top, left, height, width, flip = self.dataset.placement(tuple(images.shape[1:]), rng)
-                plan.append((index, top, left, int(flip)))
-            # One small copy, queued without waiting for the device (no host sync in the step).
-            index, top, left, flip = torch.tensor(plan).to(images.device, non_blocking=True).unbind(1)
-            rows = top[:, None] + torch.arange(height, device=images.device)
-            columns = left[:, None] + torch.arange(width, device=images.device)
-            columns = torch.where(flip[:, None].bool(), columns.flip(1), columns)
-            crops = images[index[:, None, None], rows[:, :, None], columns[:, None, :]]  # [B, height, width, 3]
-            batch.append(crops.permute(0, 3, 1, 2).contiguous())
-        return tuple(batch)
-
-    def batches(self, batch_size: int, start_step: int, stop_step: int, rank: int = 0, ranks: int = 1) -> Batches:
-        """As `batches`, from the device copy (no files are skipped any more: that happened in `build`)."""
-        for step in range(start_step, stop_step):
-            yield self.batch(batch_samples(step, batch_size, rank, ranks)), []
-
-
-def default_workers(dataset: UnpairedDataset, config: DataConfig) -> int:
-    """0 (decode in the main process, once, into memory) when the data set fits the cache budget."""
-    if config.workers is not None:
-        return config.workers
-    if dataset.estimated_bytes() <= config.cache_mb * 2**20:
-        return 0
-    return min(8, os.cpu_count() or 1)

@@ -18,6 +18,10 @@ class UsageError(GantransError):
     exit_code = 2
 
 
+class DataError(GantransError):
+    """Missing folders, empty domains, undecodable data sets. Exit code 1."""
+
+
 class DivergedError(GantransError):
     """Training went to NaN or infinity and stopped; the last good checkpoint is kept. Exit code 3."""
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from gantrans import training
+from gantrans import events
 
 PLAIN_LINE_SECONDS = 10.0
 
@@ -51,24 +51,24 @@ class TrainingDisplay:
         if self.interactive:
             self.live.stop()
 
-    def show(self, event: training.Event) -> None:
-        if isinstance(event, training.Started):
+    def show(self, event: events.Event) -> None:
+        if isinstance(event, events.Started):
             self._started(event)
-        elif isinstance(event, training.StepDone):
+        elif isinstance(event, events.StepDone):
             self._step(event)
-        elif isinstance(event, (training.FileSkipped, training.Warned)):
+        elif isinstance(event, (events.FileSkipped, events.Warned)):
             # File names are text from the disk: escaped, so "[red]" in one is not read as markup.
-            what = f"skipped {event.message}" if isinstance(event, training.FileSkipped) else event.message
+            what = f"skipped {event.message}" if isinstance(event, events.FileSkipped) else event.message
             self.console.print(f"[yellow]warning:[/] {escape(what)}", soft_wrap=True, markup=True, highlight=False)
-        elif isinstance(event, training.CheckpointWritten) and not self.interactive:
+        elif isinstance(event, events.CheckpointWritten) and not self.interactive:
             self.console.print(f"checkpoint at step {event.step}: {event.path}", soft_wrap=True)
-        elif isinstance(event, training.Evaluated):
+        elif isinstance(event, events.Evaluated):
             scores = "  ".join(f"{name} FID {score['fid']:.2f} KID {score['kid']:.4f}" for name, score in event.scores.items())
             self.console.print(f"eval at step {event.step}: {scores}" + ("  (best so far: kept in best/)" if event.best else ""), soft_wrap=True)
-        elif isinstance(event, training.Finished):
+        elif isinstance(event, events.Finished):
             self._finished(event)
 
-    def _started(self, event: training.Started) -> None:
+    def _started(self, event: events.Started) -> None:
         sizes = ", ".join(f"{name} {count}" for name, count in event.domain_sizes.items())
         resumed = f", resuming at step {event.start_step}" if event.start_step else ""
         if event.data_on_device:
@@ -83,7 +83,7 @@ class TrainingDisplay:
         )  # fmt: skip
         self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step, speed="")
 
-    def _step(self, event: training.StepDone) -> None:
+    def _step(self, event: events.StepDone) -> None:
         if event.images_per_second is not None:
             self.last_speed = event.images_per_second
         speed = f"{self.last_speed:.1f} img/s" if self.last_speed is not None else ""
@@ -96,7 +96,7 @@ class TrainingDisplay:
                 self.last_line = now
                 self.console.print(f"step {event.step}/{event.total_steps}  {speed}  {self.losses.plain.strip()}", soft_wrap=True)
 
-    def _finished(self, event: training.Finished) -> None:
+    def _finished(self, event: events.Finished) -> None:
         if self.interactive:
             self.live.stop()
         how = "stopped" if event.interrupted else "finished"

@@ -16,11 +16,11 @@ from torch import Tensor
 
 from gantrans import checkpoint
 from gantrans.config import PRECISIONS
+from gantrans.device import resolve_device, uses_bf16
 from gantrans.errors import GantransError, UsageError, is_out_of_memory
 from gantrans.images import ImageDecodeError, ImageTooLargeError, image_to_uint8, load_rgb, tensor_to_image, to_model_range
 from gantrans.methods import Method
 from gantrans.outputs import InputFile, Outputs, Result
-from gantrans.training import resolve_device, uses_bf16
 
 # The largest image translated whole (~16.8 MP, 4096x4096): larger ones need the tiling of a later
 # version. Checked from the header, after --size, before anything is decoded.

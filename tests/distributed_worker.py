@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from gantrans.checkpoint import build_method
 from gantrans.distributed import join_from_environment
-from gantrans.training import _train_step, make_optimizer
+from gantrans.step import make_optimizer, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed import STEPS, fixed_batches, worker_config  # noqa: E402
@@ -28,7 +28,7 @@ def main(out: Path) -> None:
     for step, batch in enumerate(fixed_batches()[:STEPS]):
         half = batch[0].shape[0] // world.size
         local = tuple(images[world.rank * half : (world.rank + 1) * half] for images in batch)
-        _train_step(method, optimizers, local, step, config, world=world)
+        train_step(method, optimizers, local, step, config, world=world)
     state = {f"{name}": value.contiguous() for name, value in method.state_dict().items()}
     save_file(state, str(out / f"rank{world.rank}.safetensors"))
     dist.destroy_process_group()

@@ -60,8 +60,8 @@ def test_bench_command_records_its_table(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--methods", "cyclegan,dreamgan"], "--methods: unknown dreamgan"),
     (["--methods", "cyclegan", "--size", "8"], "--size 8 is too small"),
-    (["--methods", "cyclegan", "--set", "ngf"], "expected NAME=VALUE"),
-    (["--methods", "cyclegan", "--set", "colour=3"], "--colour does not apply"),
+    (["--methods", "cyclegan", "--set", "ngf"], "--set takes SETTING=VALUE"),
+    (["--methods", "cyclegan", "--set", "colour=3"], "--set colour: no such setting"),
 ])  # fmt: skip
 def test_bench_errors_are_one_line(tmp_path, args, message):
     result = gantrans("bench", *args, "--device", "cpu", cwd=tmp_path)

@@ -10,8 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from gantrans.batches import batches, collate
 from gantrans.config import DataConfig
-from gantrans.data import DataError, UnpairedDataset, batches, collate, discover_domains, Sample
+from gantrans.data import Sample, UnpairedDataset
+from gantrans.errors import DataError
+from gantrans.folders import discover_domains
 from gantrans.images import ImageDecodeError, find_images, load_rgb, to_model_range, to_uint8
 
 from conftest import write_images

@@ -17,13 +17,16 @@ from safetensors import safe_open
 
 from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
+from gantrans.batches import batch_samples
 from gantrans.checkpoint import build_method
 from gantrans.config import TrainConfig
-from gantrans.data import UnpairedDataset, batch_samples, discover_domains
+from gantrans.data import UnpairedDataset
+from gantrans.folders import discover_domains
 from gantrans.methods.base import AdversarialConfig
 from gantrans.methods.cyclegan import CycleGANConfig
 from gantrans.presets import resume_config
-from gantrans.training import _train_step, make_optimizer, train
+from gantrans.step import make_optimizer, train_step
+from gantrans.training import train
 
 STEPS = 3
 # Tiny CycleGAN without normalisation: biases in front of instance norm get a zero gradient, which
@@ -69,7 +72,7 @@ def test_ranks_hold_identical_weights_equal_to_one_process_on_the_whole_batch(tm
                   for name, networks in (("optimizer_g", method.generators), ("optimizer_d", method.discriminators))}  # fmt: skip
     initial = {name: value.clone() for name, value in method.state_dict().items()}
     for step, batch in enumerate(fixed_batches()):
-        _train_step(method, optimizers, batch, step, config)
+        train_step(method, optimizers, batch, step, config)
     for name, value in method.state_dict().items():
         assert torch.allclose(rank0[name], value, atol=2e-6), name
     assert any(not torch.equal(initial[name], value) for name, value in method.state_dict().items())

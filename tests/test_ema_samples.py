@@ -19,11 +19,15 @@ from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
 from gantrans.cli import app
 from gantrans.config import DataConfig
-from gantrans.data import UnpairedDataset, discover_domains
+from gantrans.data import UnpairedDataset
 from gantrans.errors import UsageError
+from gantrans.events import SamplesWritten
+from gantrans.folders import discover_domains
 from gantrans.images import MIN_CELL_WIDTH, image_grid, load_rgb, to_model_range
 from gantrans.presets import make_train_config, resume_config
-from gantrans.training import GeneratorEMA, SamplesWritten, _train_step, column_label, train
+from gantrans.run_folder import column_label
+from gantrans.step import GeneratorEMA, train_step
+from gantrans.training import train
 from gantrans.translate import Translator
 
 from conftest import tiny_config, write_images
@@ -69,7 +73,7 @@ def test_ema_lags_the_live_weights_by_the_decayed_average_of_their_history(make_
     ema = GeneratorEMA(method, config, CPU, torch.contiguous_format)
     expected = parameters(method.generators)
     for step in range(6):
-        _train_step(method, optimizers, batch, step, config, ema=ema)
+        train_step(method, optimizers, batch, step, config, ema=ema)
         if (step + 1) % config.n_critic == 0:  # a generator step: the average takes one step towards it
             expected = average(0.7, expected, parameters(method.generators))
     averaged = parameters(ema.method.generators)
@@ -134,14 +138,14 @@ def test_eval_every_scores_the_ema_generators(make_config, monkeypatch):
     """--eval-every's evaluation gets the averaged generators (and may keep them as the best)."""
     scored = []
 
-    def fake_evaluation(config, run_dir, domains, device):
+    def fake_evaluation(config, run_dir, device):
         def evaluate(method, config, step):
             scored.append({name: value.clone() for name, value in method.generators.state_dict().items()})
-            return {"horse->zebra": {"fid": 1.0, "kid": 0.0}}, False
+            return {"horse->zebra": {"fid": 1.0, "kid": 0.0}}
 
         return evaluate
 
-    monkeypatch.setattr("gantrans.training._training_evaluation", fake_evaluation)
+    monkeypatch.setattr("gantrans.run_setup.training_evaluation", fake_evaluation)
     config = make_config(steps=2, ema=0.9, eval_every=2)
     list(train(config))
     state = tensors(Path(config.out) / checkpoint.STATE_FILE)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from gantrans import evaluate, metrics, weights
+from gantrans import evaluate, fid, metrics, weights
 from gantrans.cli import app
 from gantrans.errors import GantransError
 from gantrans.inception import INCEPTION_WEIGHTS, WEIGHTS_FILE, FIDInceptionV3, load_inception, reference_network, tf1_bilinear_resize
@@ -113,11 +113,11 @@ def test_feature_cache_reuses_features_until_a_file_changes(tmp_path, monkeypatc
             return images.float().mean((2, 3)).repeat(1, 683)[:, :2048]
 
     network = Counting()
-    first, _ = evaluate.file_features(paths, network)
-    second, _ = evaluate.file_features(paths, network)
+    first, _ = fid.file_features(paths, network)
+    second, _ = fid.file_features(paths, network)
     assert calls == [3] and torch.equal(first, second)
     write_images(tmp_path / "images", 1, size=(20, 20), seed=9)  # rewrites img_000.png
-    evaluate.file_features(paths, network)
+    fid.file_features(paths, network)
     assert calls == [3, 3]
 
 
@@ -351,8 +351,9 @@ def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_pat
     from safetensors import safe_open
 
     from conftest import tiny_config
+    from gantrans.events import Evaluated
     from gantrans.presets import resume_config
-    from gantrans.training import Evaluated, train
+    from gantrans.training import train
 
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())

@@ -21,8 +21,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gantrans import checkpoint, training
+from gantrans.device import resolve_device, uses_bf16
 from gantrans.errors import DivergedError, GantransError
+from gantrans.events import CheckpointWritten
 from gantrans.methods import CycleGAN
+from gantrans.step import train_step
 from gantrans.storage import exclusive_folder
 
 from conftest import tiny_config, write_images
@@ -213,7 +216,7 @@ def test_a_diverging_run_stops_keeps_the_last_good_checkpoint_and_exits_3(make_c
     assert "training diverged: 4 steps in a row up to step 10 had NaN or infinite gradients; non-finite losses: cycle_x" in message
     assert "The last good checkpoint (step 8) is kept in" in message and ": resume it with a lower --lr" in message
     assert caught.value.exit_code == 3
-    assert [e.step for e in events if isinstance(e, training.CheckpointWritten)] == [4, 8]  # no final checkpoint after divergence
+    assert [e.step for e in events if isinstance(e, CheckpointWritten)] == [4, 8]  # no final checkpoint after divergence
     assert checkpoint.read_model_info(Path(config.out)).step == 8
     saved = load_file(str(Path(config.out) / checkpoint.STATE_FILE))
     assert checkpoint.non_finite(saved) == [] and checkpoint.non_finite(load_file(str(Path(config.out) / checkpoint.MODEL_FILE))) == []
@@ -237,7 +240,7 @@ def test_a_skipped_step_leaves_weights_and_optimizer_untouched(make_config):
     method, optimizers, batch = tiny_method(make_config)
     before = {name: tensor.clone() for name, tensor in method.generators.state_dict().items()}
     nan_batch = tuple(images * float("nan") for images in batch)
-    _, _, skipped = training._train_step(method, optimizers, nan_batch, 0, make_config())
+    _, _, skipped = train_step(method, optimizers, nan_batch, 0, make_config())
     assert float(skipped) == 1.0
     assert all(torch.equal(before[name], tensor) for name, tensor in method.generators.state_dict().items())
     assert optimizers["optimizer_g"].state == {} or all(float(s["step"]) == 0 for s in optimizers["optimizer_g"].state.values())
@@ -439,19 +442,19 @@ def test_data_folders_with_unusable_names_are_one_line(tmp_path):
 def test_auto_precision_uses_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capability, bf16):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # T4 "supports" it, emulated
-    assert training.uses_bf16("auto", torch.device("cuda")) is bf16
-    assert training.uses_bf16("fp32", torch.device("cuda")) is False
-    assert training.uses_bf16("auto", torch.device("cpu")) is False
+    assert uses_bf16("auto", torch.device("cuda")) is bf16
+    assert uses_bf16("fp32", torch.device("cuda")) is False
+    assert uses_bf16("auto", torch.device("cpu")) is False
 
 
 def test_auto_device_picks_apples_mps_when_there_is_no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert training.resolve_device("auto") == torch.device("mps")
+    assert resolve_device("auto") == torch.device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert training.resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(GantransError, match="MPS is not available"):
-        training.resolve_device("mps")
+        resolve_device("mps")
 
 
 def test_training_skips_a_fifo_and_link_loops_in_its_data(tiny_data, tmp_path):

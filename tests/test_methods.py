@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from gantrans import checkpoint
 from gantrans.methods import METHODS, PRESETS
 from gantrans.presets import resume_config
-from gantrans.training import make_optimizer, train
+from gantrans.step import make_optimizer
+from gantrans.training import train
 from gantrans.translate import Translator
 
 from conftest import fresh_fakes, tiny_config, write_images

@@ -13,7 +13,8 @@ import torch
 from gantrans import losses
 from gantrans.errors import UsageError
 from gantrans.presets import make_train_config
-from gantrans.training import Finished, StepDone, _needs_double_backward, train
+from gantrans.step import needs_double_backward
+from gantrans.training import Finished, StepDone, train
 
 F_GANS = ("kl", "reverse-kl", "pearson", "squared-hellinger", "js")
 REAL, FAKE = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 1.0])
@@ -65,11 +66,11 @@ def test_the_table_is_the_gan_loss_choices_and_is_read_only():
         losses.GAN_OBJECTIVES["magic"] = losses.GAN_OBJECTIVES["lsgan"]  # type: ignore[index]
 
 
-def test_only_the_gradient_penalty_needs_double_backward(make_config):
+def test_only_the_gradient_penaltyneeds_double_backward(make_config):
     assert [name for name, objective in losses.GAN_OBJECTIVES.items() if objective.needs_double_backward] == ["wgan-gp"]
-    assert _needs_double_backward(make_config(gan_loss="wgan-gp"))
-    assert not _needs_double_backward(make_config(gan_loss="js"))
-    assert _needs_double_backward(make_config(gan_loss="js", lambda_r1=1.0))
+    assert needs_double_backward(make_config(gan_loss="wgan-gp"))
+    assert not needs_double_backward(make_config(gan_loss="js"))
+    assert needs_double_backward(make_config(gan_loss="js", lambda_r1=1.0))
 
 
 def test_unknown_objective_is_refused():

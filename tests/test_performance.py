@@ -10,11 +10,15 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
+from gantrans.batches import DeviceImages, collate
 from gantrans.config import DataConfig
-from gantrans.data import DeviceImages, UnpairedDataset, collate, discover_domains
+from gantrans.data import UnpairedDataset
+from gantrans.device import uses_bf16
 from gantrans.errors import UsageError
+from gantrans.folders import discover_domains
 from gantrans.nn.norm import norm_layer
-from gantrans.training import _train_step, train, uses_bf16
+from gantrans.step import train_step
+from gantrans.training import train
 from gantrans.translate import Translator
 from test_training import tiny_method
 
@@ -34,7 +38,7 @@ def test_bf16_autocast_losses_track_fp32_and_leave_fp32_weights(make_config):
     for bf16 in (False, True):
         torch.manual_seed(0)  # the same batch both times
         method, optimizers, batch = tiny_method(make_config)
-        g_losses, d_losses, _ = _train_step(method, optimizers, batch, 0, make_config(), bf16=bf16)
+        g_losses, d_losses, _ = train_step(method, optimizers, batch, 0, make_config(), bf16=bf16)
         results[bf16] = {**g_losses.terms, **d_losses.terms}
         assert all(value.dtype == torch.float32 for value in results[bf16].values())  # losses are computed in fp32
         assert all(parameter.dtype == torch.float32 for parameter in method.parameters())

@@ -13,13 +13,16 @@ from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from gantrans import checkpoint
+from gantrans.batches import DeviceImages, batches
 from gantrans.cli import app
 from gantrans.config import DataConfig
-from gantrans.data import DataError, DeviceImages, PairedDataset, batches, discover_pairs, training_files
-from gantrans.errors import UsageError
+from gantrans.data import PairedDataset
+from gantrans.errors import DataError, UsageError
+from gantrans.folders import discover_pairs, training_files
 from gantrans.methods import PRESETS, Pix2Pix
 from gantrans.presets import make_train_config
-from gantrans.training import column_label, train
+from gantrans.run_folder import column_label
+from gantrans.training import train
 from gantrans.translate import Translator
 
 from conftest import tiny_config, write_images

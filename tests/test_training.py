@@ -14,12 +14,12 @@ from conftest import fresh_fakes
 from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
 from gantrans.errors import GantransError, UsageError
+from gantrans.events import CheckpointWritten, Finished, SamplesWritten
 from gantrans.methods import METHODS
 from gantrans.methods.cyclegan import ImagePool
 from gantrans.presets import make_train_config, resume_config
-from gantrans.training import (
-    CheckpointWritten, Finished, SamplesWritten, make_optimizer, _train_step, learning_rate_factor, train,
-)  # fmt: skip
+from gantrans.step import learning_rate_factor, make_optimizer, train_step
+from gantrans.training import train
 
 
 def run(config, **kwargs) -> list:
@@ -69,7 +69,7 @@ def test_losses_are_finite_for_every_objective(make_config, gan_loss):
 def test_discriminator_step_changes_only_discriminators(make_config):
     method, optimizers, batch = tiny_method(make_config)
     generators, discriminators = snapshot(method.generators), snapshot(method.discriminators)
-    _train_step(method, optimizers, batch, 0, make_config(n_critic=2))  # step 1 of 2: D only
+    train_step(method, optimizers, batch, 0, make_config(n_critic=2))  # step 1 of 2: D only
     assert not changed(generators, method.generators)
     assert changed(discriminators, method.discriminators)
 
@@ -87,7 +87,7 @@ def test_generator_step_leaves_no_gradient_on_discriminators(make_config):
 def test_generator_and_discriminator_step_both_update(make_config):
     method, optimizers, batch = tiny_method(make_config)
     generators, discriminators = snapshot(method.generators), snapshot(method.discriminators)
-    g_losses, d_losses, skipped = _train_step(method, optimizers, batch, 0, make_config())
+    g_losses, d_losses, skipped = train_step(method, optimizers, batch, 0, make_config())
     assert float(skipped) == 0.0
     assert g_losses is not None and set(g_losses.fakes) == {"fake_x", "fake_y"}
     assert changed(generators, method.generators) and changed(discriminators, method.discriminators)
@@ -271,7 +271,7 @@ def test_config_round_trips_through_json():
 def test_weight_clipping_bounds_every_discriminator_weight(make_config):
     config = make_config(gan_loss="wgan", clip=0.01, lr=0.5)
     method, optimizers, batch = tiny_method(make_config, gan_loss="wgan", clip=0.01, lr=0.5)
-    _train_step(method, optimizers, batch, 0, config)
+    train_step(method, optimizers, batch, 0, config)
     assert max(p.abs().max().item() for p in method.discriminators.parameters()) <= 0.01
     assert any(p.abs().max().item() > 0.01 for p in method.generators.parameters())  # generators are not clipped
 
