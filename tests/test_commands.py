@@ -280,7 +280,8 @@ def test_progress_in_a_terminal_leaves_stdout_to_the_results(model_dir, tiny_dat
     from rich.console import Console
 
     terminal = io.StringIO()
-    monkeypatch.setattr(gantrans.cli, "stderr", Console(file=terminal, force_terminal=True, width=100, highlight=False))
+    for command in (gantrans.cli.translate, gantrans.cli.train):  # each shows its progress on stderr
+        monkeypatch.setattr(command, "stderr", Console(file=terminal, force_terminal=True, width=100, highlight=False))
     make_inputs(tmp_path / "in")
     result = invoke("translate", str(tmp_path / "in"), "--to", "zebra", "--model", str(model_dir), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0 and result.stdout.split() == [str(tmp_path / "out" / f"{s}.zebra.png") for s in "abc"]

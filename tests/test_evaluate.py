@@ -332,7 +332,7 @@ def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys
     for path in sorted((two_domains / "test" / "x").iterdir()):  # the truth of x -> y is the inverted image
         Image.fromarray(255 - np.asarray(Image.open(path))).save((tmp_path / "ref" / "y").mkdir(parents=True, exist_ok=True) or tmp_path / "ref" / "y" / path.name)
     exact = evaluate_fake(two_domains, lambda x: 255 - x, lambda y: 255 - y, reference_dir=tmp_path / "ref")
-    from gantrans.cli import _direction_rows, _print_eval_table
+    from gantrans.cli.evaluate import _direction_rows, _print_eval_table
 
     _print_eval_table({f"{d.source} → {d.target}": _direction_rows(d) for d in exact.directions})  # y -> x first: no reference rows there
     x_to_y = {r.source: r for r in exact.directions}["x"]

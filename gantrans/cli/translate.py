@@ -1,0 +1,133 @@
+"""`gantrans translate`: files, folders, path lists and byte streams."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import typer
+
+from gantrans.cli.app import DeviceOption, app, fail, stderr, user_errors
+from gantrans.errors import GantransError, UsageError
+
+
+@app.command(no_args_is_help=True)
+@user_errors
+def translate(
+    inputs: Optional[list[str]] = typer.Argument(None, help="Image files, folders (recursive), or - for image bytes on stdin. None: image paths on stdin, one a line."),
+    to: str = typer.Option(..., "--to", "-t", help="Target domain, or all: one output per domain of the model."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Run folder or .safetensors file.  [default: newest model under ./runs (or $GANTRANS_HOME) that knows --to]"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder, or a file for a single input.  [default: next to each input, as <stem>.<domain>.png]"),
+    grid: bool = typer.Option(False, "--grid", help="Also write <stem>.grid.png: the input and its translations side by side."),
+    source: Optional[str] = typer.Option(None, "--from", help="The inputs' domain, for methods that need it (shared-latent).  [default: the model's other domain]"),
+    size: Optional[int] = typer.Option(None, help="Resize inputs so the shorter side has this many pixels (at most 4096).  [default: keep the input size]"),
+    batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
+    overwrite: bool = typer.Option(True, "--overwrite/--no-clobber", help="Replace existing output files, or keep them (inputs are never replaced)."),
+    device: str = DeviceOption,
+    precision: str = typer.Option("auto", help="bf16 (autocast), fp32, or auto: bf16 on CUDA."),
+) -> None:
+    """Translate images into domain --to; prints each written path on stdout.
+
+    \b
+    Examples: gantrans translate photo.jpg --to vangogh
+              find shots -name '*.jpg' | gantrans translate --to vangogh --out out/
+              gantrans translate - --to vangogh < in.jpg > out.png
+              gantrans translate face.jpg --to all --grid --model runs/celeba-stargan
+    """
+    from gantrans import outputs as destinations
+    from gantrans import translate as translation
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive (got {batch_size})")
+    if size is not None and not 0 < size <= translation.MAX_SIZE:
+        raise UsageError(f"--size must be between 1 and {translation.MAX_SIZE} (got {size})")
+    inputs = list(inputs or [])
+    if "-" in inputs and len(inputs) > 1:
+        raise UsageError("'-' (image bytes on stdin) cannot be combined with other inputs")
+    if not inputs and sys.stdin.isatty():
+        raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
+    out_is_file = destinations.out_is_file(out)
+    model_path = model or translation.find_model(None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr))
+    translator = translation.Translator.load(model_path, device, precision)
+    targets = translator.targets if to == "all" else (to,)
+    translator.check_target(targets[0])
+    if model is None:
+        stderr.print(f"using model {model_path}", soft_wrap=True)
+    for target in targets:
+        assumed = translator.source_domain(target, source)
+        if source is None and assumed is not None:
+            if len(targets) > 1:
+                raise UsageError("--to all needs --from here: this model translates from a named domain, and the inputs can't be all of them")
+            stderr.print(f"translating from {assumed} into {target} (--from names the inputs' domain)", soft_wrap=True)
+    outputs = destinations.Outputs(out, out_is_file, overwrite)
+    if inputs == ["-"]:
+        if len(targets) > 1 or grid:
+            raise UsageError("'-' writes one image to stdout: use a single --to DOMAIN, without --grid")
+        _translate_stdin_bytes(translator, to, outputs, source, size)
+        return
+    if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir() or len(targets) > 1 or grid):
+        raise UsageError(f"--out {out} is a file name, but there is more than one output: give a folder")
+    items = destinations.expand_inputs(inputs or (line.strip() for line in sys.stdin if line.strip()), translator.domains)
+    if inputs or len(targets) > 1 or grid:
+        items = list(items)  # counted for the progress bar, checked against the outputs, walked once per target
+        destinations.check_something_to_translate(items)
+        outputs.add_inputs(item.path for item in items)
+    outputs.create_folder()
+    failed: set[Path] = set()
+    count = 0
+    with _translate_progress(len(items) * (len(targets) + grid) if isinstance(items, list) else None) as advance:
+        for count, result in enumerate(translation.translate_all(translator, items, targets, outputs, grid, batch_size, source, size), 1):
+            if result.error:
+                failed.add(result.input)
+                print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
+            elif result.kept:
+                print(f"gantrans: kept {result.output}: it exists (--no-clobber)", file=sys.stderr, flush=True)
+            else:
+                print(result.output, flush=True)
+            advance()
+    if not count:
+        raise GantransError("no image paths on stdin: pipe them in one a line (find shots -name '*.jpg' | gantrans translate ...)")
+    if failed:
+        fail(f"{len(failed)} input(s) could not be translated")
+
+
+@contextlib.contextmanager
+def _translate_progress(total: Optional[int]) -> Iterator[Callable[[], None]]:
+    """A transient progress bar on stderr when it is a terminal and there is more than one image."""
+    if not stderr.is_terminal or total == 1:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr, transient=True, redirect_stdout=False) as progress:
+        task = progress.add_task("translate", total=total)
+        yield lambda: progress.advance(task)
+
+
+def _translate_stdin_bytes(translator: Any, to: str, outputs: Any, source: Optional[str], size: Optional[int]) -> None:
+    """Image bytes on stdin -> a PNG on stdout, or a file under (or at) --out, written like any other output."""
+    from gantrans import translate as translation
+    from gantrans.images import load_rgb, save_image
+    from gantrans.outputs import InputFile
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise UsageError("'-' given but stdin is empty: pipe an image file in (gantrans translate - --to D < in.jpg)")
+    image = load_rgb(data, "<stdin>", check_size=lambda header: translation.check_translatable(header, size, "<stdin>"))
+    translated, failure = translation.translate_batch(translator, [image], to, source, size)
+    if failure is not None:
+        raise GantransError(f"<stdin>: {failure}")
+    if outputs.out is None:
+        save_image(translated[0], sys.stdout.buffer, format="PNG")
+        sys.stdout.buffer.flush()
+        return
+    outputs.create_folder()
+    result = outputs.write(translated[0], InputFile(Path("stdin"), Path("stdin")), to)
+    if result.error:
+        raise GantransError(result.error)
+    if result.kept:
+        print(f"gantrans: kept {result.output}: it exists (--no-clobber)", file=sys.stderr, flush=True)
+    else:
+        print(result.output, flush=True)
