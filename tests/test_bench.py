@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from gantrans import bench
+
+from conftest import gantrans
 
 TINY = {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2}
 
@@ -41,10 +38,6 @@ def test_run_measures_every_lever_translation_and_data_path():
 def test_larger_batches_follow_the_square_root_learning_rate_rule():
     config = bench.bench_config("cyclegan", bench.Setting("b16", batch_size=16), 64, torch.device("cpu"))
     assert config.batch_size == 16 and config.lr == pytest.approx(2e-4 * 4)
-
-
-def gantrans(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gantrans", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_bench_command_records_its_table(tmp_path):

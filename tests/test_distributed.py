@@ -8,12 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from gantrans import checkpoint
 from gantrans.checkpoint import build_method
@@ -23,11 +21,12 @@ from gantrans.methods.cyclegan import CycleGANConfig
 from gantrans.presets import resume_config
 from gantrans.training import _train_step, make_optimizer, train
 
+from conftest import GANTRANS_COMMAND, gantrans, tensors, tiny_flags, wait_until_logged
+
 STEPS = 3
 # Tiny CycleGAN without normalisation: biases in front of instance norm get a zero gradient, which
 # Adam turns into steps of the sign of rounding noise; without them both runs follow one path.
-TINY = ["--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--norm", "none",
-        "--device", "cpu", "--workers", "0", "--batch-size", "4", "--log-every", "2", "--sample-every", "100", "--snapshot-every", "0"]  # fmt: skip
+TINY = tiny_flags(norm="none", batch_size=4, log_every=2, sample_every=100, snapshot_every=0)
 
 
 def worker_config() -> TrainConfig:
@@ -40,20 +39,11 @@ def fixed_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [tuple(torch.rand(4, 3, 16, 16, generator=generator) * 2 - 1 for _ in range(2)) for _ in range(STEPS)]  # type: ignore[misc]
 
 
-def tensors(path: Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}
-
-
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-
-
-def gantrans(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gantrans", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_ranks_hold_identical_weights_equal_to_one_process_on_the_whole_batch(tmp_path: Path) -> None:
@@ -129,12 +119,9 @@ def test_ranks_draw_their_own_samples_of_the_data_set(tiny_data: Path) -> None:
 
 def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--gpus", "2", "--out", str(out)]
+    command = [*GANTRANS_COMMAND, "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--gpus", "2", "--out", str(out)]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 120
-    while not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") >= 2):
-        assert time.time() < deadline and process.poll() is None, "training did not start"
-        time.sleep(0.2)
+    wait_until_logged(out, process, timeout=120)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the launcher and both workers
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and b"Traceback" not in stderr, stderr.decode()[-2000:]

