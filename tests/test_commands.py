@@ -190,6 +190,7 @@ def test_help_works(command):
 # --- real processes ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pipelines_paths_and_bytes_on_stdin(model_dir, tmp_path):
     """Paths in -> paths out, in order; bytes in -> PNG bytes out; odd sizes kept exactly."""
     inputs = make_inputs(tmp_path / "in")
@@ -208,6 +209,7 @@ def test_pipelines_paths_and_bytes_on_stdin(model_dir, tmp_path):
     assert b"Traceback" not in result.stderr  # the reader closing the pipe early is no crash
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sig, workers, whole_group",
     [(signal.SIGINT, "0", False), (signal.SIGTERM, "0", False), (signal.SIGINT, "2", True)],  # a terminal's Ctrl-C reaches the workers too
@@ -232,6 +234,7 @@ def test_signal_writes_a_checkpoint_and_resume_continues(tiny_data, tmp_path, si
     assert resumed.returncode == 0 and checkpoint.read_model_info(out).step == saved + 2
 
 
+@pytest.mark.slow
 def test_python_dash_m_works(tmp_path):
     result = gantrans("--version", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.startswith("gantrans ")

@@ -46,6 +46,7 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_ranks_hold_identical_weights_equal_to_one_process_on_the_whole_batch(tmp_path: Path) -> None:
     torchrun(str(Path(__file__).parent / "distributed_worker.py"), str(tmp_path), cwd=tmp_path)
     rank0, rank1 = tensors(tmp_path / "rank0.safetensors"), tensors(tmp_path / "rank1.safetensors")
@@ -68,6 +69,7 @@ def test_ranks_split_each_global_batch_without_overlap() -> None:
     assert set().union(*per_rank) == set(range(40, 48)) and sum(map(len, per_rank)) == 8
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_exactly(tiny_data: Path, tmp_path: Path) -> None:
     # pool 0 for the comparison with one process: each rank keeps its own image pool.
     multi = gantrans("train", "--data", str(tiny_data), *TINY, "--pool-size", "0", "--steps", "4", "--out", "multi", "--gpus", "2", cwd=tmp_path)
@@ -101,6 +103,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_exactl
     assert events[-1].step == 5 and json.loads((tmp_path / "part" / "log.jsonl").read_text().splitlines()[-1])["step"] == 5
 
 
+@pytest.mark.slow
 def test_a_batch_that_does_not_split_is_one_clear_line_before_anything_starts(tiny_data: Path, tmp_path: Path) -> None:
     result = gantrans("train", "--data", str(tiny_data), *TINY, "--batch-size", "3", "--steps", "2", "--gpus", "2", cwd=tmp_path)
     assert result.returncode == 2
@@ -117,6 +120,7 @@ def test_ranks_draw_their_own_samples_of_the_data_set(tiny_data: Path) -> None:
     assert not any(torch.equal(a, b) for a in rank0 for b in rank1)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     command = [*GANTRANS_COMMAND, "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--gpus", "2", "--out", str(out)]

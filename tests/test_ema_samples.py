@@ -160,6 +160,7 @@ def test_a_run_without_ema_resumed_with_it_starts_the_average_at_the_live_weight
     assert close(average(0.75, live_before, prefixed(state, "generators.")), model)
 
 
+@pytest.mark.slow
 def test_ema_follows_compiled_generators(make_config, quick_compile):
     """--compile: the average is of the networks' own weights, as in an eager run."""
     eager, compiled = make_config("eager", steps=2, ema=0.5), make_config("compiled", steps=2, ema=0.5, compile=True)
@@ -170,6 +171,7 @@ def test_ema_follows_compiled_generators(make_config, quick_compile):
     assert not close(a, prefixed(tensors(Path(compiled.out) / checkpoint.STATE_FILE), "generators."))
 
 
+@pytest.mark.slow
 def test_two_processes_keep_the_average_of_one(tiny_data, tmp_path):
     """Each rank updates its own average after the all-reduced step: rank 0 saves what one process would."""
     tiny = tiny_flags(norm="none", pool_size=0, batch_size=4, sample_every=100, snapshot_every=0)

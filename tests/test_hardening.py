@@ -160,6 +160,7 @@ def run_bounded(args: list[str], cwd: Path, gigabytes: float = 1.5, timeout: flo
     return gantrans(*args, cwd=cwd, timeout=timeout, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
 
 
+@pytest.mark.slow
 def test_a_model_that_asks_for_two_million_blocks_is_refused_within_bounded_memory(model_dir, tmp_path):
     evil = rewritten(model_dir, tmp_path / "evil", {"config": with_config(model_dir, model={"n_blocks": 2_000_000})})
     Image.new("RGB", (12, 12)).save(tmp_path / "img.png")
@@ -346,6 +347,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tiny_data, tmp_path):
     assert invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "1", "--out", str(run)).exit_code == 0  # released
 
 
+@pytest.mark.slow
 def test_the_lock_is_held_by_a_running_training_process(tiny_data, tmp_path):
     run = tmp_path / "race"
     first = subprocess.Popen(
@@ -435,6 +437,7 @@ def test_auto_device_picks_apples_mps_when_there_is_no_cuda(monkeypatch):
         training.resolve_device("mps")
 
 
+@pytest.mark.slow
 def test_training_skips_a_fifo_and_link_loops_in_its_data(tiny_data, tmp_path):
     """A FIFO named like an image once hung training; link loops multiplied the data or never ended."""
     os.mkfifo(tiny_data / "horse" / "pipe.png")

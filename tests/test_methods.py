@@ -104,6 +104,7 @@ def test_save_load_gives_identical_outputs_for_every_domain(method_name, data, t
             assert torch.equal(translator.translate_tensor(batch[0], domain), method.translate(batch[0], domain))
 
 
+@pytest.mark.slow
 def test_seeded_runs_repeat_and_resume_is_exact(method_name, data, tmp_path):
     first = config_for(method_name, data, tmp_path / "a", steps=7, checkpoint_every=100)
     second = config_for(method_name, data, tmp_path / "b", steps=7, checkpoint_every=100)

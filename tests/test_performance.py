@@ -70,6 +70,7 @@ def test_a_bf16_run_saves_fp32_weights_and_translates_in_either_precision(make_c
         Translator.load(config.out, "cpu", "fp16")
 
 
+@pytest.mark.slow
 def test_compiled_networks_train_as_eager_ones(make_config, quick_compile):
     eager, compiled = make_config("eager", steps=2), make_config("compiled", steps=2, compile=True)
     list(train(eager))
@@ -77,6 +78,7 @@ def test_compiled_networks_train_as_eager_ones(make_config, quick_compile):
     assert same_weights(Path(eager.out), Path(compiled.out), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_gradient_penalty_keeps_the_discriminators_eager(make_config, quick_compile, monkeypatch):
     compiled = []
     compile_module = torch.nn.Module.compile

@@ -285,6 +285,7 @@ def test_running_out_of_memory_fails_that_batch_only(model_dir, tmp_path, monkey
     assert len(errors) == 3 and all("out of memory" in line and "--batch-size 1" in line for line in errors[:2])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="address-space limits and /proc are Linux's")
 def test_a_small_png_claiming_12000_squared_is_one_line_under_a_memory_limit(model_dir, tmp_path):
     """The issue's case: translating it whole took 18 GB. Under a limit of what importing gantrans
@@ -313,6 +314,7 @@ def test_a_small_png_claiming_12000_squared_is_one_line_under_a_memory_limit(mod
 # --- special files and symlink loops ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_named_like_an_image_is_an_error_not_a_hang(model_dir, tmp_path):
     image(tmp_path / "in" / "a.png", seed=1)
     image(tmp_path / "in" / "c.png", seed=2)
