@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and by itself: a bare `torch` requirement could otherwise pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install weights demo test bench bench-quality clean
+.PHONY: install weights demo test test-fast bench bench-quality clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ weights: install
 
 test: install weights
 	$(BIN)/python -m pytest -q
+
+# The suite without the tests marked slow (pyproject.toml's markers): for the edit-test loop; `make test` and CI run all.
+test-fast: install weights
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Speed and peak memory of every method, reference settings against fast ones (gantrans bench).
 # Meant for a GPU machine; on CPU it checks the harness at 64 px (tens of minutes on 2 cores).

@@ -1,19 +1,35 @@
-"""Shared fixtures: tiny image folders and tiny configs, so every test runs in seconds on a CPU."""
+"""Shared fixtures and helpers, so every test runs in seconds on a CPU: tiny image folders, tiny configs
+(for the library and as `gantrans train` flags), the tiny settings of every method and preset, tiny
+methods, trained tiny models, and ways to run the CLI (in process and as a subprocess).
+
+Test modules import the plain helpers with `from conftest import ...`; the fixtures need no import.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
+from typer.testing import CliRunner
 
-from gantrans import weights
+from gantrans import checkpoint, weights
+from gantrans.cli import app
 from gantrans.config import TrainConfig
 from gantrans.methods import PRESETS
+from gantrans.presets import resume_config
 from gantrans.settings import replaced, setting_table
+from gantrans.step import make_optimizer
+from gantrans.training import train
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +54,14 @@ def write_images(folder: Path, count: int, size: tuple[int, int] = (40, 36), see
         Image.fromarray(pixels.astype(np.uint8)).save(path)
         paths.append(path)
     return paths
+
+
+def write_domains(root: Path, domains: Sequence[str], count: int | Sequence[int], size: tuple[int, int] = (40, 36), seed: int = 0) -> Path:
+    """ROOT/<domain> for each of `domains`: `count` images each (or count[i] for the i-th), seeded seed + i."""
+    counts = [count] * len(domains) if isinstance(count, int) else list(count)
+    for index, (domain, images) in enumerate(zip(domains, counts, strict=True)):
+        write_images(root / domain, images, size=size, seed=seed + index)
+    return root
 
 
 @pytest.fixture
@@ -78,3 +102,148 @@ def fresh_fakes(method, batch) -> dict:
     """The translations the trainer gives a discriminator step that follows no generator step."""
     with torch.no_grad():
         return method.fresh_fakes(batch)
+
+
+def tiny_method(make_config: Callable[..., TrainConfig], **overrides: object):
+    """(method, optimizers, batch): a tiny horse <-> zebra method built for training, its two Adam
+    optimizers, and a random batch of two 16 px images per domain."""
+    config = make_config(**overrides)
+    method = checkpoint.build_method(config, ("horse", "zebra"), training=True, seed=0)
+    optimizers = {"optimizer_g": make_optimizer(method.generators.parameters(), config, torch.device("cpu")),
+                  "optimizer_d": make_optimizer(method.discriminators.parameters(), config, torch.device("cpu"))}  # fmt: skip
+    batch = (torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1)
+    return method, optimizers, batch
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny horse <-> zebra model trained for 2 steps (once per test module, through the library),
+    alone in its runs folder."""
+    root = write_domains(tmp_path_factory.mktemp("data"), ("horse", "zebra"), 4, seed=1)
+    config = tiny_config(root, tmp_path_factory.mktemp("runs") / "h2z", steps=2)
+    list(train(config))
+    return Path(config.out)
+
+
+@pytest.fixture
+def quick_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nn.Module.compile through dynamo and AOTAutograd without generating kernels: seconds, not minutes,
+    on CPU, and still the path that refuses double backward."""
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compile_module(self, backend="aot_eager"))
+
+
+def stop_and_resume(config: TrainConfig, after: int = 3) -> list:
+    """Train `config`, stopped (as by Ctrl-C) after `after` steps, then resumed from its run folder to
+    the end; the events of the resumed part."""
+    calls = iter(range(100))
+    list(train(config, should_stop=lambda: next(calls) >= after))
+    return list(train(resume_config(Path(config.out), {}), resume=True))
+
+
+# --- what a run leaves ------------------------------------------------------------------------------
+
+
+def tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file."""
+    with safe_open(str(path), framework="pt") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}
+
+
+def log_records(run_dir: Path | str) -> list[dict]:
+    """The records of a run's log.jsonl without `images_per_second`: the one value two equal runs differ in."""
+    lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
+    return [{key: value for key, value in json.loads(line).items() if key != "images_per_second"} for line in lines]
+
+
+# --- the tiny settings of every method and preset ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyPreset:
+    """What a preset needs beyond tiny_config's sizes to be tested on a CPU."""
+
+    domains: tuple[str, ...]  # its test data's domain folders (StarGAN: three)
+    targets: tuple[str, ...] | None = None  # the domains it translates into, where not all (one-way methods)
+    paired: bool = False  # trains on pairs: the same file names in every domain folder
+    overrides: Mapping[str, object] = dataclasses.field(default_factory=dict)  # tiny_config settings
+    flags: tuple[str, ...] = ()  # `gantrans train` sizes of its tiny CLI run (the presets of CycleGAN)
+
+    @property
+    def translates_into(self) -> tuple[str, ...]:
+        return self.domains if self.targets is None else self.targets
+
+
+# One entry for each name `gantrans train --method` accepts (every method has a preset of its name):
+# a new method or preset fails test_methods.py's registry checks until it has one here.
+# Beyond conftest's tiny sizes: DCGAN's discriminator needs 2**(n_layers_d + 3) pixels, and DiscoGAN's
+# curriculum ends mid-run so that resuming crosses it. CUT's layers must lie in the one-block encoder of
+# the tiny generator. pix2pix takes its preset's paired layout (tiny_config makes its own DataConfig).
+TINY_PRESETS: dict[str, TinyPreset] = {
+    "cyclegan": TinyPreset(("horse", "zebra")),
+    "stargan": TinyPreset(("black", "blond", "brown")),
+    "direct": TinyPreset(("photo", "painting"), targets=("painting",)),
+    "discogan": TinyPreset(
+        ("shoe", "bag"), overrides={"n_layers_d": 1, "cycle_warmup_steps": 4},
+        flags=("--size", "16", "--load-size", "16", "--depth", "3", "--n-layers-d", "1", "--batch-size", "2"),
+    ),
+    "dualgan": TinyPreset(("sketch", "photo"), flags=("--size", "16", "--load-size", "20", "--depth", "3", "--n-layers-d", "2")),
+    "shared-latent": TinyPreset(("real", "anime")),
+    "cut": TinyPreset(("horse", "zebra"), targets=("zebra",), overrides={"nce_layers": (0, 4, 7, 10), "num_patches": 16}),
+    "fastcut": TinyPreset(("summer", "winter"), targets=("winter",), overrides={"nce_layers": (0, 4, 7, 10), "num_patches": 16}),
+    "pix2pix": TinyPreset(("edges", "photo"), targets=("photo",), paired=True, overrides={"paired": "folders"}),
+}  # fmt: skip
+
+
+def tiny_preset(name: str) -> TinyPreset:
+    """TINY_PRESETS[name], or a failure that says what to add."""
+    if name not in TINY_PRESETS:
+        pytest.fail(f"--method {name} has no entry in TINY_PRESETS (tests/conftest.py): add its test domains and tiny settings there")
+    return TINY_PRESETS[name]
+
+
+# The presets that are settings of CycleGAN (DiscoGAN, DualGAN): trained and used as CycleGAN is.
+CYCLEGAN_PRESETS = sorted(name for name, preset in PRESETS.items() if preset.method == "cyclegan" and name != "cyclegan")
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def tiny_flags(**settings: object) -> list[str]:
+    """tiny_config's sizes as `gantrans train` flags, on the CPU without decoding processes; `settings`
+    (name -> value, as in the config) add flags or replace these, and a value of None leaves one out."""
+    values = {"size": 16, "load_size": 20, "ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2, "device": "cpu", "workers": 0, **settings}
+    return [item for name, value in values.items() if value is not None for item in (f"--{name.replace('_', '-')}", str(value))]
+
+
+TINY_FLAGS = tiny_flags()
+
+
+def invoke(*args: str, env: dict | None = None, input: bytes | str | None = None):
+    """`gantrans ARGS` in this process, through Typer's CliRunner (stdout and stderr apart)."""
+    return CliRunner(env=env).invoke(app, list(args), input=input)
+
+
+def assert_one_line_error(result, code: int, fragment: str) -> None:
+    """Exit code `code`, exactly one line on stderr, naming `fragment`, and no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gantrans: error:") and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+# `python -m gantrans` with this interpreter (and so this checkout, through PYTHONPATH), for Popen.
+GANTRANS_COMMAND = [sys.executable, "-m", "gantrans"]
+
+
+def wait_until_logged(out: Path, process: subprocess.Popen, lines: int = 2, timeout: float = 90) -> None:
+    """Wait until the training `process` has logged `lines` steps in OUT/log.jsonl (failing if it ends first)."""
+    deadline = time.time() + timeout
+    while not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") >= lines):
+        assert time.time() < deadline and process.poll() is None, "training did not start"
+        time.sleep(0.2)
+
+
+def gantrans(*args: str, cwd: Path | None = None, input: bytes | str | None = None, text: bool = True, timeout: float = 300, preexec_fn=None) -> subprocess.CompletedProcess:
+    """`gantrans ARGS` as a real process (in `cwd`, or here); its output captured (bytes with text=False)."""
+    return subprocess.run([*GANTRANS_COMMAND, *args], cwd=cwd, input=input, capture_output=True, text=text, timeout=timeout, preexec_fn=preexec_fn)

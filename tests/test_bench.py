@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from gantrans import bench
 
+from conftest import gantrans
+
 TINY = {"ngf": 4, "ndf": 4, "n_blocks": 1, "n_layers_d": 2}
 
 
+@pytest.mark.slow
 def test_the_flop_count_of_a_cyclegan_step_is_the_issue_s_budget():
     # resnet_9blocks + 70x70 PatchGAN with identity loss at 256 px: ~1.9 TFLOP per image pair.
     flop = bench.step_flop("cyclegan", 256, torch.device("meta"))
@@ -43,10 +41,7 @@ def test_larger_batches_follow_the_square_root_learning_rate_rule():
     assert config.batch_size == 16 and config.lr == pytest.approx(2e-4 * 4)
 
 
-def gantrans(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gantrans", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
+@pytest.mark.slow
 def test_bench_command_records_its_table(tmp_path):
     settings = [item for name, value in TINY.items() for item in ("--set", f"{name}={value}")]
     result = gantrans("bench", "--methods", "direct", "--size", "16", "--steps", "1", "--large-size", "32", "--no-levers", *settings,
@@ -57,6 +52,7 @@ def test_bench_command_records_its_table(tmp_path):
     assert "gantrans bench --methods direct" in recorded and "no GPU" in recorded and result.stdout.strip() in recorded
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--methods", "cyclegan,dreamgan"], "--methods: unknown dreamgan"),
     (["--methods", "cyclegan", "--size", "8"], "--size 8 is too small"),

@@ -8,12 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
@@ -28,11 +26,12 @@ from gantrans.presets import resume_config
 from gantrans.step import make_optimizer, train_step
 from gantrans.training import train
 
+from conftest import GANTRANS_COMMAND, gantrans, tensors, tiny_flags, wait_until_logged
+
 STEPS = 3
 # Tiny CycleGAN without normalisation: biases in front of instance norm get a zero gradient, which
 # Adam turns into steps of the sign of rounding noise; without them both runs follow one path.
-TINY = ["--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--norm", "none",
-        "--device", "cpu", "--workers", "0", "--batch-size", "4", "--log-every", "2", "--sample-every", "100", "--snapshot-every", "0"]  # fmt: skip
+TINY = tiny_flags(norm="none", batch_size=4, log_every=2, sample_every=100, snapshot_every=0)
 
 
 def worker_config() -> TrainConfig:
@@ -45,11 +44,6 @@ def fixed_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [tuple(torch.rand(4, 3, 16, 16, generator=generator) * 2 - 1 for _ in range(2)) for _ in range(STEPS)]  # type: ignore[misc]
 
 
-def tensors(path: Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}
-
-
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
@@ -57,10 +51,7 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-def gantrans(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gantrans", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
+@pytest.mark.slow
 def test_ranks_hold_identical_weights_equal_to_one_process_on_the_whole_batch(tmp_path: Path) -> None:
     torchrun(str(Path(__file__).parent / "distributed_worker.py"), str(tmp_path), cwd=tmp_path)
     rank0, rank1 = tensors(tmp_path / "rank0.safetensors"), tensors(tmp_path / "rank1.safetensors")
@@ -83,6 +74,7 @@ def test_ranks_split_each_global_batch_without_overlap() -> None:
     assert set().union(*per_rank) == set(range(40, 48)) and sum(map(len, per_rank)) == 8
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_exactly(tiny_data: Path, tmp_path: Path) -> None:
     # pool 0 for the comparison with one process: each rank keeps its own image pool.
     multi = gantrans("train", "--data", str(tiny_data), *TINY, "--pool-size", "0", "--steps", "4", "--out", "multi", "--gpus", "2", cwd=tmp_path)
@@ -116,6 +108,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_exactl
     assert events[-1].step == 5 and json.loads((tmp_path / "part" / "log.jsonl").read_text().splitlines()[-1])["step"] == 5
 
 
+@pytest.mark.slow
 def test_a_batch_that_does_not_split_is_one_clear_line_before_anything_starts(tiny_data: Path, tmp_path: Path) -> None:
     result = gantrans("train", "--data", str(tiny_data), *TINY, "--batch-size", "3", "--steps", "2", "--gpus", "2", cwd=tmp_path)
     assert result.returncode == 2
@@ -132,14 +125,12 @@ def test_ranks_draw_their_own_samples_of_the_data_set(tiny_data: Path) -> None:
     assert not any(torch.equal(a, b) for a in rank0 for b in rank1)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--gpus", "2", "--out", str(out)]
+    command = [*GANTRANS_COMMAND, "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--gpus", "2", "--out", str(out)]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 120
-    while not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") >= 2):
-        assert time.time() < deadline and process.poll() is None, "training did not start"
-        time.sleep(0.2)
+    wait_until_logged(out, process, timeout=120)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the launcher and both workers
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and b"Traceback" not in stderr, stderr.decode()[-2000:]

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
-from safetensors import safe_open
-from typer.testing import CliRunner
 
 from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
-from gantrans.cli import app
 from gantrans.config import DataConfig
 from gantrans.data import UnpairedDataset
 from gantrans.errors import UsageError
@@ -30,15 +25,9 @@ from gantrans.step import GeneratorEMA, train_step
 from gantrans.training import train
 from gantrans.translate import Translator
 
-from conftest import tiny_config, write_images
-from test_training import tiny_method
+from conftest import gantrans, invoke, log_records, stop_and_resume, tensors, tiny_config, tiny_flags, tiny_method, write_domains, write_images
 
 CPU = torch.device("cpu")
-
-
-def tensors(path: Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}
 
 
 def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -157,12 +146,8 @@ def test_resume_with_ema_is_exact(make_config):
     straight = make_config("straight", steps=6, ema=0.8, checkpoint_every=100)
     list(train(straight))
     interrupted = make_config("interrupted", steps=6, ema=0.8, checkpoint_every=100)
-    calls = iter(range(100))
-    list(train(interrupted, should_stop=lambda: next(calls) >= 3))
-    list(train(resume_config(Path(interrupted.out), {}), resume=True))
-    lines = [(Path(config.out) / "log.jsonl").read_text().splitlines() for config in (straight, interrupted)]
-    strip = lambda text: [{k: v for k, v in json.loads(line).items() if k != "images_per_second"} for line in text]  # noqa: E731
-    assert strip(lines[0]) == strip(lines[1])
+    stop_and_resume(interrupted)
+    assert log_records(straight.out) == log_records(interrupted.out)
     for name in (checkpoint.STATE_FILE, checkpoint.MODEL_FILE):
         a, b = tensors(Path(straight.out) / name), tensors(Path(interrupted.out) / name)
         assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a), name
@@ -180,10 +165,9 @@ def test_a_run_without_ema_resumed_with_it_starts_the_average_at_the_live_weight
     assert close(average(0.75, live_before, prefixed(state, "generators.")), model)
 
 
-def test_ema_follows_compiled_generators(make_config, monkeypatch):
+@pytest.mark.slow
+def test_ema_follows_compiled_generators(make_config, quick_compile):
     """--compile: the average is of the networks' own weights, as in an eager run."""
-    compile_module = torch.nn.Module.compile
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compile_module(self, backend="aot_eager"))
     eager, compiled = make_config("eager", steps=2, ema=0.5), make_config("compiled", steps=2, ema=0.5, compile=True)
     list(train(eager))
     list(train(compiled))
@@ -192,12 +176,11 @@ def test_ema_follows_compiled_generators(make_config, monkeypatch):
     assert not close(a, prefixed(tensors(Path(compiled.out) / checkpoint.STATE_FILE), "generators."))
 
 
+@pytest.mark.slow
 def test_two_processes_keep_the_average_of_one(tiny_data, tmp_path):
     """Each rank updates its own average after the all-reduced step: rank 0 saves what one process would."""
-    tiny = ["--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--norm", "none",
-            "--pool-size", "0", "--device", "cpu", "--workers", "0", "--batch-size", "4", "--sample-every", "100", "--snapshot-every", "0"]  # fmt: skip
-    command = [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *tiny, "--steps", "3", "--ema", "0.5", "--out", "multi", "--gpus", "2"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    tiny = tiny_flags(norm="none", pool_size=0, batch_size=4, sample_every=100, snapshot_every=0)
+    result = gantrans("train", "--data", str(tiny_data), *tiny, "--steps", "3", "--ema", "0.5", "--out", "multi", "--gpus", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     single = config_from_dict({**json.loads((tmp_path / "multi" / "config.json").read_text()), "out": str(tmp_path / "single")})
     assert single.ema == 0.5
@@ -211,7 +194,7 @@ def test_ema_is_validated_and_a_train_flag():
         with pytest.raises(UsageError, match=r"--ema must be in \[0, 1\)"):
             make_train_config("cyclegan", {"root": "d", "ema": bad})
     assert make_train_config("cyclegan", {"root": "d", "ema": 0.999}).ema == 0.999
-    result = CliRunner().invoke(app, ["train", "--data", "d", "--ema", "0.99", "--dry-run"])
+    result = invoke("train", "--data", "d", "--ema", "0.99", "--dry-run")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ema"] == 0.99
 
@@ -222,8 +205,7 @@ def test_ema_is_validated_and_a_train_flag():
 def test_sample_images_are_the_first_test_images_centre_cropped(tmp_path):
     root = tmp_path / "data"
     for split, seed in (("train", 0), ("test", 10)):
-        for index, domain in enumerate(("horse", "zebra")):
-            write_images(root / split / domain, 6, size=(40, 24), seed=seed + index)
+        write_domains(root / split, ("horse", "zebra"), 6, size=(40, 24), seed=seed)
     files = discover_domains(root)
     config = make_train_config("cyclegan", {"root": str(root), "domains": ("horse", "zebra"), "size": 16, "load_size": 20}).data
     batch = UnpairedDataset(files, config, seed=0).sample_batch(16)
@@ -264,8 +246,7 @@ def test_grid_columns_carry_their_labels_in_a_header_band():
 def test_samples_show_the_same_held_out_images_at_every_step(tmp_path):
     root = tmp_path / "data"
     for split, seed in (("train", 0), ("test", 10)):
-        for index, domain in enumerate(("horse", "zebra")):
-            write_images(root / split / domain, 5, size=(20, 20), seed=seed + index)
+        write_domains(root / split, ("horse", "zebra"), 5, size=(20, 20), seed=seed)
     config = tiny_config(root, tmp_path / "run", steps=2, sample_every=1, lr=0.01)
     paths = [event.path for event in train(config) if isinstance(event, SamplesWritten)]
     first, second = (np.asarray(Image.open(path)) for path in paths)

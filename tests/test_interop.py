@@ -49,6 +49,7 @@ def reference_file(path: Path, n_blocks: int, seed: int, extra: dict | None = No
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_blocks", [9, 6])
 def test_imported_generators_compute_what_the_reference_computes(tmp_path, n_blocks):
     state_a = reference_file(tmp_path / "latest_net_G_A.pth", n_blocks, seed=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,28 +10,11 @@ from safetensors.torch import load_file
 
 from gantrans import checkpoint
 from gantrans.methods import METHODS, PRESETS
-from gantrans.presets import resume_config
 from gantrans.step import make_optimizer
 from gantrans.training import train
 from gantrans.translate import Translator
 
-from conftest import fresh_fakes, tiny_config, write_images
-
-DOMAINS = {
-    "cyclegan": ("horse", "zebra"), "stargan": ("black", "blond", "brown"), "direct": ("photo", "painting"),
-    "discogan": ("shoe", "bag"), "dualgan": ("sketch", "photo"), "shared-latent": ("real", "anime"),
-    "cut": ("horse", "zebra"), "fastcut": ("summer", "winter"), "pix2pix": ("edges", "photo"),
-}  # fmt: skip
-TARGETS = {**DOMAINS, "direct": ("painting",), "cut": ("zebra",), "fastcut": ("winter",), "pix2pix": ("photo",)}  # one-way methods
-PAIRED = {"pix2pix"}  # trained on pairs: the same file names in both domain folders
-# Beyond conftest's tiny sizes: DCGAN's discriminator needs 2**(n_layers_d + 3) pixels, and the
-# curriculum ends mid-run so that resuming crosses it.
-# CUT's layers must lie in the one-block encoder of the tiny generator.
-OVERRIDES = {
-    "discogan": {"n_layers_d": 1, "cycle_warmup_steps": 4},
-    "cut": {"nce_layers": (0, 4, 7, 10), "num_patches": 16}, "fastcut": {"nce_layers": (0, 4, 7, 10), "num_patches": 16},
-    "pix2pix": {"paired": "folders"},  # the preset's layout (tiny_config makes its own DataConfig)
-}  # fmt: skip
+from conftest import TINY_PRESETS, fresh_fakes, log_records, stop_and_resume, tiny_config, tiny_preset, write_domains
 
 
 @pytest.fixture(params=sorted(PRESETS))
@@ -42,24 +24,23 @@ def method_name(request) -> str:
 
 @pytest.fixture
 def data(tmp_path, method_name) -> Path:
-    for index, domain in enumerate(DOMAINS[method_name]):
-        count = 3 if method_name in PAIRED else 3 + index  # pairs: img_000 <-> img_000 ...
-        write_images(tmp_path / "data" / domain, count, size=(20, 20), seed=index)
-    return tmp_path / "data"
+    tiny = tiny_preset(method_name)
+    counts = [3 if tiny.paired else 3 + index for index in range(len(tiny.domains))]  # pairs: img_000 <-> img_000 ...
+    return write_domains(tmp_path / "data", tiny.domains, counts, size=(20, 20))
 
 
 def config_for(method_name, data, out, **overrides):
-    return tiny_config(data, out, method_name, **{**OVERRIDES.get(method_name, {}), **overrides})
+    return tiny_config(data, out, method_name, **{**tiny_preset(method_name).overrides, **overrides})
 
 
 def build(method_name, data, tmp_path, **overrides):
     config = config_for(method_name, data, tmp_path / "run", **overrides)
-    method = checkpoint.build_method(config, DOMAINS[method_name], training=True, seed=0)
+    method = checkpoint.build_method(config, tiny_preset(method_name).domains, training=True, seed=0)
     optimizers = {
         "optimizer_g": make_optimizer(method.generator_side().parameters(), config, torch.device("cpu")),
         "optimizer_d": make_optimizer(method.discriminators.parameters(), config, torch.device("cpu")),
     }
-    batch = tuple(torch.rand(2, 3, 16, 16) * 2 - 1 for _ in DOMAINS[method_name])
+    batch = tuple(torch.rand(2, 3, 16, 16) * 2 - 1 for _ in tiny_preset(method_name).domains)
     return config, method, optimizers, batch
 
 
@@ -77,6 +58,15 @@ def test_every_registry_method_has_a_preset_and_a_contract():
         assert PRESETS[name].method == name and isinstance(PRESETS[name].model, method_class.config_class)
     for name, preset in PRESETS.items():
         assert preset.preset == name and isinstance(preset.model, METHODS[preset.method].config_class)
+
+
+def test_every_method_and_preset_has_tiny_test_settings():
+    """The battery below runs every preset: a new method or preset needs its test domains in conftest."""
+    missing = sorted((set(METHODS) | set(PRESETS)) - set(TINY_PRESETS))
+    assert not missing, f"no entry in TINY_PRESETS (tests/conftest.py) for --method {', '.join(missing)}: add its test domains and tiny settings there"
+    assert set(TINY_PRESETS) <= set(PRESETS), f"TINY_PRESETS names what gantrans does not have: {sorted(set(TINY_PRESETS) - set(PRESETS))}"
+    for name, tiny in TINY_PRESETS.items():
+        assert set(tiny.translates_into) <= set(tiny.domains) and len(set(tiny.domains)) == len(tiny.domains) >= 2, name
 
 
 def test_losses_are_finite(method_name, data, tmp_path):
@@ -109,27 +99,22 @@ def test_save_load_gives_identical_outputs_for_every_domain(method_name, data, t
     checkpoint.save_model(tmp_path / "model" / checkpoint.MODEL_FILE, method, config, step=1)
     translator = Translator.load(tmp_path / "model", device="cpu")
     method.eval()  # as loaded models run: no dropout, batch norm's running statistics
-    assert translator.targets == TARGETS[method_name]
+    assert translator.targets == tiny_preset(method_name).translates_into
     with torch.no_grad():
-        for domain in TARGETS[method_name]:
+        for domain in tiny_preset(method_name).translates_into:
             assert torch.equal(translator.translate_tensor(batch[0], domain), method.translate(batch[0], domain))
 
 
+@pytest.mark.slow
 def test_seeded_runs_repeat_and_resume_is_exact(method_name, data, tmp_path):
-    def lines(config) -> list[dict]:
-        records = [json.loads(line) for line in (Path(config.out) / "log.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in record.items() if k != "images_per_second"} for record in records]
-
     first = config_for(method_name, data, tmp_path / "a", steps=7, checkpoint_every=100)
     second = config_for(method_name, data, tmp_path / "b", steps=7, checkpoint_every=100)
     list(train(first))
     list(train(second))
-    assert lines(first) == lines(second)
+    assert log_records(first.out) == log_records(second.out)
     interrupted = config_for(method_name, data, tmp_path / "c", steps=7, checkpoint_every=100)
-    calls = iter(range(100))
-    list(train(interrupted, should_stop=lambda: next(calls) >= 3))
-    list(train(resume_config(Path(interrupted.out), {}), resume=True))
-    assert lines(interrupted) == lines(first)
+    stop_and_resume(interrupted)
+    assert log_records(interrupted.out) == log_records(first.out)
 
 
 def test_sample_grid_shows_every_domain(method_name, data, tmp_path):
@@ -142,12 +127,11 @@ def test_sample_grid_shows_every_domain(method_name, data, tmp_path):
 
 
 def test_stargan_counts_one_generator_step_per_n_critic_steps(tmp_path):
-    for index, domain in enumerate(DOMAINS["stargan"]):
-        write_images(tmp_path / "data" / domain, 3, size=(20, 20), seed=index)
+    write_domains(tmp_path / "data", tiny_preset("stargan").domains, 3, size=(20, 20))
     config = tiny_config(tmp_path / "data", tmp_path / "run", "stargan", steps=10)
     assert config.n_critic == 5
     list(train(config))
-    records = [json.loads(line) for line in (Path(config.out) / "log.jsonl").read_text().splitlines()]
+    records = log_records(config.out)
     assert [step for step, record in enumerate(records, 1) if "adv" in record] == [5, 10]
     assert all("d_adv" in record and "d_cls_real" in record and "d_gp" in record for record in records)
 
@@ -161,19 +145,17 @@ def test_spectral_norm_applies_to_every_discriminator(method_name, data, tmp_pat
 
 
 def test_discogan_updates_the_discriminators_once_per_two_generator_steps(tmp_path):
-    for index, domain in enumerate(DOMAINS["discogan"]):
-        write_images(tmp_path / "data" / domain, 3, size=(20, 20), seed=index)
+    write_domains(tmp_path / "data", tiny_preset("discogan").domains, 3, size=(20, 20))
     config = config_for("discogan", tmp_path / "data", tmp_path / "run", steps=6)
     assert config.n_generator == 2
     list(train(config))
-    records = [json.loads(line) for line in (Path(config.out) / "log.jsonl").read_text().splitlines()]
+    records = log_records(config.out)
     assert [step for step, record in enumerate(records, 1) if "d_x" in record] == [2, 4, 6]
     assert all({"adv_xy", "fm_xy", "cycle_x"} <= set(record) for record in records)
 
 
 def test_discogan_cycle_weight_follows_its_curriculum(tmp_path):
-    for index, domain in enumerate(DOMAINS["discogan"]):
-        write_images(tmp_path / "data" / domain, 3, size=(20, 20), seed=index)
+    write_domains(tmp_path / "data", tiny_preset("discogan").domains, 3, size=(20, 20))
     _, method, _, batch = build("discogan", tmp_path / "data", tmp_path, cycle_warmup_steps=100)
     method.eval()  # the same outputs at both steps
     with torch.no_grad():
@@ -184,8 +166,7 @@ def test_discogan_cycle_weight_follows_its_curriculum(tmp_path):
 
 def test_sample_grids_leave_training_unchanged(tmp_path):
     """Samples run in evaluation mode: batch norm's running statistics stay as training left them."""
-    for index, domain in enumerate(DOMAINS["discogan"]):
-        write_images(tmp_path / "data" / domain, 3, size=(20, 20), seed=index)
+    write_domains(tmp_path / "data", tiny_preset("discogan").domains, 3, size=(20, 20))
     runs = [config_for("discogan", tmp_path / "data", tmp_path / name, steps=4, sample_every=every) for name, every in (("a", 1), ("b", 100))]
     for config in runs:
         list(train(config))

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 
 from gantrans.batches import DeviceImages, collate
 from gantrans.config import DataConfig
@@ -20,16 +19,12 @@ from gantrans.nn.norm import norm_layer
 from gantrans.step import train_step
 from gantrans.training import train
 from gantrans.translate import Translator
-from test_training import tiny_method
 
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}
+from conftest import tensors, tiny_method
 
 
 def same_weights(first: Path, second: Path, atol: float = 0.0) -> bool:
-    a, b = weights(first / "training_state.safetensors"), weights(second / "training_state.safetensors")
+    a, b = tensors(first / "training_state.safetensors"), tensors(second / "training_state.safetensors")
     return a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=atol, rtol=0) for k in a)
 
 
@@ -70,7 +65,7 @@ def test_precision_auto_means_fp32_on_cpu():
 def test_a_bf16_run_saves_fp32_weights_and_translates_in_either_precision(make_config, tmp_path):
     config = make_config(precision="bf16", steps=2)
     list(train(config))
-    assert {tensor.dtype for tensor in weights(Path(config.out) / "generators.safetensors").values()} == {torch.float32}
+    assert {tensor.dtype for tensor in tensors(Path(config.out) / "generators.safetensors").values()} == {torch.float32}
     images = torch.rand(2, 3, 16, 16) * 2 - 1
     fp32 = Translator.load(config.out, "cpu", "fp32").translate_tensor(images, "zebra")
     bf16 = Translator.load(config.out, "cpu", "bf16").translate_tensor(images, "zebra")
@@ -79,14 +74,7 @@ def test_a_bf16_run_saves_fp32_weights_and_translates_in_either_precision(make_c
         Translator.load(config.out, "cpu", "fp16")
 
 
-@pytest.fixture
-def quick_compile(monkeypatch):
-    """nn.Module.compile through dynamo and AOTAutograd without generating kernels: seconds, not minutes,
-    on CPU, and still the path that refuses double backward."""
-    compile_module = torch.nn.Module.compile
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compile_module(self, backend="aot_eager"))
-
-
+@pytest.mark.slow
 def test_compiled_networks_train_as_eager_ones(make_config, quick_compile):
     eager, compiled = make_config("eager", steps=2), make_config("compiled", steps=2, compile=True)
     list(train(eager))
@@ -94,6 +82,7 @@ def test_compiled_networks_train_as_eager_ones(make_config, quick_compile):
     assert same_weights(Path(eager.out), Path(compiled.out), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_gradient_penalty_keeps_the_discriminators_eager(make_config, quick_compile, monkeypatch):
     compiled = []
     compile_module = torch.nn.Module.compile

@@ -25,7 +25,7 @@ from gantrans.run_folder import column_label
 from gantrans.training import train
 from gantrans.translate import Translator
 
-from conftest import tiny_config, write_images
+from conftest import invoke, tiny_config, tiny_flags, write_images
 
 LAYOUTS = ("folders", "aligned", "aligned-btoa")
 
@@ -131,8 +131,7 @@ def test_a_missing_partner_stops_training_with_one_clear_line_and_writes_nothing
     root = write_pairs(tmp_path / "data", "folders", count=3)
     (root / "train" / "B" / "img_002.png").unlink()
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "--method", "pix2pix", "--data", str(root), "--size", "16", "--load-size", "20", "--depth", "3",
-                                      "--ngf", "4", "--ndf", "4", "--n-layers-d", "2", "--steps", "2", "--device", "cpu", "--out", str(out)])  # fmt: skip
+    result = invoke("train", "--method", "pix2pix", "--data", str(root), *tiny_flags(n_blocks=None, workers=None, depth=3), "--steps", "2", "--out", str(out))
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{root / 'train' / 'A' / 'img_002.png'} has no partner in domain 'B'" in lines[0] and "1 of the 5 files" in lines[0]

