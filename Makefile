@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and by itself: a bare `torch` requirement could otherwise pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install weights demo test test-fast bench bench-quality clean
+.PHONY: install weights demo lint test test-fast bench bench-quality clean
 
 install: $(VENV)/.installed
 
@@ -33,7 +33,12 @@ demo: install
 weights: install
 	-$(BIN)/gantrans fetch-weights
 
-test: install weights
+# ruff (configured in pyproject.toml): lint and format check; `make test` runs it first, so CI enforces it.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install weights lint
 	$(BIN)/python -m pytest -q
 
 # The suite without the tests marked slow (pyproject.toml's markers): for the edit-test loop; `make test` and CI run all.

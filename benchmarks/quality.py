@@ -112,12 +112,19 @@ def source_images(dataset: str) -> dict[tuple[str, str], list[Image.Image]]:
     if dataset == "digits":
         digits = [as_digit(digit) for digit in mnist_digits()]
         n = TRAIN_PER_DOMAIN
-        return {("train", "x"): digits[:n], ("train", "y"): digits[n : 2 * n], ("test", "x"): digits[2 * n :][:TEST], ("test", "y"): digits[2 * n + TEST :][:TEST]}
+        return {
+            ("train", "x"): digits[:n],
+            ("train", "y"): digits[n : 2 * n],
+            ("test", "x"): digits[2 * n :][:TEST],
+            ("test", "y"): digits[2 * n + TEST :][:TEST],
+        }
     rng = np.random.default_rng(0)
     return {
-        ("train", "x"): photo_patches(TRAIN_PER_DOMAIN, rng, (0.0, 0.4)), ("train", "y"): photo_patches(TRAIN_PER_DOMAIN, rng, (0.4, 0.8)),
-        ("test", "x"): photo_patches(TEST, rng, (0.8, 1.0)), ("test", "y"): photo_patches(TEST, rng, (0.8, 1.0)),
-    }  # fmt: skip
+        ("train", "x"): photo_patches(TRAIN_PER_DOMAIN, rng, (0.0, 0.4)),
+        ("train", "y"): photo_patches(TRAIN_PER_DOMAIN, rng, (0.4, 0.8)),
+        ("test", "x"): photo_patches(TEST, rng, (0.8, 1.0)),
+        ("test", "y"): photo_patches(TEST, rng, (0.8, 1.0)),
+    }
 
 
 def build(root: Path, dataset: str = "digits") -> Path:
@@ -143,13 +150,17 @@ def build(root: Path, dataset: str = "digits") -> Path:
 
 def baselines(root: Path, inputs: str = "digit") -> dict[str, tuple[float, float, float]]:
     """L1, PSNR and SSIM against the truth of the identity map and of the mean painted training image."""
+
     def tensor(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
 
     truths = torch.cat([tensor(path) for path in sorted((root / "truth" / "painted").iterdir())])
     originals = torch.cat([tensor(path) for path in sorted((root / "test" / inputs).iterdir())])
     mean = torch.cat([tensor(path) for path in sorted((root / "train" / "painted").iterdir())]).mean(0, keepdim=True).expand_as(truths)
-    return {name: (float((guess - truths).abs().mean()) / 2, psnr(guess, truths), ssim(guess, truths)) for name, guess in (("identity", originals), ("mean painted image", mean))}
+    return {
+        name: (float((guess - truths).abs().mean()) / 2, psnr(guess, truths), ssim(guess, truths))
+        for name, guess in (("identity", originals), ("mean painted image", mean))
+    }
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, object]]:
@@ -164,13 +175,26 @@ def parse_method(spec: str) -> tuple[str, dict[str, object]]:
     return method, extra
 
 
-def run(method: str, root: Path, inputs: str, runs: Path, steps: int, extra: dict[str, object] | None = None, name: str = "") -> dict[str, float]:
+def run(
+    method: str, root: Path, inputs: str, runs: Path, steps: int, extra: dict[str, object] | None = None, name: str = ""
+) -> dict[str, float]:
     """Train `method` (with `extra` settings) into runs/<name or method>, then score it against the truth.
     A paired method trains on the true pairs of the same training inputs (root/paired)."""
     out = runs / (name or method)
     data = root / "paired" if method in PAIRED else root
     # Inputs first: `direct` maps the first domain into the second.
-    overrides = {**COMMON, **SETTINGS[method], "root": str(data), "domains": (inputs, "painted"), "steps": steps, "out": str(out), "sample_every": steps, "checkpoint_every": steps, "snapshot_every": 0, **(extra or {})}
+    overrides = {
+        **COMMON,
+        **SETTINGS[method],
+        "root": str(data),
+        "domains": (inputs, "painted"),
+        "steps": steps,
+        "out": str(out),
+        "sample_every": steps,
+        "checkpoint_every": steps,
+        "snapshot_every": 0,
+        **(extra or {}),
+    }
     config = make_train_config(method, overrides)
     started = time.perf_counter()
     for _ in train(config, overwrite=True):
@@ -179,7 +203,14 @@ def run(method: str, root: Path, inputs: str, runs: Path, steps: int, extra: dic
     judges = Judges(load_inception(), load_lpips())
     report = evaluate_model(Translator.load(out, "cpu", "fp32"), root, judges, limit=TEST, reference_dir=root / "truth")
     (forward,) = [d for d in report.directions if (d.source, d.target) == (inputs, "painted")]
-    return {"seconds": seconds, "l1": forward.reference_l1, "psnr": forward.reference_psnr, "ssim": forward.reference_ssim, "fid": forward.fid, "kid": forward.kid}
+    return {
+        "seconds": seconds,
+        "l1": forward.reference_l1,
+        "psnr": forward.reference_psnr,
+        "ssim": forward.reference_ssim,
+        "fid": forward.fid,
+        "kid": forward.kid,
+    }
 
 
 def table(results: dict[str, dict[str, float]], reference: dict[str, tuple[float, float, float]], steps: int) -> str:
@@ -193,9 +224,13 @@ def table(results: dict[str, dict[str, float]], reference: dict[str, tuple[float
     for spec, r in results.items():
         label = f"{spec} *(paired: upper bound)*" if parse_method(spec)[0] in PAIRED else spec
         gap = "—" if upper is None or upper >= mean_l1 else f"{(mean_l1 - r['l1']) / (mean_l1 - upper):.0%}"
-        lines.append(f"| {label} | {steps} | {r['seconds'] / 60:.1f} min | {r['l1']:.4f} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['fid']:.1f} | {1000 * r['kid']:.1f} | {gap} |")
+        lines.append(
+            f"| {label} | {steps} | {r['seconds'] / 60:.1f} min | {r['l1']:.4f} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['fid']:.1f} | {1000 * r['kid']:.1f} | {gap} |"
+        )
     for name, (l1, peak, similarity) in reference.items():
-        lines.append(f"| *baseline: {name}* | | | {l1:.4f} | {peak:.2f} dB | {similarity:.3f} | | | {'0%' if name.startswith('mean') else '—'} |")
+        lines.append(
+            f"| *baseline: {name}* | | | {l1:.4f} | {peak:.2f} dB | {similarity:.3f} | | | {'0%' if name.startswith('mean') else '—'} |"
+        )
     return "\n".join(lines)
 
 
@@ -216,14 +251,21 @@ def compare_speed_settings(method: str, root: Path, inputs: str, runs: Path, ste
     results, curves = {}, {}
     for index, (label, extra) in enumerate(SPEED_SETTINGS.items()):
         batch_size = int(extra.get("batch_size", batch))
-        settings = {**extra, "batch_size": batch_size, "lr": batch_scaled_lr(base_lr, batch_size), "log_every": max(1, 10 * batch // batch_size)}
+        settings = {
+            **extra,
+            "batch_size": batch_size,
+            "lr": batch_scaled_lr(base_lr, batch_size),
+            "log_every": max(1, 10 * batch // batch_size),
+        }
         print(f"quality: {method}, {label}", file=sys.stderr, flush=True)
         results[label] = run(method, root, inputs, runs, steps * batch // batch_size, settings, name=f"{method}-speed-{index}")
         log = [json.loads(line) for line in (runs / f"{method}-speed-{index}" / "log.jsonl").read_text().splitlines()]
         curves[label] = [(line["step"] * batch_size, line) for line in log if "eval" not in line]
     lines = ["| setting | images seen | train time | L1 vs T(x) ↓ | PSNR ↑ | SSIM ↑ | FID ↓ |", "|---|---|---|---|---|---|---|"]
     for label, r in results.items():
-        lines.append(f"| {label} | {steps * batch} | {r['seconds'] / 60:.1f} min | {r['l1']:.4f} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['fid']:.1f} |")
+        lines.append(
+            f"| {label} | {steps * batch} | {r['seconds'] / 60:.1f} min | {r['l1']:.4f} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['fid']:.1f} |"
+        )
     lines += ["", "Loss curves (means over each tenth of the images seen): cycle_x + cycle_y / adv_xy / d_y", ""]
     lines += ["| images seen | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
     total = steps * batch
@@ -235,20 +277,26 @@ def compare_speed_settings(method: str, root: Path, inputs: str, runs: Path, ste
             if not window:
                 cells.append("—")
                 continue
-            mean = lambda key: sum(line[key] for line in window) / len(window)  # noqa: E731
-            cells.append(f"{mean('cycle_x') + mean('cycle_y'):.3f} / {mean('adv_xy'):.3f} / {mean('d_y'):.3f}")
+            mean = {key: sum(line[key] for line in window) / len(window) for key in ("cycle_x", "cycle_y", "adv_xy", "d_y")}
+            cells.append(f"{mean['cycle_x'] + mean['cycle_y']:.3f} / {mean['adv_xy']:.3f} / {mean['d_y']:.3f}")
         lines.append(f"| {int(high)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=tuple(DOMAIN), default="digits", help="digits (MNIST) or photos (scikit-image sample photo patches)")
+    parser.add_argument(
+        "--dataset", choices=tuple(DOMAIN), default="digits", help="digits (MNIST) or photos (scikit-image sample photo patches)"
+    )
     parser.add_argument("--methods", default=",".join(SETTINGS), help="comma-separated methods or presets")
     parser.add_argument("--steps", type=int, default=1000, help="training steps per method")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/work/quality"), help="data and runs folder")
     parser.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
-    parser.add_argument("--speed-settings", action="store_true", help="instead: the first method under the reference and the fast training settings, at equal images seen")
+    parser.add_argument(
+        "--speed-settings",
+        action="store_true",
+        help="instead: the first method under the reference and the fast training settings, at equal images seen",
+    )
     args = parser.parse_args()
     root, inputs = build(args.work / args.dataset / "data", args.dataset), DOMAIN[args.dataset]
     if args.speed_settings:
@@ -272,7 +320,11 @@ def main() -> None:
 def _record(title: str, text: str) -> None:
     """Append `text` under `title`, with the command and the machine, to benchmarks/RESULTS.md."""
     command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()
+    machine = (
+        f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, no GPU"
+        if not torch.cuda.is_available()
+        else torch.cuda.get_device_name()
+    )
     with open("benchmarks/RESULTS.md", "a") as results_file:
         results_file.write(f"\n## {title} ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {machine}.\n\n{text}\n")
 

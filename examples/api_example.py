@@ -21,9 +21,19 @@ def main(data: Path, test_images: Path) -> None:
     # A preset plus overrides: the same names as the command-line flags (with underscores).
     config = make_train_config(
         "cyclegan",
-        {"root": str(data), "size": 32, "load_size": 36, "ngf": 8, "ndf": 8, "n_blocks": 2,
-         "batch_size": 4, "steps": 60, "log_every": 20, "out": "runs/api-example"},
-    )  # fmt: skip
+        {
+            "root": str(data),
+            "size": 32,
+            "load_size": 36,
+            "ngf": 8,
+            "ndf": 8,
+            "n_blocks": 2,
+            "batch_size": 4,
+            "steps": 60,
+            "log_every": 20,
+            "out": "runs/api-example",
+        },
+    )
     # train() yields events; iterate them to show progress however you like.
     for event in train(config, overwrite=True):
         if isinstance(event, StepDone) and event.losses:

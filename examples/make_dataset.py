@@ -48,7 +48,10 @@ def fetch_wheel(cache: Path) -> Path:
 def read_photos(wheel: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """RGB float arrays in [0, 1] of the named sample photos inside the wheel."""
     with zipfile.ZipFile(wheel) as archive:
-        return {name: np.asarray(Image.open(io.BytesIO(archive.read(f"skimage/data/{name}"))).convert("RGB"), dtype=np.float64) / 255 for name in names}
+        return {
+            name: np.asarray(Image.open(io.BytesIO(archive.read(f"skimage/data/{name}"))).convert("RGB"), dtype=np.float64) / 255
+            for name in names
+        }
 
 
 def vintage(rgb: np.ndarray) -> np.ndarray:
@@ -69,7 +72,9 @@ def region(photo: np.ndarray, fractions: tuple[float, float]) -> np.ndarray:
     return photo[:, int(width * fractions[0]) : int(width * fractions[1])]
 
 
-def random_patches(photos: dict[str, np.ndarray], count: int, size: int, rng: np.random.Generator, fractions: tuple[float, float]) -> list[np.ndarray]:
+def random_patches(
+    photos: dict[str, np.ndarray], count: int, size: int, rng: np.random.Generator, fractions: tuple[float, float]
+) -> list[np.ndarray]:
     """`count` square patches of random scale and place inside the `fractions` region, resized to `size`."""
     names = sorted(photos)
     patches = []
@@ -114,7 +119,9 @@ def main() -> None:
     parser.add_argument("--per-domain", type=int, default=400, help="patches per domain")
     parser.add_argument("--size", type=int, default=64, help="patch side in pixels")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("GANTRANS_CACHE", Path.home() / ".cache" / "gantrans")) / "registry")
+    parser.add_argument(
+        "--cache", type=Path, default=Path(os.environ.get("GANTRANS_CACHE", Path.home() / ".cache" / "gantrans")) / "registry"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if the data set exists")
     args = parser.parse_args()
 
@@ -135,7 +142,10 @@ def main() -> None:
         Image.fromarray(image).save(args.out / "test" / f"test_{index:02d}.png")
         # The truth is the look applied to the very pixels the model sees (8-bit), as for the training patches.
         Image.fromarray(to_uint8(vintage(image / 255))).save(args.out / "truth" / "vintage" / f"test_{index:02d}.png")
-    print(f"make_dataset: {args.per_domain} photo + {args.per_domain} vintage patches of {args.size} px in {train_dir}, {len(TEST_SIZES)} test images in {args.out / 'test'} (their truth in {args.out / 'truth' / 'vintage'})", file=sys.stderr)
+    print(
+        f"make_dataset: {args.per_domain} photo + {args.per_domain} vintage patches of {args.size} px in {train_dir}, {len(TEST_SIZES)} test images in {args.out / 'test'} (their truth in {args.out / 'truth' / 'vintage'})",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ def collate(samples: Sequence[Sample]) -> tuple[tuple[torch.Tensor, ...], list[s
         raise DataError(
             f"images of different sizes in one step ({sizes}): --preprocess scale-width and none keep each image's "
             "aspect ratio, and one step needs one size; use --preprocess scale-width-crop, resize-crop or crop"
-        )  # fmt: skip
+        )
     batch = tuple(torch.stack([sample.images[d] for sample in samples]) for d in range(domains))
     return batch, [message for sample in samples for message in sample.skipped]
 
@@ -75,7 +75,14 @@ def _ignore_sigint(worker_id: int) -> None:
 
 
 def batches(
-    dataset: UnpairedDataset, batch_size: int, start_step: int, stop_step: int, workers: int, pin_memory: bool, rank: int = 0, ranks: int = 1
+    dataset: UnpairedDataset,
+    batch_size: int,
+    start_step: int,
+    stop_step: int,
+    workers: int,
+    pin_memory: bool,
+    rank: int = 0,
+    ranks: int = 1,
 ) -> Batches:
     """uint8 batches (one tensor per domain) for steps start_step .. stop_step-1, with skipped-file messages."""
     stream = _BatchStream(dataset, batch_size, start_step, stop_step, rank, ranks)
@@ -169,7 +176,9 @@ class TrainingData:
             if device_images is not None:
                 return cls(dataset, 0, device_images)
             if config.on_device:
-                raise UsageError("--on-device needs images of one size per domain: use a cropping --preprocess (resize-crop, crop, scale-width-crop)")
+                raise UsageError(
+                    "--on-device needs images of one size per domain: use a cropping --preprocess (resize-crop, crop, scale-width-crop)"
+                )
         workers = default_workers(dataset, config)
         if workers == 0 and fits:
             dataset.enable_cache()

@@ -14,9 +14,10 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,11 +96,21 @@ def bench_config(method: str, setting: Setting, size: int, device: torch.device,
     """The method's preset at `size` with `setting`'s precision, batch, compilation, layout and learning
     rate; `overrides` are further settings by flag name (smaller networks: {"ngf": 16})."""
     preset = make_train_config(method, {"root": "bench", **overrides})
-    return make_train_config(method, {
-        "root": "bench", "size": size, "load_size": size, "batch_size": setting.batch_size, "lr": batch_scaled_lr(preset.lr, setting.batch_size),
-        "precision": setting.precision, "compile": setting.compile, "channels_last": setting.channels_last, "device": str(device),
-        **overrides,
-    })  # fmt: skip
+    return make_train_config(
+        method,
+        {
+            "root": "bench",
+            "size": size,
+            "load_size": size,
+            "batch_size": setting.batch_size,
+            "lr": batch_scaled_lr(preset.lr, setting.batch_size),
+            "precision": setting.precision,
+            "compile": setting.compile,
+            "channels_last": setting.channels_last,
+            "device": str(device),
+            **overrides,
+        },
+    )
 
 
 def _trainer(config: TrainConfig, device: torch.device) -> Callable[[int], None]:
@@ -149,9 +160,15 @@ def step_flop(method_name: str, size: int, device: torch.device, overrides: Mapp
 
 
 def training_speed(
-    method_name: str, setting: Setting, size: int, steps: int, warmup: int, device: torch.device, flop: float | None,
+    method_name: str,
+    setting: Setting,
+    size: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    flop: float | None,
     overrides: Mapping[str, Any] = {},
-) -> Measurement:  # fmt: skip
+) -> Measurement:
     """Images/s of `steps` timed training steps after `warmup` (compilation happens there), and peak memory."""
     _reset_memory(device)
     config = bench_config(method_name, setting, size, device, overrides)
@@ -199,8 +216,12 @@ def translation_speed(
         synchronize(device)
         seconds = time.perf_counter() - started
     except torch.OutOfMemoryError:
-        return Measurement(method_name, f"{setting.name}, {size} px, batch {batch_size}", size, 0.0, _peak_memory(device), note="out of memory")
-    return Measurement(method_name, f"{setting.name}, {size} px, batch {batch_size}", size, repeats * batch_size / seconds, _peak_memory(device))
+        return Measurement(
+            method_name, f"{setting.name}, {size} px, batch {batch_size}", size, 0.0, _peak_memory(device), note="out of memory"
+        )
+    return Measurement(
+        method_name, f"{setting.name}, {size} px, batch {batch_size}", size, repeats * batch_size / seconds, _peak_memory(device)
+    )
 
 
 def data_speed(size: int, batch_size: int, steps: int, device: torch.device) -> list[Measurement]:
@@ -273,8 +294,16 @@ def check(methods: list[str], size: int, device: torch.device, overrides: Mappin
 
 
 def run(
-    methods: list[str], size: int, steps: int, warmup: int, device: torch.device, levers: bool = True, large_size: int = 1024,
-    compile: bool = True, overrides: Mapping[str, Any] = {}, progress: Callable[[str], None] = lambda message: None,
+    methods: list[str],
+    size: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    levers: bool = True,
+    large_size: int = 1024,
+    compile: bool = True,
+    overrides: Mapping[str, Any] = {},
+    progress: Callable[[str], None] = lambda message: None,
 ) -> tuple[list[Measurement], dict[tuple[str, int], float]]:
     """Every measurement of one benchmark run, and the reference-settings speeds, by (method row, size).
     Without `compile`, the settings that compile are left out, and the fast ones run eager. Call

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -51,7 +52,6 @@ class NonFiniteWeightsError(CheckpointError):
     """Weights with NaN or infinite values: never written, never loaded."""
 
 
-
 def upgraded_config(values: dict[str, Any], version: int) -> dict[str, Any]:
     """Config values saved by model format `version` (or a `--config` file, which may be of any) in
     today's shape: format 1's flat discriminator settings move into the method's `adversarial` block."""
@@ -80,6 +80,7 @@ def config_from_dict(values: Any, version: int = FORMAT_VERSION) -> TrainConfig:
     model = values.pop("model", None) or {}
     config = dataclass_from_dict(TrainConfig, values)
     return dataclasses.replace(config, model=dataclass_from_dict(METHODS[method].config_class, model))
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -228,14 +229,19 @@ def expected_tensors(info: ModelInfo) -> dict[str, tuple[tuple[int, ...], torch.
         raise CheckpointError(f"{info.path}: malformed model metadata ({error})") from None
     unknown = [name for name in info.generators if name not in method.generators]
     if unknown or not info.generators:
-        raise CheckpointError(f"{info.path}: malformed model metadata (generators {list(info.generators)}; {info.method} has {', '.join(method.generators)})")
+        raise CheckpointError(
+            f"{info.path}: malformed model metadata (generators {list(info.generators)}; {info.method} has {', '.join(method.generators)})"
+        )
     parameters = sum(tensor.numel() for name in info.generators for tensor in method.generators[name].state_dict().values())
     if parameters > MAX_PARAMETERS:
-        raise CheckpointError(f"{info.path}: its config asks for {parameters:,} generator parameters, more than gantrans loads ({MAX_PARAMETERS:,})")
+        raise CheckpointError(
+            f"{info.path}: its config asks for {parameters:,} generator parameters, more than gantrans loads ({MAX_PARAMETERS:,})"
+        )
     return {
         f"{name}.{key}": (tuple(tensor.shape), tensor.dtype)
-        for name in info.generators for key, tensor in method.generators[name].state_dict().items()
-    }  # fmt: skip
+        for name in info.generators
+        for key, tensor in method.generators[name].state_dict().items()
+    }
 
 
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
@@ -257,8 +263,12 @@ def read_weights(info: ModelInfo) -> dict[str, Tensor]:
         f"{name} {list(shapes[name][0])} {shapes[name][1]} (expected {list(shape)} {str(dtype).removeprefix('torch.')})"
         for name, (shape, dtype) in expected.items()
         if name in shapes and (shapes[name][0] != shape or (shapes[name][1] in _FLOAT_DTYPES) != dtype.is_floating_point)
-    ]  # fmt: skip
-    problems = [f"{what} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}" for what, names in (("missing", missing), ("unexpected", unexpected), ("wrong", wrong)) if names]
+    ]
+    problems = [
+        f"{what} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+        for what, names in (("missing", missing), ("unexpected", unexpected), ("wrong", wrong))
+        if names
+    ]
     if problems:
         raise CheckpointError(f"{info.path}: weights do not fit the saved config: {'; '.join(problems)}")
     try:
@@ -267,7 +277,9 @@ def read_weights(info: ModelInfo) -> dict[str, Tensor]:
         raise CheckpointError(f"{info.path}: cannot read the weights ({error})") from None
     bad = non_finite(tensors)
     if bad:
-        raise NonFiniteWeightsError(f"{info.path}: non-finite weights (NaN or infinity) in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+        raise NonFiniteWeightsError(
+            f"{info.path}: non-finite weights (NaN or infinity) in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}"
+        )
     return {name: tensor.to(expected[name][1]) for name, tensor in tensors.items()}
 
 

@@ -36,13 +36,28 @@ def _check(condition: bool, message: str) -> None:
 
 
 def setting(
-    default: Any, *, help: str, choices: tuple[str, ...] = (), low: float | None = None, high: float | None = None,
-    resumable: bool = False, flag: str = "", default_text: str = "",
+    default: Any,
+    *,
+    help: str,
+    choices: tuple[str, ...] = (),
+    low: float | None = None,
+    high: float | None = None,
+    resumable: bool = False,
+    flag: str = "",
+    default_text: str = "",
 ) -> Any:
     """A config field that declares itself: its help, its choices or range, whether a resumed run may
     change it, and the flag that sets it (`--<name>` unless `flag` says otherwise). The CLI, `--help`,
     `gantrans settings`, validation and resume all read this, so a setting is declared once."""
-    metadata = {"help": help, "choices": choices, "low": low, "high": high, "resumable": resumable, "flag": flag, "default_text": default_text}
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "low": low,
+        "high": high,
+        "resumable": resumable,
+        "flag": flag,
+        "default_text": default_text,
+    }
     return field(default=default, metadata=metadata)
 
 
@@ -82,16 +97,32 @@ def check_finite_numbers(settings: Any) -> None:
 class DataConfig:
     """Where the images are and how a training sample is made from a file."""
 
-    root: str = setting("", flag="data", help='Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB.')
-    domains: tuple[str, ...] = setting((), help='Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout (or the input and target halves of --paired aligned).')
-    size: int = setting(256, low=1, high=MAX_IMAGE_SIDE, help='Training crop size.')
-    load_size: int = setting(286, low=1, high=MAX_IMAGE_SIDE, help='Resize to this before cropping.')
-    preprocess: str = setting("resize-crop", choices=PREPROCESS_MODES, help='How a training sample is cut from an image.')
-    flip: bool = setting(True, help='Random horizontal flips.')
-    workers: int | None = setting(None, low=0, resumable=True, default_text="0 for data that fits in memory, else up to 8", help='Image decoding processes.')
-    cache_mb: int = setting(2048, low=0, help='Decode once and keep in memory when the decoded data set fits in this many MiB.')
-    on_device: bool | None = setting(None, resumable=True, default_text="on CUDA, when the data fit --cache-mb", help='Keep the decoded images on the training device and crop there.')
-    paired: str = setting("none", choices=PAIRED_LAYOUTS, help="pix2pix's data: folders (DATA/A/x.png <-> DATA/B/x.png, matched by file name), aligned (the reference's side-by-side A|B images in DATA/train/ or DATA/; left half -> right half) or aligned-btoa (right -> left); none for the unpaired methods.")
+    root: str = setting(
+        "", flag="data", help="Folder with one sub-folder of images per domain (DATA/photo, DATA/vangogh), or trainA/trainB."
+    )
+    domains: tuple[str, ...] = setting(
+        (),
+        help="Domain names, comma-separated: picks sub-folders of DATA, or names A,B of the trainA/trainB layout (or the input and target halves of --paired aligned).",
+    )
+    size: int = setting(256, low=1, high=MAX_IMAGE_SIDE, help="Training crop size.")
+    load_size: int = setting(286, low=1, high=MAX_IMAGE_SIDE, help="Resize to this before cropping.")
+    preprocess: str = setting("resize-crop", choices=PREPROCESS_MODES, help="How a training sample is cut from an image.")
+    flip: bool = setting(True, help="Random horizontal flips.")
+    workers: int | None = setting(
+        None, low=0, resumable=True, default_text="0 for data that fits in memory, else up to 8", help="Image decoding processes."
+    )
+    cache_mb: int = setting(2048, low=0, help="Decode once and keep in memory when the decoded data set fits in this many MiB.")
+    on_device: bool | None = setting(
+        None,
+        resumable=True,
+        default_text="on CUDA, when the data fit --cache-mb",
+        help="Keep the decoded images on the training device and crop there.",
+    )
+    paired: str = setting(
+        "none",
+        choices=PAIRED_LAYOUTS,
+        help="pix2pix's data: folders (DATA/A/x.png <-> DATA/B/x.png, matched by file name), aligned (the reference's side-by-side A|B images in DATA/train/ or DATA/; left half -> right half) or aligned-btoa (right -> left); none for the unpaired methods.",
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -113,32 +144,57 @@ class TrainConfig:
     preset: str = ""  # the --method this run started from: `method` itself, or a preset of it (discogan, dualgan)
     model: Any = None  # the method's own config dataclass (e.g. CycleGANConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    out: str = setting("", default_text="runs/<data>-<method>", help='Run folder for the model, samples and log.')
-    batch_size: int = setting(1, low=1, help='Images per domain per step.')
-    epochs: int = setting(100, low=0, resumable=True, help='Epochs at the initial learning rate.')
-    decay_epochs: int = setting(100, low=0, resumable=True, help='Further epochs decaying the learning rate to 0.')
-    steps: int | None = setting(None, low=1, resumable=True, help='Train this many steps instead, decaying the learning rate over the same share as the epochs (cyclegan: the last half).')
-    optimizer: str = setting("adam", choices=OPTIMIZERS, help='rmsprop for --gan-loss wgan (momentum-free updates).')
-    lr: float = setting(2e-4, resumable=True, help='Learning rate of both optimizers.')
-    beta1: float = setting(0.5, low=0.0, help='Adam beta1 (0.5 as in DCGAN/CycleGAN: less momentum steadies GAN training).')
+    out: str = setting("", default_text="runs/<data>-<method>", help="Run folder for the model, samples and log.")
+    batch_size: int = setting(1, low=1, help="Images per domain per step.")
+    epochs: int = setting(100, low=0, resumable=True, help="Epochs at the initial learning rate.")
+    decay_epochs: int = setting(100, low=0, resumable=True, help="Further epochs decaying the learning rate to 0.")
+    steps: int | None = setting(
+        None,
+        low=1,
+        resumable=True,
+        help="Train this many steps instead, decaying the learning rate over the same share as the epochs (cyclegan: the last half).",
+    )
+    optimizer: str = setting("adam", choices=OPTIMIZERS, help="rmsprop for --gan-loss wgan (momentum-free updates).")
+    lr: float = setting(2e-4, resumable=True, help="Learning rate of both optimizers.")
+    beta1: float = setting(0.5, low=0.0, help="Adam beta1 (0.5 as in DCGAN/CycleGAN: less momentum steadies GAN training).")
     beta2: float = setting(0.999, low=0.0, help="Adam's second-moment decay; RMSProp's smoothing constant.")
-    weight_decay: float = setting(0.0, low=0.0, help='L2 weight decay of both optimizers.')
-    n_critic: int = setting(1, low=1, help='Discriminator steps per generator step.')
-    n_generator: int = setting(1, low=1, help='Generator steps per discriminator step.')
-    clip: float = setting(0.0, low=0.0, help='Clip discriminator weights to [-clip, clip] after each step (needed by --gan-loss wgan).')
-    ema: float = setting(0.0, resumable=True, help="Translate with an exponential moving average of the generators' weights with this decay (StarGAN v2: 0.999), used by samples, evaluation and the saved model; 0: the live weights.")
-    seed: int = setting(0, help='Random seed: same seed, same run (on CPU).')
-    device: str = setting("auto", resumable=True, help='auto (CUDA when present), cpu, cuda or cuda:N.')
-    precision: str = setting("auto", choices=PRECISIONS, resumable=True, help='bf16 (autocast: bf16 convolutions; weights, optimizer and losses in fp32), fp32, or auto: bf16 on CUDA.')
-    compile: bool = setting(False, resumable=True, help='torch.compile the networks (first steps are slow while it compiles; discriminators stay eager under a gradient penalty).')
-    channels_last: bool = setting(False, resumable=True, help='NHWC memory layout for networks and batches.')
-    log_every: int = setting(10, low=1, resumable=True, help='Steps between loss lines in <out>/log.jsonl.')
-    sample_every: int = setting(500, low=1, resumable=True, help='Steps between sample grids in <out>/samples.')
-    checkpoint_every: int = setting(1000, low=1, resumable=True, help='Steps between checkpoints.')
-    snapshot_every: int = setting(10000, low=0, resumable=True, help='Steps between kept generator snapshots (0: none).')
-    eval_every: int = setting(0, low=0, resumable=True, help='Steps between FID/KID evaluations on fixed images (logged; the best model is kept in <out>/best).')
-    eval_images: int = setting(50, low=2, help='Images per domain for --eval-every (test split first).')
-    max_bad_steps: int = setting(10, low=1, resumable=True, help='Steps in a row with NaN or infinite gradients (each skipped) after which training stops as diverged, exit code 3, keeping the last good checkpoint.')
+    weight_decay: float = setting(0.0, low=0.0, help="L2 weight decay of both optimizers.")
+    n_critic: int = setting(1, low=1, help="Discriminator steps per generator step.")
+    n_generator: int = setting(1, low=1, help="Generator steps per discriminator step.")
+    clip: float = setting(0.0, low=0.0, help="Clip discriminator weights to [-clip, clip] after each step (needed by --gan-loss wgan).")
+    ema: float = setting(
+        0.0,
+        resumable=True,
+        help="Translate with an exponential moving average of the generators' weights with this decay (StarGAN v2: 0.999), used by samples, evaluation and the saved model; 0: the live weights.",
+    )
+    seed: int = setting(0, help="Random seed: same seed, same run (on CPU).")
+    device: str = setting("auto", resumable=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    precision: str = setting(
+        "auto",
+        choices=PRECISIONS,
+        resumable=True,
+        help="bf16 (autocast: bf16 convolutions; weights, optimizer and losses in fp32), fp32, or auto: bf16 on CUDA.",
+    )
+    compile: bool = setting(
+        False,
+        resumable=True,
+        help="torch.compile the networks (first steps are slow while it compiles; discriminators stay eager under a gradient penalty).",
+    )
+    channels_last: bool = setting(False, resumable=True, help="NHWC memory layout for networks and batches.")
+    log_every: int = setting(10, low=1, resumable=True, help="Steps between loss lines in <out>/log.jsonl.")
+    sample_every: int = setting(500, low=1, resumable=True, help="Steps between sample grids in <out>/samples.")
+    checkpoint_every: int = setting(1000, low=1, resumable=True, help="Steps between checkpoints.")
+    snapshot_every: int = setting(10000, low=0, resumable=True, help="Steps between kept generator snapshots (0: none).")
+    eval_every: int = setting(
+        0, low=0, resumable=True, help="Steps between FID/KID evaluations on fixed images (logged; the best model is kept in <out>/best)."
+    )
+    eval_images: int = setting(50, low=2, help="Images per domain for --eval-every (test split first).")
+    max_bad_steps: int = setting(
+        10,
+        low=1,
+        resumable=True,
+        help="Steps in a row with NaN or infinite gradients (each skipped) after which training stops as diverged, exit code 3, keeping the last good checkpoint.",
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)

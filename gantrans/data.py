@@ -8,9 +8,9 @@ Paired data (pix2pix): the two halves of a pair are resized, cropped and flipped
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,9 @@ class UnpairedDataset(Dataset):
             images.append(_first_readable(held_out.get(domain, []), side, count) or _first_readable(training_files, side, count))
         kept = min(len(chosen) for chosen in images)  # methods may pair rows across domains
         if kept == 0:
-            raise DataError("no readable image for the sample grids in domain " + ", ".join(d for d, c in zip(self.domains, images) if not c))
+            raise DataError(
+                "no readable image for the sample grids in domain " + ", ".join(d for d, c in zip(self.domains, images) if not c)
+            )
         return tuple(torch.stack(chosen[:kept]) for chosen in images)
 
     def draw(self, sample: int, domain: int) -> tuple[int, np.random.Generator]:
@@ -157,7 +159,9 @@ class UnpairedDataset(Dataset):
         if config.preprocess in ("crop", "scale-width-crop") and min(image.size) < config.size:
             # Too small to crop from: enlarge so the shorter side equals the crop size.
             scale = config.size / min(image.size)
-            image = image.resize((max(config.size, round(image.width * scale)), max(config.size, round(image.height * scale))), Image.BICUBIC)
+            image = image.resize(
+                (max(config.size, round(image.width * scale)), max(config.size, round(image.height * scale))), Image.BICUBIC
+            )
         return image
 
 

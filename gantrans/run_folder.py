@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from safetensors import safe_open
@@ -37,7 +37,9 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise GantransError(f"nothing to resume in {run_dir}: no {checkpoint.STATE_FILE}")
     if has_model and not resume and not overwrite:
         step = checkpoint.read_model_info(run_dir).step if (run_dir / checkpoint.MODEL_FILE).exists() else "?"
-        raise GantransError(f"{run_dir} already holds a model (step {step}): pass --resume to continue it, --out DIR for a new run, or --overwrite")
+        raise GantransError(
+            f"{run_dir} already holds a model (step {step}): pass --resume to continue it, --out DIR for a new run, or --overwrite"
+        )
 
 
 def truncate_log(log_path: Path, step: int) -> None:
@@ -107,5 +109,9 @@ def data_changes(run_dir: Path, domain_sizes: dict[str, int]) -> Iterator[Warned
     """A warning when a resumed run finds other image counts than it saved (moved or edited data)."""
     saved = saved_domain_sizes(run_dir / checkpoint.STATE_FILE)
     if saved is not None and saved != domain_sizes:
-        changes = ", ".join(f"{domain} {saved.get(domain, 0)} -> {count}" for domain, count in domain_sizes.items() if saved.get(domain) != count)
-        yield Warned(f"the data changed since the run was saved (images: {changes}); it goes on with the data as it is, so the batches differ from an uninterrupted run's")
+        changes = ", ".join(
+            f"{domain} {saved.get(domain, 0)} -> {count}" for domain, count in domain_sizes.items() if saved.get(domain) != count
+        )
+        yield Warned(
+            f"the data changed since the run was saved (images: {changes}); it goes on with the data as it is, so the batches differ from an uninterrupted run's"
+        )

@@ -8,9 +8,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -78,11 +78,17 @@ def method_files(config: TrainConfig) -> dict[str, list[Path]]:
     for a method that trains on pairs (pix2pix), which the other methods do not take."""
     needs_pairs = METHODS[config.method].needs_pairs
     if needs_pairs and config.data.paired == "none":
-        raise UsageError(f"--method {config.preset or config.method} trains on pairs: --paired folders (DATA/A/x.png <-> DATA/B/x.png) or aligned (A|B images)")
+        raise UsageError(
+            f"--method {config.preset or config.method} trains on pairs: --paired folders (DATA/A/x.png <-> DATA/B/x.png) or aligned (A|B images)"
+        )
     if not needs_pairs and config.data.paired != "none":
-        raise UsageError(f"--paired {config.data.paired} is for pix2pix: --method {config.preset or config.method} draws its domains' images independently (leave --paired out)")
+        raise UsageError(
+            f"--paired {config.data.paired} is for pix2pix: --method {config.preset or config.method} draws its domains' images independently (leave --paired out)"
+        )
     if config.eval_every and config.data.paired.startswith("aligned"):
-        raise UsageError(f"--eval-every reads domain folders (DATA/A, DATA/B), which --paired {config.data.paired} has not: split the A|B images into them, or leave --eval-every out")
+        raise UsageError(
+            f"--eval-every reads domain folders (DATA/A, DATA/B), which --paired {config.data.paired} has not: split the A|B images into them, or leave --eval-every out"
+        )
     return training_files(config.data)
 
 
@@ -128,9 +134,15 @@ def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, world: World, he
 
 
 def set_up_run(
-    config: TrainConfig, method: Method, world: World, device: torch.device, resume: bool, data: TrainingData,
-    domain_sizes: dict[str, int], steps_per_epoch: int,
-) -> Run:  # fmt: skip
+    config: TrainConfig,
+    method: Method,
+    world: World,
+    device: torch.device,
+    resume: bool,
+    data: TrainingData,
+    domain_sizes: dict[str, int],
+    steps_per_epoch: int,
+) -> Run:
     """Optimizers, the generators' average, the saved state when resuming (the same on every rank),
     and on rank 0 the run's config file, its log up to the start, the evaluation and the sample inputs."""
     run_dir = Path(config.out)
@@ -153,9 +165,21 @@ def set_up_run(
         evaluation = training_evaluation(config, run_dir, device) if config.eval_every else None
         sample_batch = _sample_batch(data.dataset, config, device)
     return Run(
-        config, run_dir, method, optimizers, world, device, uses_bf16(config.precision, device), start, config.total_steps(steps_per_epoch),
-        config.decay_start(steps_per_epoch), domain_sizes, evaluation, ema, sample_batch,
-    )  # fmt: skip
+        config,
+        run_dir,
+        method,
+        optimizers,
+        world,
+        device,
+        uses_bf16(config.precision, device),
+        start,
+        config.total_steps(steps_per_epoch),
+        config.decay_start(steps_per_epoch),
+        domain_sizes,
+        evaluation,
+        ema,
+        sample_batch,
+    )
 
 
 def model_input(images: Tensor, device: torch.device, channels_last: bool) -> Tensor:

@@ -17,7 +17,6 @@ from typing import Any
 
 from gantrans.config import DataConfig, TrainConfig, flag_name
 from gantrans.errors import UsageError
-
 from gantrans.methods import METHODS, PRESETS
 
 
@@ -46,7 +45,7 @@ class Setting:
 
     def value_kind(self) -> Any:
         """The field's type without `| None`."""
-        if typing.get_origin(self.kind) in (typing.Union, getattr(__import__("types"), "UnionType")):
+        if typing.get_origin(self.kind) in (typing.Union, __import__("types").UnionType):
             return next(option for option in typing.get_args(self.kind) if option is not type(None))
         return self.kind
 
@@ -59,11 +58,20 @@ def _settings_of(cls: type, prefix: tuple[str, ...], methods: tuple[str, ...]) -
         if dataclasses.is_dataclass(hints[field.name]) and prefix:
             settings += _settings_of(hints[field.name], (*prefix, field.name), methods)
         elif field.metadata:
-            settings.append(Setting(
-                path=(*prefix, field.name), flag=flag_name(field), kind=hints[field.name], help=field.metadata["help"],
-                choices=tuple(field.metadata["choices"]), low=field.metadata["low"], high=field.metadata["high"],
-                resumable=field.metadata["resumable"], default_text=field.metadata["default_text"], methods=methods,
-            ))  # fmt: skip
+            settings.append(
+                Setting(
+                    path=(*prefix, field.name),
+                    flag=flag_name(field),
+                    kind=hints[field.name],
+                    help=field.metadata["help"],
+                    choices=tuple(field.metadata["choices"]),
+                    low=field.metadata["low"],
+                    high=field.metadata["high"],
+                    resumable=field.metadata["resumable"],
+                    default_text=field.metadata["default_text"],
+                    methods=methods,
+                )
+            )
     return settings
 
 
@@ -80,7 +88,9 @@ def setting_table() -> dict[str, Setting]:
     for name, owners in model_settings.items():
         helps = {setting.help for _, setting in owners}
         # Methods that mean different things by one name say so: "stargan: ...; shared-latent: ...".
-        text = owners[0][1].help if len(helps) == 1 else "; ".join(f"{method}: {_lowered(setting.help)}" for method, setting in owners) + "."
+        text = (
+            owners[0][1].help if len(helps) == 1 else "; ".join(f"{method}: {_lowered(setting.help)}" for method, setting in owners) + "."
+        )
         table[name] = dataclasses.replace(owners[0][1], help=text, methods=tuple(method for method, _ in owners))
     return table
 

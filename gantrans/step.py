@@ -15,16 +15,16 @@ the loop seeds with `step_seed(seed, s, rank)` before step s.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from gantrans import checkpoint
-from gantrans.losses import gan_objective
 from gantrans.config import TrainConfig
 from gantrans.distributed import World
 from gantrans.errors import DivergedError
+from gantrans.losses import gan_objective
 from gantrans.methods import Losses, Method
 
 
@@ -34,7 +34,9 @@ def make_optimizer(parameters: Iterator[torch.nn.Parameter], config: TrainConfig
     fused = device.type == "cuda" or None
     if config.optimizer == "rmsprop":
         # RMSProp as in WGAN (Arjovsky et al. 2017, sec. 3): no momentum, which misleads a clipped critic.
-        return torch.optim.RMSprop(parameters, lr=config.lr, alpha=config.beta2, weight_decay=config.weight_decay, foreach=device.type == "cuda")
+        return torch.optim.RMSprop(
+            parameters, lr=config.lr, alpha=config.beta2, weight_decay=config.weight_decay, foreach=device.type == "cuda"
+        )
     return torch.optim.Adam(parameters, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay, fused=fused)
 
 
@@ -63,9 +65,15 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 
 def train_step(
-    method: Method, optimizers: dict[str, torch.optim.Optimizer], batch: tuple[Tensor, ...], step: int, config: TrainConfig,
-    bf16: bool = False, world: World = World(), ema: GeneratorEMA | None = None,
-) -> tuple[Losses | None, Losses | None, Tensor]:  # fmt: skip
+    method: Method,
+    optimizers: dict[str, torch.optim.Optimizer],
+    batch: tuple[Tensor, ...],
+    step: int,
+    config: TrainConfig,
+    bf16: bool = False,
+    world: World = World(),
+    ema: GeneratorEMA | None = None,
+) -> tuple[Losses | None, Losses | None, Tensor]:
     """One generator and/or discriminator update (see the module docstring for the order), with
     `ema` following the generators; returns their losses and, on the device, 1.0 when an update
     was skipped for non-finite gradients.
@@ -170,7 +178,7 @@ class LossMeter:
         self.sums: dict[str, tuple[Tensor, int]] = {}
 
     def add(self, losses: Losses | None) -> None:
-        for name, value in (losses.terms.items() if losses is not None else ()):
+        for name, value in losses.terms.items() if losses is not None else ():
             total, count = self.sums.get(name, (0.0, 0))
             self.sums[name] = (total + value, count + 1)
 
@@ -200,7 +208,9 @@ class DivergenceWatch:
         if longest >= limit:
             broken = [name for name, value in losses.items() if not torch.isfinite(torch.tensor(value))]
             which = f"; non-finite losses: {', '.join(broken)}" if broken else ""
-            raise DivergedError(f"training diverged: {longest} steps in a row up to step {step} had NaN or infinite gradients{which}; they were skipped and the run stopped")
+            raise DivergedError(
+                f"training diverged: {longest} steps in a row up to step {step} had NaN or infinite gradients{which}; they were skipped and the run stopped"
+            )
 
 
 def compile_networks(method: Method, config: TrainConfig) -> None:

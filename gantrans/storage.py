@@ -6,8 +6,8 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
 
 try:
     import fcntl
@@ -18,7 +18,6 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from gantrans.errors import GantransError
-
 
 LOCK_FILE = ".lock"
 _TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")  # what `temporary_name` makes
@@ -84,7 +83,9 @@ def exclusive_folder(folder: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise FolderInUseError(f"{folder} is in use by another gantrans process (PID {holder}): wait for it to finish, or use another --out") from None
+            raise FolderInUseError(
+                f"{folder} is in use by another gantrans process (PID {holder}): wait for it to finish, or use another --out"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

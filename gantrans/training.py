@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -34,8 +34,17 @@ from gantrans.events import CheckpointWritten, Evaluated, Event, FileSkipped, Fi
 from gantrans.presets import default_run_dir
 from gantrans.run_folder import append_log, best_fid, best_model_path, check_run_dir, data_changes, last_checkpoint, write_samples
 from gantrans.run_setup import (
-    Run, Scores, check_batch_split, claim_run_dir, method_files, model_input, resolved_config, set_up_run, training_data, training_method,
-)  # fmt: skip
+    Run,
+    Scores,
+    check_batch_split,
+    claim_run_dir,
+    method_files,
+    model_input,
+    resolved_config,
+    set_up_run,
+    training_data,
+    training_method,
+)
 from gantrans.step import DivergenceWatch, LossMeter, learning_rate_factor, set_learning_rate, step_seed, train_step
 from gantrans.training_state import training_state_contents
 
@@ -69,7 +78,7 @@ def check_launch(config: TrainConfig, resume: bool, overwrite: bool, processes: 
 
 def _train(
     config: TrainConfig, resume: bool, overwrite: bool, should_stop: Callable[[], bool], world: World, held: contextlib.ExitStack
-) -> Iterator[Event]:  # fmt: skip
+) -> Iterator[Event]:
     """The run itself (see `train`); the run folder's lock, once taken, stays in `held` until the run ends."""
     started_at = time.perf_counter()
     device = process_device(world, resolve_device(config.device))
@@ -85,9 +94,19 @@ def _train(
     domain_sizes = {domain: len(paths) for domain, paths in files.items()}
     run = set_up_run(config, method, world, device, resume, data, domain_sizes, steps_per_epoch)
     yield Started(
-        run.run_dir, run.start, run.total, steps_per_epoch, domain_sizes, str(device), data.workers, data.cached,
-        data.device_images is not None, "bf16" if run.bf16 else "fp32", world.size, config.ema,
-    )  # fmt: skip
+        run.run_dir,
+        run.start,
+        run.total,
+        steps_per_epoch,
+        domain_sizes,
+        str(device),
+        data.workers,
+        data.cached,
+        data.device_images is not None,
+        "bf16" if run.bf16 else "fp32",
+        world.size,
+        config.ema,
+    )
     if resume:
         yield from data_changes(run.run_dir, domain_sizes)
     for message in data.skipped:
@@ -233,7 +252,7 @@ def _save(run: Run, step: int) -> Iterator[Event]:
     ema_generators = run.ema.method.generators if run.ema is not None else None
     state = training_state_contents(
         run.run_dir / checkpoint.STATE_FILE, run.method, run.optimizers, run.config, step, rank_states[1:], run.domain_sizes, ema_generators
-    )  # fmt: skip
+    )
     # The model file holds only what translates: the EMA generators when there are some.
     model = checkpoint.model_contents(run.run_dir / checkpoint.MODEL_FILE, run.translation_model(), run.config, step)
     # Training state first: if we die between the two writes, resume still finds a consistent state.

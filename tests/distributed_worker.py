@@ -23,8 +23,10 @@ def main(out: Path) -> None:
     config = worker_config()
     method = build_method(config, ("x", "y"), training=True, seed=config.seed)
     device = torch.device("cpu")
-    optimizers = {"optimizer_g": make_optimizer(method.generators.parameters(), config, device),
-                  "optimizer_d": make_optimizer(method.discriminators.parameters(), config, device)}  # fmt: skip
+    optimizers = {
+        "optimizer_g": make_optimizer(method.generators.parameters(), config, device),
+        "optimizer_d": make_optimizer(method.discriminators.parameters(), config, device),
+    }
     for step, batch in enumerate(fixed_batches()[:STEPS]):
         half = batch[0].shape[0] // world.size
         local = tuple(images[world.rank * half : (world.rank + 1) * half] for images in batch)

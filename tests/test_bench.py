@@ -25,7 +25,9 @@ def test_a_gradient_penalty_step_can_be_counted():
 
 
 def test_run_measures_every_lever_translation_and_data_path():
-    rows, reference = bench.run(["cyclegan"], size=16, steps=1, warmup=0, device=torch.device("cpu"), large_size=32, compile=False, overrides=TINY)
+    rows, reference = bench.run(
+        ["cyclegan"], size=16, steps=1, warmup=0, device=torch.device("cpu"), large_size=32, compile=False, overrides=TINY
+    )
     settings = [row.setting for row in rows if row.method == "cyclegan"]
     assert settings == [setting.name for setting in bench.LEVERS if not setting.compile]
     assert [row.method for row in rows].count("cyclegan (translate)") == 3 and [row.method for row in rows].count("data") == 2
@@ -44,8 +46,24 @@ def test_larger_batches_follow_the_square_root_learning_rate_rule():
 @pytest.mark.slow
 def test_bench_command_records_its_table(tmp_path):
     settings = [item for name, value in TINY.items() for item in ("--set", f"{name}={value}")]
-    result = gantrans("bench", "--methods", "direct", "--size", "16", "--steps", "1", "--large-size", "32", "--no-levers", *settings,
-                      "--record", "results.md", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    result = gantrans(
+        "bench",
+        "--methods",
+        "direct",
+        "--size",
+        "16",
+        "--steps",
+        "1",
+        "--large-size",
+        "32",
+        "--no-levers",
+        *settings,
+        "--record",
+        "results.md",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("| method | setting |") and "| direct | fast: bf16, batch 8 |" in result.stdout
     recorded = (tmp_path / "results.md").read_text()
@@ -53,12 +71,15 @@ def test_bench_command_records_its_table(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, message", [
-    (["--methods", "cyclegan,dreamgan"], "--methods: unknown dreamgan"),
-    (["--methods", "cyclegan", "--size", "8"], "--size 8 is too small"),
-    (["--methods", "cyclegan", "--set", "ngf"], "--set takes SETTING=VALUE"),
-    (["--methods", "cyclegan", "--set", "colour=3"], "--set colour: no such setting"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "cyclegan,dreamgan"], "--methods: unknown dreamgan"),
+        (["--methods", "cyclegan", "--size", "8"], "--size 8 is too small"),
+        (["--methods", "cyclegan", "--set", "ngf"], "--set takes SETTING=VALUE"),
+        (["--methods", "cyclegan", "--set", "colour=3"], "--set colour: no such setting"),
+    ],
+)
 def test_bench_errors_are_one_line(tmp_path, args, message):
     result = gantrans("bench", *args, "--device", "cpu", cwd=tmp_path)
     assert result.returncode in (1, 2) and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr

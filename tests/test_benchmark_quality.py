@@ -28,11 +28,17 @@ def test_the_hidden_transform_inverts_recolours_and_textures():
 def test_build_makes_unpaired_domains_and_the_truth_of_each_test_input(tmp_path, monkeypatch, dataset):
     digits = np.random.default_rng(0).random((30, 28, 28))
     monkeypatch.setattr(quality, "mnist_digits", lambda: digits)
-    monkeypatch.setattr(quality, "photo_patches", lambda count, rng, columns: [Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)) for _ in range(count)])
+    monkeypatch.setattr(
+        quality,
+        "photo_patches",
+        lambda count, rng, columns: [Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)) for _ in range(count)],
+    )
     monkeypatch.setattr(quality, "TRAIN_PER_DOMAIN", 6)
     monkeypatch.setattr(quality, "TEST", 3)
     root, inputs = quality.build(tmp_path / "data", dataset), quality.DOMAIN[dataset]
-    counts = {f"{split}/{domain}": len(list((root / split / domain).iterdir())) for split in ("train", "test") for domain in (inputs, "painted")}
+    counts = {
+        f"{split}/{domain}": len(list((root / split / domain).iterdir())) for split in ("train", "test") for domain in (inputs, "painted")
+    }
     assert counts == {f"train/{inputs}": 6, "train/painted": 6, f"test/{inputs}": 3, "test/painted": 3}
     for path in sorted((root / "test" / inputs).iterdir()):
         truth = Image.open(root / "truth" / "painted" / path.name)
@@ -51,7 +57,9 @@ def test_paired_data_holds_each_training_input_with_its_truth(tmp_path, monkeypa
     inputs = sorted((root / "paired" / "digit").iterdir())
     assert [p.name for p in inputs] == [p.name for p in sorted((root / "train" / "digit").iterdir())]
     for path in inputs:
-        assert np.array_equal(np.asarray(Image.open(root / "paired" / "painted" / path.name)), np.asarray(quality.painted(Image.open(path))))
+        assert np.array_equal(
+            np.asarray(Image.open(root / "paired" / "painted" / path.name)), np.asarray(quality.painted(Image.open(path)))
+        )
 
 
 def test_the_table_puts_each_method_in_the_gap_between_the_mean_image_and_pix2pix():

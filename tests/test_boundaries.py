@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gantrans"
 
 
-
 @pytest.mark.parametrize(
     "module, forbidden",
     [

@@ -19,7 +19,18 @@ from PIL import Image
 from gantrans import checkpoint
 from gantrans.nn import ResnetGenerator
 
-from conftest import CYCLEGAN_PRESETS, GANTRANS_COMMAND, TINY_FLAGS, assert_one_line_error, gantrans, invoke, tiny_preset, wait_until_logged, write_domains, write_images
+from conftest import (
+    CYCLEGAN_PRESETS,
+    GANTRANS_COMMAND,
+    TINY_FLAGS,
+    assert_one_line_error,
+    gantrans,
+    invoke,
+    tiny_preset,
+    wait_until_logged,
+    write_domains,
+    write_images,
+)
 
 
 def make_inputs(folder: Path) -> list[Path]:
@@ -81,7 +92,11 @@ def test_dry_run_prints_the_config_and_config_files_are_overridden_by_flags(tiny
         (["--data", "{data}", "--config", "{bad_json}"], 2, "not valid JSON"),
         (["--resume", "--out", "{empty}"], 1, "nothing to resume"),
         (["--data", "{data}", "--size", "30", "--load-size", "32"], 2, "--size 30 must be a multiple of 4 for this generator"),
-        (["--data", "{data}", "--method", "discogan", "--size", "32", "--load-size", "32"], 2, "--size 32 is too small for these networks: they need at least 64"),
+        (
+            ["--data", "{data}", "--method", "discogan", "--size", "32", "--load-size", "32"],
+            2,
+            "--size 32 is too small for these networks: they need at least 64",
+        ),
         (["--data", "{data}", "--generator", "vit"], 2, "--generator must be one of resnet, unet, encoder-decoder"),
         (["--data", "{data}", "--norm", "group"], 2, "--norm must be one of"),
         (["--data", "{data}", "--optimizer", "sgd"], 2, "--optimizer must be one of adam, rmsprop"),
@@ -100,7 +115,9 @@ def test_train_errors_are_one_clear_line(tiny_data, tmp_path, args, code, fragme
 
 def test_three_domains_for_cyclegan_says_how_to_pick_two(tiny_data):
     write_images(tiny_data / "donkey", 2)
-    assert_one_line_error(invoke("train", "--data", str(tiny_data), *TINY_FLAGS), 2, "got 3 (donkey, horse, zebra): pick two with --domains donkey,horse")
+    assert_one_line_error(
+        invoke("train", "--data", str(tiny_data), *TINY_FLAGS), 2, "got 3 (donkey, horse, zebra): pick two with --domains donkey,horse"
+    )
 
 
 def test_empty_domain_is_one_clear_line(tmp_path):
@@ -113,7 +130,9 @@ def test_existing_model_is_kept_and_resume_extends_it(tiny_data, tmp_path):
     out = tmp_path / "run"
     assert invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "2", "--out", str(out)).exit_code == 0
     before = (out / "generators.safetensors").read_bytes()
-    assert_one_line_error(invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "2", "--out", str(out)), 1, "already holds a model")
+    assert_one_line_error(
+        invoke("train", "--data", str(tiny_data), *TINY_FLAGS, "--steps", "2", "--out", str(out)), 1, "already holds a model"
+    )
     assert (out / "generators.safetensors").read_bytes() == before
     assert_one_line_error(invoke("train", "--resume", "--out", str(out), "--ngf", "8"), 2, "cannot change when resuming")
     result = invoke("train", "--resume", "--out", str(out), "--steps", "4")
@@ -139,8 +158,9 @@ def test_translate_file_folder_and_out_file(model_dir, tmp_path):
     assert result.exit_code == 0 and Image.open(tmp_path / "one.jpg").format == "JPEG"
     assert_one_line_error(
         invoke("translate", str(inputs[0]), str(inputs[1]), "--to", "zebra", "--model", str(model_dir), "--out", str(tmp_path / "x.png")),
-        2, "is a file name, but there is more than one output",
-    )  # fmt: skip
+        2,
+        "is a file name, but there is more than one output",
+    )
 
 
 def test_translate_unknown_domain_lists_the_models_domains(model_dir, tmp_path):
@@ -151,7 +171,18 @@ def test_translate_unknown_domain_lists_the_models_domains(model_dir, tmp_path):
 def test_translate_reports_bad_inputs_and_translates_the_rest(model_dir, tmp_path):
     good = make_inputs(tmp_path)[0]
     (tmp_path / "bad.png").write_bytes(b"nope")
-    result = invoke("translate", str(tmp_path / "bad.png"), str(tmp_path / "missing.png"), str(good), "--to", "zebra", "--model", str(model_dir), "--out", str(tmp_path / "out"))
+    result = invoke(
+        "translate",
+        str(tmp_path / "bad.png"),
+        str(tmp_path / "missing.png"),
+        str(good),
+        "--to",
+        "zebra",
+        "--model",
+        str(model_dir),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.exit_code == 1
     assert result.stdout.split() == [str(tmp_path / "out" / "a.zebra.png")]
     assert "bad.png: not a readable image" in result.stderr and "missing.png: no such file" in result.stderr
@@ -171,8 +202,12 @@ def test_import_reference_generator_then_translate_one_way(tmp_path):
     assert result.exit_code == 0 and result.stdout.strip() == str(tmp_path / "model")
     (path,) = make_inputs(tmp_path / "in")[:1]
     assert invoke("translate", str(path), "--to", "zebra", "--model", str(tmp_path / "model")).exit_code == 0
-    assert_one_line_error(invoke("translate", str(path), "--to", "horse", "--model", str(tmp_path / "model")), 2, "no generator into 'horse'")
-    assert_one_line_error(invoke("import", str(tmp_path / "missing.pth"), "--domains", "a,b", "--out", str(tmp_path / "m2")), 1, "no such file")
+    assert_one_line_error(
+        invoke("translate", str(path), "--to", "horse", "--model", str(tmp_path / "model")), 2, "no generator into 'horse'"
+    )
+    assert_one_line_error(
+        invoke("import", str(tmp_path / "missing.pth"), "--domains", "a,b", "--out", str(tmp_path / "m2")), 1, "no such file"
+    )
 
 
 def test_models_lists_runs(model_dir):
@@ -216,7 +251,21 @@ def test_pipelines_paths_and_bytes_on_stdin(model_dir, tmp_path):
 )
 def test_signal_writes_a_checkpoint_and_resume_continues(tiny_data, tmp_path, sig, workers, whole_group):
     out = tmp_path / "run"
-    command = [*GANTRANS_COMMAND, "train", "--data", str(tiny_data), *TINY_FLAGS, "--workers", workers, "--steps", "100000", "--log-every", "1", "--out", str(out)]
+    command = [
+        *GANTRANS_COMMAND,
+        "train",
+        "--data",
+        str(tiny_data),
+        *TINY_FLAGS,
+        "--workers",
+        workers,
+        "--steps",
+        "100000",
+        "--log-every",
+        "1",
+        "--out",
+        str(out),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=whole_group)
     wait_until_logged(out, process)
     if whole_group:
@@ -242,8 +291,9 @@ def test_python_dash_m_works(tmp_path):
 
 def test_progress_in_a_terminal_leaves_stdout_to_the_results(model_dir, tiny_data, tmp_path, monkeypatch):
     """With stderr a terminal (live progress bars), stdout still carries only the results."""
-    import gantrans.cli
     from rich.console import Console
+
+    import gantrans.cli
 
     terminal = io.StringIO()
     for command in (gantrans.cli.translate, gantrans.cli.train):  # each shows its progress on stderr
@@ -258,7 +308,9 @@ def test_progress_in_a_terminal_leaves_stdout_to_the_results(model_dir, tiny_dat
 
 def test_stargan_trains_on_three_domains_and_translates_to_all_with_a_grid(tmp_path):
     write_domains(tmp_path / "data", ["black", "blond", "brown"], 3, size=(20, 20))
-    result = invoke("train", "--method", "stargan", "--data", str(tmp_path / "data"), *TINY_FLAGS, "--steps", "5", "--out", str(tmp_path / "run"))
+    result = invoke(
+        "train", "--method", "stargan", "--data", str(tmp_path / "data"), *TINY_FLAGS, "--steps", "5", "--out", str(tmp_path / "run")
+    )
     assert result.exit_code == 0, result.stderr
     (image,) = make_inputs(tmp_path / "in")[:1]
     result = invoke("translate", str(image), "--to", "all", "--grid", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out"))
@@ -266,15 +318,35 @@ def test_stargan_trains_on_three_domains_and_translates_to_all_with_a_grid(tmp_p
     assert [Path(p).name for p in result.stdout.split()] == ["a.black.png", "a.blond.png", "a.brown.png", "a.grid.png"]
     assert Image.open(tmp_path / "out" / "a.grid.png").size == (4 * 37, 51)
     assert invoke("translate", str(image), "--to", "brown", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "o2")).exit_code == 0
-    assert_one_line_error(invoke("translate", "-", "--to", "all", "--model", str(tmp_path / "run"), input=image.read_bytes()), 2, "'-' writes one image")
-    assert_one_line_error(invoke("train", "--method", "cyclegan", "--data", str(tmp_path / "data"), "--lambda-cls", "2"), 2, "--lambda-cls does not apply to --method cyclegan")
-
+    assert_one_line_error(
+        invoke("translate", "-", "--to", "all", "--model", str(tmp_path / "run"), input=image.read_bytes()), 2, "'-' writes one image"
+    )
+    assert_one_line_error(
+        invoke("train", "--method", "cyclegan", "--data", str(tmp_path / "data"), "--lambda-cls", "2"),
+        2,
+        "--lambda-cls does not apply to --method cyclegan",
+    )
 
 
 @pytest.mark.parametrize("preset", CYCLEGAN_PRESETS)
 def test_presets_train_and_translate_like_cyclegan(preset, tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default run folder is runs/<data>-<preset>
-    result = invoke("train", "--method", preset, "--data", str(tiny_data), *tiny_preset(preset).flags, "--ngf", "4", "--ndf", "4", "--steps", "4", "--device", "cpu")
+    result = invoke(
+        "train",
+        "--method",
+        preset,
+        "--data",
+        str(tiny_data),
+        *tiny_preset(preset).flags,
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.strip())
     assert run == Path("runs") / f"data-{preset}"

@@ -9,7 +9,7 @@ import torch
 
 from gantrans import losses
 from gantrans.errors import UsageError
-from gantrans.methods import CUT, AdversarialConfig, CUTConfig, PRESETS, CycleGAN, SharedLatent
+from gantrans.methods import CUT, PRESETS, AdversarialConfig, CUTConfig, CycleGAN, SharedLatent
 from gantrans.nn import ResnetGenerator
 
 TINY_CUT = CUTConfig(ngf=4, adversarial=AdversarialConfig(ndf=4, n_layers_d=2), n_blocks=1, nce_layers=(0, 4, 7, 10), num_patches=16)
@@ -65,7 +65,16 @@ def test_cut_and_fastcut_presets_follow_the_paper():
     assert (cut.epochs, cut.decay_epochs, fastcut.epochs, fastcut.decay_epochs) == (200, 200, 150, 50)
     assert cut.model.num_patches == 256 and cut.model.nce_temperature == 0.07 and cut.model.adversarial.gan_loss == "lsgan"
     with torch.no_grad():
-        terms = CUT(dataclasses.replace(fastcut.model, **{k: getattr(TINY_CUT, k) for k in ("ngf", "adversarial", "n_blocks", "nce_layers", "num_patches")}), ("x", "y")).generator_loss((images(6), images(7)), 0).terms
+        terms = (
+            CUT(
+                dataclasses.replace(
+                    fastcut.model, **{k: getattr(TINY_CUT, k) for k in ("ngf", "adversarial", "n_blocks", "nce_layers", "num_patches")}
+                ),
+                ("x", "y"),
+            )
+            .generator_loss((images(6), images(7)), 0)
+            .terms
+        )
     assert set(terms) == {"adv", "nce"}  # no identity term in FastCUT
 
 
@@ -73,7 +82,9 @@ def test_fastcut_flips_about_half_of_the_steps_and_compares_in_the_inputs_orient
     method = CUT(dataclasses.replace(TINY_CUT, flip_equivariance=True, nce_identity=False), ("x", "y"))
     seen = []
     original = method.patch_nce
-    monkeypatch.setattr(method, "patch_nce", lambda source, output, flipped=False: seen.append(flipped) or original(source, output, flipped))
+    monkeypatch.setattr(
+        method, "patch_nce", lambda source, output, flipped=False: seen.append(flipped) or original(source, output, flipped)
+    )
     with torch.no_grad():
         for step in range(40):
             method.generator_loss((images(8), images(9)), step)
@@ -106,7 +117,14 @@ def test_cut_translates_one_way_only():
 
 
 def cyclegan(cycle_noise: float) -> CycleGAN:
-    config = dataclasses.replace(PRESETS["cyclegan"].model, ngf=4, adversarial=AdversarialConfig(ndf=4, n_layers_d=2), n_blocks=1, pool_size=0, cycle_noise=cycle_noise)
+    config = dataclasses.replace(
+        PRESETS["cyclegan"].model,
+        ngf=4,
+        adversarial=AdversarialConfig(ndf=4, n_layers_d=2),
+        n_blocks=1,
+        pool_size=0,
+        cycle_noise=cycle_noise,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return CycleGAN(config, ("x", "y"))
@@ -131,7 +149,9 @@ def test_cycle_noise_is_applied_inside_the_cycle_only():
 
 
 def test_cycle_noise_reaches_the_shared_latent_cycle_only():
-    config = dataclasses.replace(PRESETS["shared-latent"].model, ngf=4, adversarial=AdversarialConfig(ndf=4, n_layers_d=2), n_blocks=1, shared_layers=1)
+    config = dataclasses.replace(
+        PRESETS["shared-latent"].model, ngf=4, adversarial=AdversarialConfig(ndf=4, n_layers_d=2), n_blocks=1, shared_layers=1
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         clean = SharedLatent(config, ("x", "y"))

@@ -19,7 +19,6 @@ from gantrans.images import ImageDecodeError, find_images, load_rgb, to_model_ra
 
 from conftest import write_images
 
-
 # --- decoding -------------------------------------------------------------------------------------
 
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
 from gantrans.batches import batch_samples
-from gantrans.checkpoint import build_method
+from gantrans.checkpoint import build_method, config_from_dict
 from gantrans.config import TrainConfig
 from gantrans.data import UnpairedDataset
 from gantrans.folders import discover_domains
@@ -59,8 +58,10 @@ def test_ranks_hold_identical_weights_equal_to_one_process_on_the_whole_batch(tm
 
     config = worker_config()
     method = build_method(config, ("x", "y"), training=True, seed=config.seed)
-    optimizers = {name: make_optimizer(networks.parameters(), config, torch.device("cpu"))
-                  for name, networks in (("optimizer_g", method.generators), ("optimizer_d", method.discriminators))}  # fmt: skip
+    optimizers = {
+        name: make_optimizer(networks.parameters(), config, torch.device("cpu"))
+        for name, networks in (("optimizer_g", method.generators), ("optimizer_d", method.discriminators))
+    }
     initial = {name: value.clone() for name, value in method.state_dict().items()}
     for step, batch in enumerate(fixed_batches()):
         train_step(method, optimizers, batch, step, config)
@@ -77,7 +78,9 @@ def test_ranks_split_each_global_batch_without_overlap() -> None:
 @pytest.mark.slow
 def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_exactly(tiny_data: Path, tmp_path: Path) -> None:
     # pool 0 for the comparison with one process: each rank keeps its own image pool.
-    multi = gantrans("train", "--data", str(tiny_data), *TINY, "--pool-size", "0", "--steps", "4", "--out", "multi", "--gpus", "2", cwd=tmp_path)
+    multi = gantrans(
+        "train", "--data", str(tiny_data), *TINY, "--pool-size", "0", "--steps", "4", "--out", "multi", "--gpus", "2", cwd=tmp_path
+    )
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert multi.stdout.strip() == "multi"  # rank 0 alone prints the run folder
     assert "x 2 processes" in multi.stderr
@@ -112,7 +115,9 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_exactl
 def test_a_batch_that_does_not_split_is_one_clear_line_before_anything_starts(tiny_data: Path, tmp_path: Path) -> None:
     result = gantrans("train", "--data", str(tiny_data), *TINY, "--batch-size", "3", "--steps", "2", "--gpus", "2", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["gantrans: error: --batch-size 3 is the batch of all 2 processes together: make it a multiple of 2"]
+    assert result.stderr.strip().splitlines() == [
+        "gantrans: error: --batch-size 3 is the batch of all 2 processes together: make it a multiple of 2"
+    ]
     missing = gantrans("train", "--data", str(tmp_path / "nowhere"), *TINY, "--steps", "2", "--gpus", "2", cwd=tmp_path)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1 and "does not exist" in missing.stderr
 
@@ -128,7 +133,21 @@ def test_ranks_draw_their_own_samples_of_the_data_set(tiny_data: Path) -> None:
 @pytest.mark.slow
 def test_ctrl_c_stops_every_process_at_one_step_with_a_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    command = [*GANTRANS_COMMAND, "train", "--data", str(tiny_data), *TINY, "--steps", "100000", "--log-every", "1", "--gpus", "2", "--out", str(out)]
+    command = [
+        *GANTRANS_COMMAND,
+        "train",
+        "--data",
+        str(tiny_data),
+        *TINY,
+        "--steps",
+        "100000",
+        "--log-every",
+        "1",
+        "--gpus",
+        "2",
+        "--out",
+        str(out),
+    ]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     wait_until_logged(out, process, timeout=120)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the launcher and both workers

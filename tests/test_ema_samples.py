@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
+from gantrans.checkpoint import config_from_dict
 from gantrans.config import DataConfig
 from gantrans.data import UnpairedDataset
 from gantrans.errors import UsageError
@@ -25,7 +25,18 @@ from gantrans.step import GeneratorEMA, train_step
 from gantrans.training import train
 from gantrans.translate import Translator
 
-from conftest import gantrans, invoke, log_records, stop_and_resume, tensors, tiny_config, tiny_flags, tiny_method, write_domains, write_images
+from conftest import (
+    gantrans,
+    invoke,
+    log_records,
+    stop_and_resume,
+    tensors,
+    tiny_config,
+    tiny_flags,
+    tiny_method,
+    write_domains,
+    write_images,
+)
 
 CPU = torch.device("cpu")
 
@@ -48,7 +59,9 @@ def average(decay: float, old: dict[str, torch.Tensor], new: dict[str, torch.Ten
 
 
 def close(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> bool:
-    return expected.keys() == actual.keys() and all(torch.allclose(expected[k].double(), actual[k].double(), rtol=0, atol=1e-6) for k in expected)
+    return expected.keys() == actual.keys() and all(
+        torch.allclose(expected[k].double(), actual[k].double(), rtol=0, atol=1e-6) for k in expected
+    )
 
 
 # --- the moving average ---------------------------------------------------------------------------
@@ -180,7 +193,9 @@ def test_ema_follows_compiled_generators(make_config, quick_compile):
 def test_two_processes_keep_the_average_of_one(tiny_data, tmp_path):
     """Each rank updates its own average after the all-reduced step: rank 0 saves what one process would."""
     tiny = tiny_flags(norm="none", pool_size=0, batch_size=4, sample_every=100, snapshot_every=0)
-    result = gantrans("train", "--data", str(tiny_data), *tiny, "--steps", "3", "--ema", "0.5", "--out", "multi", "--gpus", "2", cwd=tmp_path)
+    result = gantrans(
+        "train", "--data", str(tiny_data), *tiny, "--steps", "3", "--ema", "0.5", "--out", "multi", "--gpus", "2", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     single = config_from_dict({**json.loads((tmp_path / "multi" / "config.json").read_text()), "out": str(tmp_path / "single")})
     assert single.ema == 0.5

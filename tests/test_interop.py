@@ -43,8 +43,14 @@ def reference_forward(state: dict[str, torch.Tensor], images: torch.Tensor, n_bl
 def reference_file(path: Path, n_blocks: int, seed: int, extra: dict | None = None) -> dict[str, torch.Tensor]:
     """A generator saved as the reference project saves it, with the stray keys old files carry."""
     torch.manual_seed(seed)
-    state = {k: v.normal_(0, 0.1) if v.dtype.is_floating_point else v for k, v in ResnetGenerator(ngf=8, n_blocks=n_blocks).state_dict().items()}
-    stray = {"model.2.running_mean": torch.zeros(8), "model.2.running_var": torch.ones(8), "model.10.conv_block.2.num_batches_tracked": torch.tensor(0)}
+    state = {
+        k: v.normal_(0, 0.1) if v.dtype.is_floating_point else v for k, v in ResnetGenerator(ngf=8, n_blocks=n_blocks).state_dict().items()
+    }
+    stray = {
+        "model.2.running_mean": torch.zeros(8),
+        "model.2.running_var": torch.ones(8),
+        "model.10.conv_block.2.num_batches_tracked": torch.tensor(0),
+    }
     torch.save({**state, **stray, **(extra or {})}, path)
     return state
 

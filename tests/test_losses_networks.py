@@ -77,7 +77,14 @@ def test_parameter_counts_match_the_reference_networks():
 @pytest.mark.parametrize("n_blocks, upsampling", [(9, (19, 22, 26)), (6, (16, 19, 23))])
 def test_generator_parameter_names_follow_the_reference_layout(n_blocks, upsampling):
     names = set(ResnetGenerator(ngf=4, n_blocks=n_blocks).state_dict())
-    expected = {"model.1.weight", "model.4.weight", "model.7.weight", f"model.{upsampling[0]}.weight", f"model.{upsampling[1]}.weight", f"model.{upsampling[2]}.bias"}
+    expected = {
+        "model.1.weight",
+        "model.4.weight",
+        "model.7.weight",
+        f"model.{upsampling[0]}.weight",
+        f"model.{upsampling[1]}.weight",
+        f"model.{upsampling[2]}.bias",
+    }
     expected |= {f"model.{10 + block}.conv_block.{conv}.weight" for block in range(n_blocks) for conv in (1, 5)}
     assert expected <= names and not any("running" in name for name in names)
 

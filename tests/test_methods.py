@@ -63,7 +63,9 @@ def test_every_registry_method_has_a_preset_and_a_contract():
 def test_every_method_and_preset_has_tiny_test_settings():
     """The battery below runs every preset: a new method or preset needs its test domains in conftest."""
     missing = sorted((set(METHODS) | set(PRESETS)) - set(TINY_PRESETS))
-    assert not missing, f"no entry in TINY_PRESETS (tests/conftest.py) for --method {', '.join(missing)}: add its test domains and tiny settings there"
+    assert not missing, (
+        f"no entry in TINY_PRESETS (tests/conftest.py) for --method {', '.join(missing)}: add its test domains and tiny settings there"
+    )
     assert set(TINY_PRESETS) <= set(PRESETS), f"TINY_PRESETS names what gantrans does not have: {sorted(set(TINY_PRESETS) - set(PRESETS))}"
     for name, tiny in TINY_PRESETS.items():
         assert set(tiny.translates_into) <= set(tiny.domains) and len(set(tiny.domains)) == len(tiny.domains) >= 2, name
@@ -167,7 +169,9 @@ def test_discogan_cycle_weight_follows_its_curriculum(tmp_path):
 def test_sample_grids_leave_training_unchanged(tmp_path):
     """Samples run in evaluation mode: batch norm's running statistics stay as training left them."""
     write_domains(tmp_path / "data", tiny_preset("discogan").domains, 3, size=(20, 20))
-    runs = [config_for("discogan", tmp_path / "data", tmp_path / name, steps=4, sample_every=every) for name, every in (("a", 1), ("b", 100))]
+    runs = [
+        config_for("discogan", tmp_path / "data", tmp_path / name, steps=4, sample_every=every) for name, every in (("a", 1), ("b", 100))
+    ]
     for config in runs:
         list(train(config))
     assert len(list((tmp_path / "a" / "samples").iterdir())) == 4

@@ -5,7 +5,7 @@ objective training a tiny CycleGAN."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -246,9 +246,7 @@ def critic_bound(name: str, steps: int = 200, batch: int = 1024, held_out: int =
     objective = losses.GAN_OBJECTIVES[name]
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    critic = torch.nn.Sequential(
-        torch.nn.Linear(1, 32), torch.nn.SiLU(), torch.nn.Linear(32, 32), torch.nn.SiLU(), torch.nn.Linear(32, 1)
-    )  # fmt: skip
+    critic = torch.nn.Sequential(torch.nn.Linear(1, 32), torch.nn.SiLU(), torch.nn.Linear(32, 32), torch.nn.SiLU(), torch.nn.Linear(32, 1))
     optimizer = torch.optim.Adam(critic.parameters(), lr=1e-2)
     for _ in range(steps):
         from_p = torch.randn(batch, 1, generator=generator)

@@ -86,7 +86,11 @@ def test_compiled_networks_train_as_eager_ones(make_config, quick_compile):
 def test_a_gradient_penalty_keeps_the_discriminators_eager(make_config, quick_compile, monkeypatch):
     compiled = []
     compile_module = torch.nn.Module.compile
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compiled.append(type(self).__name__) or compile_module(self, backend="aot_eager"))
+    monkeypatch.setattr(
+        torch.nn.Module,
+        "compile",
+        lambda self, **options: compiled.append(type(self).__name__) or compile_module(self, backend="aot_eager"),
+    )
     events = list(train(make_config(method="stargan", steps=2, compile=True)))  # WGAN-GP: double backward
     assert events[-1].step == 2
     assert compiled and not any("Discriminator" in name for name in compiled)

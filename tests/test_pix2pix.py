@@ -77,7 +77,9 @@ def test_pairs_stay_aligned_through_crop_and_flip_when_decoded_and_on_device(tmp
     for step in range(10):
         on_device = device_images.batch(range(3 * step, 3 * step + 3))
         assert_aligned(*on_device)
-        assert all(torch.equal(on_device[half], torch.stack([samples[s].images[half] for s in range(3 * step, 3 * step + 3)])) for half in (0, 1))
+        assert all(
+            torch.equal(on_device[half], torch.stack([samples[s].images[half] for s in range(3 * step, 3 * step + 3)])) for half in (0, 1)
+        )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -120,10 +122,13 @@ def test_folders_match_pairs_by_name_in_every_folder_layout(tmp_path):
     assert str(root / "train" / "A" / "img_001.png") in message and "no partner in domain 'B'" in message
     assert "2 of the 12 files have none" in message  # img_001.png in A and img_001.jpg.png in B
     cyclegan_layout = tmp_path / "cyclegan"
-    for domain, letter in (("edges", "A"), ("photo", "B")):
+    for letter in ("A", "B"):  # edges, photo
         write_images(cyclegan_layout / f"train{letter}", 2, seed=0)
     pairs = discover_pairs(cyclegan_layout, "folders", ("edges", "photo"))
-    assert list(pairs) == ["edges", "photo"] and [p.name for p in pairs["edges"]] == [p.name for p in pairs["photo"]] == ["img_000.png", "img_001.png"]
+    assert list(pairs) == ["edges", "photo"] and [p.name for p in pairs["edges"]] == [p.name for p in pairs["photo"]] == [
+        "img_000.png",
+        "img_001.png",
+    ]
     assert list(discover_pairs(cyclegan_layout, "folders", ("photo", "edges"))) == ["photo", "edges"]  # B -> A: the input first
 
 
@@ -131,10 +136,25 @@ def test_a_missing_partner_stops_training_with_one_clear_line_and_writes_nothing
     root = write_pairs(tmp_path / "data", "folders", count=3)
     (root / "train" / "B" / "img_002.png").unlink()
     out = tmp_path / "run"
-    result = invoke("train", "--method", "pix2pix", "--data", str(root), *tiny_flags(n_blocks=None, workers=None, depth=3), "--steps", "2", "--out", str(out))
+    result = invoke(
+        "train",
+        "--method",
+        "pix2pix",
+        "--data",
+        str(root),
+        *tiny_flags(n_blocks=None, workers=None, depth=3),
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"{root / 'train' / 'A' / 'img_002.png'} has no partner in domain 'B'" in lines[0] and "1 of the 5 files" in lines[0]
+    assert (
+        len(lines) == 1
+        and f"{root / 'train' / 'A' / 'img_002.png'} has no partner in domain 'B'" in lines[0]
+        and "1 of the 5 files" in lines[0]
+    )
     assert not out.exists()
 
 
@@ -218,7 +238,10 @@ def test_the_objective_is_the_conditional_gan_plus_lambda_l1(tmp_path):
         assert torch.allclose(terms["l1"], 7.0 * (fake - y).abs().mean())
         real_scores, fake_scores = discriminator(torch.cat([x, y], 1)), discriminator(torch.cat([x, fake], 1))
         assert torch.allclose(terms["adv"], F.binary_cross_entropy_with_logits(fake_scores, torch.ones_like(fake_scores)))
-        halved = 0.5 * (F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores)) + F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores)))
+        halved = 0.5 * (
+            F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores))
+            + F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores))
+        )
         d_loss = method.discriminator_loss((x, y), {"fake_y": fake}).total
         assert torch.allclose(d_loss, halved)
         # Conditioned on the input: the same output judged beside another input scores differently.
@@ -259,11 +282,43 @@ def test_pairs_are_for_pix2pix_only(tmp_path):
 def test_preset_is_the_papers_and_flags_reach_it(tmp_path):
     preset = PRESETS["pix2pix"]
     model = preset.model
-    assert (model.generator, model.depth, model.dropout, model.norm, model.adversarial.n_layers_d, model.adversarial.gan_loss, model.lambda_l1) == ("unet", 8, 0.5, "batch", 3, "nonsaturating", 100.0)
-    assert (preset.data.paired, preset.batch_size, preset.epochs, preset.decay_epochs, preset.lr, preset.beta1, preset.ema) == ("folders", 1, 100, 100, 2e-4, 0.5, 0.0)
+    assert (
+        model.generator,
+        model.depth,
+        model.dropout,
+        model.norm,
+        model.adversarial.n_layers_d,
+        model.adversarial.gan_loss,
+        model.lambda_l1,
+    ) == ("unet", 8, 0.5, "batch", 3, "nonsaturating", 100.0)
+    assert (preset.data.paired, preset.batch_size, preset.epochs, preset.decay_epochs, preset.lr, preset.beta1, preset.ema) == (
+        "folders",
+        1,
+        100,
+        100,
+        2e-4,
+        0.5,
+        0.0,
+    )
     assert not hasattr(model, "pool_size")  # no image history
     root = write_pairs(tmp_path / "data", "aligned", count=2)
-    result = CliRunner().invoke(app, ["train", "--method", "pix2pix", "--data", str(root), "--paired", "aligned", "--lambda-l1", "10", "--norm", "instance", "--dry-run"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--method",
+            "pix2pix",
+            "--data",
+            str(root),
+            "--paired",
+            "aligned",
+            "--lambda-l1",
+            "10",
+            "--norm",
+            "instance",
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     config = json.loads(result.stdout)
     assert config["data"]["paired"] == "aligned" and config["model"]["lambda_l1"] == 10.0 and config["model"]["norm"] == "instance"
@@ -275,9 +330,20 @@ def test_library_training_on_a_folder_layout_built_by_a_script(tmp_path):
     """What the benchmark does: pairs written by a script, then make_train_config + train."""
     root = write_pairs(tmp_path / "pairs", "folders", count=4)
     overrides = {
-        "root": str(root), "domains": ("A", "B"), "out": str(tmp_path / "run"), "size": 16, "load_size": 16, "steps": 3,
-        "ngf": 4, "ndf": 4, "depth": 3, "n_layers_d": 2, "device": "cpu", "workers": 0, "sample_every": 100,
-    }  # fmt: skip
+        "root": str(root),
+        "domains": ("A", "B"),
+        "out": str(tmp_path / "run"),
+        "size": 16,
+        "load_size": 16,
+        "steps": 3,
+        "ngf": 4,
+        "ndf": 4,
+        "depth": 3,
+        "n_layers_d": 2,
+        "device": "cpu",
+        "workers": 0,
+        "sample_every": 100,
+    }
     config = make_train_config("pix2pix", overrides)
     events = list(train(config))
     translator = Translator.load(events[-1].run_dir, device="cpu")
@@ -293,7 +359,9 @@ def test_learns_a_known_pairing(tmp_path):
         for domain, image in (("A", source), ("B", truth(source))):
             (tmp_path / "data" / domain).mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(tmp_path / "data" / domain / f"{index}.png")
-    config = tiny_config(tmp_path / "data", tmp_path / "run", "pix2pix", paired="folders", preprocess="crop", ngf=8, steps=20, lr=1e-2, log_every=10)
+    config = tiny_config(
+        tmp_path / "data", tmp_path / "run", "pix2pix", paired="folders", preprocess="crop", ngf=8, steps=20, lr=1e-2, log_every=10
+    )
     list(train(config))
     l1 = [json.loads(line)["l1"] for line in (Path(config.out) / "log.jsonl").read_text().splitlines()]
     assert l1[1] < 0.7 * l1[0], l1

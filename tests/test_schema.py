@@ -21,8 +21,19 @@ from gantrans.translate import Translator
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?![\w-])")
-# Flags of other programs that messages and the README quote: pip's and torchrun's.
-OTHER_PROGRAMS = {"--no-binary", "--no-deps", "--only-binary", "--nnodes", "--nproc-per-node", "--rdzv-backend", "--rdzv-endpoint", "--dataset"}
+# Flags of other programs that messages and the README quote: pip's, torchrun's, ruff's
+# (`ruff format --check`) and the quality benchmark script's (`--dataset`).
+OTHER_PROGRAMS = {
+    "--check",
+    "--no-binary",
+    "--no-deps",
+    "--only-binary",
+    "--nnodes",
+    "--nproc-per-node",
+    "--rdzv-backend",
+    "--rdzv-endpoint",
+    "--dataset",
+}
 
 
 def invoke(*args: str):
@@ -79,14 +90,41 @@ def test_dry_run_output_trains_the_same_run_without_repeating_method(preset, tmp
 
 def test_set_reaches_any_setting_by_its_place_or_name(tmp_path):
     result = invoke(
-        "train", "--method", "shared-latent", "--data", str(tmp_path), "--dry-run",
-        "--set", "data.load_size=300", "--set", "model.vae=false", "--set", "lr=0.001", "--set", "model.feature_layers=relu1_2",
-    )  # fmt: skip
+        "train",
+        "--method",
+        "shared-latent",
+        "--data",
+        str(tmp_path),
+        "--dry-run",
+        "--set",
+        "data.load_size=300",
+        "--set",
+        "model.vae=false",
+        "--set",
+        "lr=0.001",
+        "--set",
+        "model.feature_layers=relu1_2",
+    )
     assert result.exit_code == 2 and "--feature-layers does not apply to --method shared-latent" in result.stderr
-    result = invoke("train", "--method", "shared-latent", "--data", str(tmp_path), "--dry-run", "--set", "data.load_size=300", "--set", "model.vae=false", "--set", "lr=0.001")
+    result = invoke(
+        "train",
+        "--method",
+        "shared-latent",
+        "--data",
+        str(tmp_path),
+        "--dry-run",
+        "--set",
+        "data.load_size=300",
+        "--set",
+        "model.vae=false",
+        "--set",
+        "lr=0.001",
+    )
     config = json.loads(result.stdout)
     assert (config["data"]["load_size"], config["model"]["vae"], config["lr"]) == (300, False, 0.001)
-    result = invoke("train", "--method", "cut", "--data", str(tmp_path), "--dry-run", "--set", "model.nce_layers=0,4", "--set", "data.domains=a,b")
+    result = invoke(
+        "train", "--method", "cut", "--data", str(tmp_path), "--dry-run", "--set", "model.nce_layers=0,4", "--set", "data.domains=a,b"
+    )
     config = json.loads(result.stdout)
     assert config["model"]["nce_layers"] == [0, 4] and config["data"]["domains"] == ["a", "b"]
 
@@ -124,7 +162,23 @@ def test_help_groups_the_everyday_flags_first():
     sections = [line for line in output.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert sections[0] == "Everyday options:", sections
     everyday = output[output.index("Everyday options:") : output.index(sections[1])]
-    for flag in ("--method", "--data", "--domains", "--out", "--size", "--batch-size", "--steps", "--epochs", "--lr", "--device", "--resume", "--seed", "--config", "--dry-run", "--set"):
+    for flag in (
+        "--method",
+        "--data",
+        "--domains",
+        "--out",
+        "--size",
+        "--batch-size",
+        "--steps",
+        "--epochs",
+        "--lr",
+        "--device",
+        "--resume",
+        "--seed",
+        "--config",
+        "--dry-run",
+        "--set",
+    ):
         assert flag in everyday, flag
     assert "--n-blocks" not in everyday
 

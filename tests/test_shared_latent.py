@@ -136,19 +136,43 @@ def test_cli_trains_and_translates_both_ways(tmp_path):
     write_images(tmp_path / "data" / "real", 4, size=(20, 20), seed=2)
     runner = CliRunner()
     sizes = tiny_flags(n_blocks=2, workers=None)
-    result = runner.invoke(app, ["train", "--method", "shared-latent", "--data", str(tmp_path / "data"), *sizes, "--steps", "3", "--out", str(tmp_path / "run")])
+    result = runner.invoke(
+        app,
+        ["train", "--method", "shared-latent", "--data", str(tmp_path / "data"), *sizes, "--steps", "3", "--out", str(tmp_path / "run")],
+    )
     assert result.exit_code == 0, result.stderr
     image = write_images(tmp_path / "in", 1, size=(23, 17))[0]
     for target, source in (("anime", "real"), ("real", "anime")):
-        result = runner.invoke(app, ["translate", str(image), "--to", target, "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out")])
+        result = runner.invoke(
+            app, ["translate", str(image), "--to", target, "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out")]
+        )
         assert result.exit_code == 0, result.stderr
         assert f"translating from {source} into {target}" in result.stderr
         assert Path(result.stdout.strip()).name == f"img_000.{target}.png"
-    result = runner.invoke(app, ["translate", str(image), "--to", "all", "--grid", "--from", "anime", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out2")])
+    result = runner.invoke(
+        app,
+        [
+            "translate",
+            str(image),
+            "--to",
+            "all",
+            "--grid",
+            "--from",
+            "anime",
+            "--model",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "out2"),
+        ],
+    )
     assert result.exit_code == 0 and "translating from" not in result.stderr
     assert [Path(p).name for p in result.stdout.split()] == ["img_000.anime.png", "img_000.real.png", "img_000.grid.png"]
     result = runner.invoke(app, ["translate", str(image), "--to", "all", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "out3")])
-    assert result.exit_code == 2 and result.stderr.strip() == "gantrans: error: --to all needs --from here: this model translates from a named domain, and the inputs can't be all of them"
+    assert (
+        result.exit_code == 2
+        and result.stderr.strip()
+        == "gantrans: error: --to all needs --from here: this model translates from a named domain, and the inputs can't be all of them"
+    )
 
 
 def test_help_shows_every_remedy():

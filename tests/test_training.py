@@ -10,9 +10,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import fresh_fakes
-from gantrans.checkpoint import config_from_dict
 from gantrans import checkpoint
+from gantrans.checkpoint import config_from_dict
 from gantrans.errors import GantransError, UsageError
 from gantrans.events import CheckpointWritten, Finished, SamplesWritten
 from gantrans.methods import METHODS
@@ -21,7 +20,7 @@ from gantrans.presets import make_train_config, resume_config
 from gantrans.step import learning_rate_factor, make_optimizer, train_step
 from gantrans.training import train
 
-from conftest import log_records, tensors, tiny_method
+from conftest import fresh_fakes, log_records, tensors, tiny_method
 
 
 def run(config, **kwargs) -> list:

@@ -139,7 +139,9 @@ def test_existing_outputs_are_replaced_by_default_and_kept_with_no_clobber(model
     result = translate(str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--no-clobber", model=model_dir)
     assert result.exit_code == 0 and result.stdout.split() == [str(tmp_path / "out" / "b.zebra.png")]
     assert existing.read_bytes() == b"mine" and f"kept {existing}" in result.stderr and not error_lines(result)
-    result = translate("-", "--out", str(tmp_path / "out" / "a.zebra.png"), "--no-clobber", model=model_dir, input=(tmp_path / "in" / "a.png").read_bytes())
+    result = translate(
+        "-", "--out", str(tmp_path / "out" / "a.zebra.png"), "--no-clobber", model=model_dir, input=(tmp_path / "in" / "a.png").read_bytes()
+    )
     assert result.exit_code == 0 and result.stdout == "" and existing.read_bytes() == b"mine"
     result = translate(str(tmp_path / "in"), "--out", str(tmp_path / "out"), model=model_dir)  # --overwrite, the default
     assert result.exit_code == 0 and len(result.stdout.split()) == 2 and Image.open(existing).size == (12, 10)
@@ -167,7 +169,9 @@ def test_a_failed_write_leaves_no_partial_file_and_the_old_one_whole(model_dir, 
     image(old, seed=3)
     before = old.read_bytes()
     failing_encoder(monkeypatch, error)
-    result = CliRunner().invoke(app, ["translate", str(tmp_path / "in"), "--to", "all", "--grid", "--model", str(model_dir), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["translate", str(tmp_path / "in"), "--to", "all", "--grid", "--model", str(model_dir), "--out", str(tmp_path / "out")]
+    )
     stdin = translate("-", "--out", str(tmp_path / "out" / "s.png"), model=model_dir, input=before)
     assert result.exit_code == code and stdin.exit_code == code and result.stdout == stdin.stdout == ""
     assert "Traceback" not in result.stderr + stdin.stderr
@@ -220,7 +224,10 @@ def test_an_unusable_out_is_one_line(model_dir, tmp_path, name):
     source = image(tmp_path / "a.png")
     (tmp_path / "notes.txt").write_text("keep me")
     out = str(tmp_path / name)  # an existing file that is no image name; an output or a folder inside a file
-    for result in (translate(str(source), "--out", out, model=model_dir), translate("-", "--out", out, model=model_dir, input=source.read_bytes())):
+    for result in (
+        translate(str(source), "--out", out, model=model_dir),
+        translate("-", "--out", out, model=model_dir, input=source.read_bytes()),
+    ):
         (line,) = error_lines(result)
         assert result.exit_code in (1, 2) and result.stdout == "" and "notes.txt" in line
     assert (tmp_path / "notes.txt").read_text() == "keep me"
@@ -264,7 +271,14 @@ def test_size_option_is_bounded(model_dir, tmp_path):
         Translator.load(model_dir, device="cpu").translate_images([Image.new("RGB", (1, 50))], "zebra", size=4096)
 
 
-@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9216000000 bytes"), torch.OutOfMemoryError("CUDA out of memory")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9216000000 bytes"),
+        torch.OutOfMemoryError("CUDA out of memory"),
+    ],
+)
 def test_running_out_of_memory_fails_that_batch_only(model_dir, tmp_path, monkeypatch, error):
     for index in range(4):
         image(tmp_path / "in" / f"{index}.png", seed=index)

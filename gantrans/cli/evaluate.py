@@ -17,12 +17,24 @@ from gantrans.errors import UsageError
 @user_errors
 def evaluate(
     model: Optional[Path] = typer.Option(None, "--model", help="Run folder or .safetensors file to evaluate (with --data)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="The model's data folder: its test split is translated, or all images when it has none."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", "-d", help="The model's data folder: its test split is translated, or all images when it has none."
+    ),
     split: str = typer.Option("test", help="Which split of --data to evaluate on."),
     limit: Optional[int] = typer.Option(None, "--n", help="Evaluate at most this many images per domain.  [default: all]"),
-    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A stargan run whose domain classifier judges the translations (independent of the model).  [default: a stargan model's own]"),
-    reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Paired ground truth, when you have it: REF/<target domain>/<same file name as the input>; adds L1, PSNR and SSIM."),
-    fid: Optional[tuple[Path, Path]] = typer.Option(None, "--fid", help="Two image folders: FID and KID between them, as pytorch-fid computes FID."),
+    classifier: Optional[Path] = typer.Option(
+        None,
+        "--classifier",
+        help="A stargan run whose domain classifier judges the translations (independent of the model).  [default: a stargan model's own]",
+    ),
+    reference_dir: Optional[Path] = typer.Option(
+        None,
+        "--reference-dir",
+        help="Paired ground truth, when you have it: REF/<target domain>/<same file name as the input>; adds L1, PSNR and SSIM.",
+    ),
+    fid: Optional[tuple[Path, Path]] = typer.Option(
+        None, "--fid", help="Two image folders: FID and KID between them, as pytorch-fid computes FID."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
     batch_size: int = typer.Option(32, help="Images per Inception forward pass."),
     device: str = DeviceOption,
@@ -66,8 +78,18 @@ def _compare_folders(folders: tuple[Path, Path], device: Any, batch_size: int, j
         evaluation.folder_images(folder)
     comparison = evaluation.compare_folders(folders[0], folders[1], load_inception(device), batch_size)
     _warn_skipped(comparison.skipped)
-    report: dict = {"folders": list(comparison.folders), "images": list(comparison.images), "fid": comparison.fid, "kid": comparison.kid, "kid_std": comparison.kid_std}
-    rows = {"images": " / ".join(map(str, comparison.images)), "FID": f"{comparison.fid:.2f}", "KID × 1000": f"{1000 * comparison.kid:.2f} ± {1000 * comparison.kid_std:.2f}"}
+    report: dict = {
+        "folders": list(comparison.folders),
+        "images": list(comparison.images),
+        "fid": comparison.fid,
+        "kid": comparison.kid,
+        "kid_std": comparison.kid_std,
+    }
+    rows = {
+        "images": " / ".join(map(str, comparison.images)),
+        "FID": f"{comparison.fid:.2f}",
+        "KID × 1000": f"{1000 * comparison.kid:.2f} ± {1000 * comparison.kid_std:.2f}",
+    }
     if json_output:
         print(json.dumps(report))
     else:
@@ -75,8 +97,16 @@ def _compare_folders(folders: tuple[Path, Path], device: Any, batch_size: int, j
 
 
 def _evaluate_model(
-    model: Path, data: Path, split: str, limit: Optional[int], classifier: Optional[Path], reference_dir: Optional[Path], json_output: bool, batch_size: int, device: str
-) -> None:  # fmt: skip
+    model: Path,
+    data: Path,
+    split: str,
+    limit: Optional[int],
+    classifier: Optional[Path],
+    reference_dir: Optional[Path],
+    json_output: bool,
+    batch_size: int,
+    device: str,
+) -> None:
     """`eval --model`: the data is checked (two images a domain) before the networks are loaded."""
     import json
 
@@ -93,7 +123,9 @@ def _evaluate_model(
     if judge is None and translator.info.method == "stargan" and (translator.info.path.parent / "training_state.safetensors").is_file():
         judge = translator.info.path.parent
         stderr.print("domain accuracy by the model's own classifier (--classifier RUN for an independent one)", soft_wrap=True)
-    judges = evaluation.Judges(load_inception(resolved), load_lpips(resolved), evaluation.load_domain_classifier(judge, resolved) if judge else None)
+    judges = evaluation.Judges(
+        load_inception(resolved), load_lpips(resolved), evaluation.load_domain_classifier(judge, resolved) if judge else None
+    )
     result = evaluation.evaluate_model(translator, data, judges, split, limit, reference_dir, batch_size)
     stderr.print(f"evaluated on the {result.split} split of {data}", soft_wrap=True)
     _warn_skipped(result.skipped)
@@ -113,6 +145,7 @@ def _warn_skipped(messages: tuple[str, ...]) -> None:
 
 def _direction_rows(report: Any) -> dict[str, str]:
     """One direction's numbers as table cells (metric -> text); '-' where a metric does not apply."""
+
     def number(value: Optional[float], pattern: str) -> str:
         return "-" if value is None else pattern.format(value)
 
@@ -126,11 +159,19 @@ def _direction_rows(report: Any) -> dict[str, str]:
         **({} if report.domain_accuracy is None else {"domain accuracy ↑": f"{report.domain_accuracy:.0%}"}),
         "cycle L1 ↓": number(report.cycle_l1, "{:.4f}"),
         "cycle PSNR ↑": number(report.cycle_psnr, "{:.2f} dB"),
-        "cycle error gain: noise, JPEG": "-" if report.hidden_information is None else f"{report.hidden_information:.2f}, {report.hidden_information_jpeg:.2f}",
-        **({} if report.reference_l1 is None else {
-            "reference L1 ↓": f"{report.reference_l1:.4f}", "reference PSNR ↑": f"{report.reference_psnr:.2f} dB", "reference SSIM ↑": f"{report.reference_ssim:.3f}",
-        }),
-    }  # fmt: skip
+        "cycle error gain: noise, JPEG": "-"
+        if report.hidden_information is None
+        else f"{report.hidden_information:.2f}, {report.hidden_information_jpeg:.2f}",
+        **(
+            {}
+            if report.reference_l1 is None
+            else {
+                "reference L1 ↓": f"{report.reference_l1:.4f}",
+                "reference PSNR ↑": f"{report.reference_psnr:.2f} dB",
+                "reference SSIM ↑": f"{report.reference_ssim:.3f}",
+            }
+        ),
+    }
 
 
 def _print_eval_table(columns: dict[str, dict[str, str]]) -> None:

@@ -19,14 +19,28 @@ from gantrans.errors import GantransError, UsageError
 def bench(
     methods: str = typer.Option("cyclegan,stargan,direct,shared-latent", help="Comma-separated methods or presets to measure."),
     size: Optional[int] = typer.Option(None, help="Image side for training and translation.  [default: 256 on CUDA, 64 on CPU]"),
-    steps: Optional[int] = typer.Option(None, help="Timed steps per setting (translation: timed batches).  [default: 20 on CUDA, 2 on CPU]"),
+    steps: Optional[int] = typer.Option(
+        None, help="Timed steps per setting (translation: timed batches).  [default: 20 on CUDA, 2 on CPU]"
+    ),
     warmup: Optional[int] = typer.Option(None, help="Untimed steps first (compilation, cuDNN autotuning).  [default: 5 on CUDA, 1 on CPU]"),
-    large_size: Optional[int] = typer.Option(None, help="Side of the one-image translation that must fit in memory.  [default: 1024 on CUDA, 4 x --size on CPU]"),
+    large_size: Optional[int] = typer.Option(
+        None, help="Side of the one-image translation that must fit in memory.  [default: 1024 on CUDA, 4 x --size on CPU]"
+    ),
     levers: bool = typer.Option(True, "--levers/--no-levers", help="CycleGAN also under each speed lever alone."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="Include the torch.compile settings.  [default: on CUDA; off on CPU, where compiling takes minutes per network]"),
-    settings: Optional[list[str]] = typer.Option(None, "--set", help="A training setting by flag name, for every method measured (repeatable): --set ngf=32 --set n_blocks=6."),
-    peak_tflops: Optional[float] = typer.Option(None, help="The device's peak TFLOP/s (an H100's dense bf16: ~790), for the share of it reached."),
-    record: Optional[Path] = typer.Option(None, help="Append the table, command and machine to this Markdown file (benchmarks/RESULTS.md)."),
+    compile: Optional[bool] = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="Include the torch.compile settings.  [default: on CUDA; off on CPU, where compiling takes minutes per network]",
+    ),
+    settings: Optional[list[str]] = typer.Option(
+        None, "--set", help="A training setting by flag name, for every method measured (repeatable): --set ngf=32 --set n_blocks=6."
+    ),
+    peak_tflops: Optional[float] = typer.Option(
+        None, help="The device's peak TFLOP/s (an H100's dense bf16: ~790), for the share of it reached."
+    ),
+    record: Optional[Path] = typer.Option(
+        None, help="Append the table, command and machine to this Markdown file (benchmarks/RESULTS.md)."
+    ),
     device: str = DeviceOption,
 ) -> None:
     """Measure training and translation speed and peak memory: fast settings against the reference ones.
@@ -57,15 +71,25 @@ def bench(
     if not on_gpu:
         stderr.print("bench: no GPU here; CPU figures check the harness, not the GPU targets", soft_wrap=True)
     rows, reference_speed = benchmark.run(
-        names, size, steps, warmup, resolved, levers, large_size or (1024 if on_gpu else 4 * size), on_gpu if compile is None else compile,
-        overrides, progress=lambda message: stderr.print(f"bench: {message}", soft_wrap=True),
-    )  # fmt: skip
+        names,
+        size,
+        steps,
+        warmup,
+        resolved,
+        levers,
+        large_size or (1024 if on_gpu else 4 * size),
+        on_gpu if compile is None else compile,
+        overrides,
+        progress=lambda message: stderr.print(f"bench: {message}", soft_wrap=True),
+    )
     table = benchmark.markdown(rows, reference_speed, peak_tflops)
     print(table)
     if record is not None:
         command = "gantrans " + " ".join(sys.argv[1:])
         with record.open("a") as handle:
-            handle.write(f"\n## Speed ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {benchmark.machine_description(resolved)}.\n\n{table}\n")
+            handle.write(
+                f"\n## Speed ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {benchmark.machine_description(resolved)}.\n\n{table}\n"
+            )
 
 
 def _parse_settings(items: list[str]) -> dict[str, Any]:
@@ -139,7 +163,17 @@ def models(
             print(f"gantrans: warning: {error}", file=sys.stderr)
     if json_output:
         for info in infos:
-            print(json.dumps({"path": str(info.path.parent), "method": info.method, "domains": list(info.domains), "step": info.step, "image_size": info.image_size}))
+            print(
+                json.dumps(
+                    {
+                        "path": str(info.path.parent),
+                        "method": info.method,
+                        "domains": list(info.domains),
+                        "step": info.step,
+                        "image_size": info.image_size,
+                    }
+                )
+            )
         return
     table = Table("model", "method", "domains", "step", "size")
     for info in infos:

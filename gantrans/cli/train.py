@@ -16,9 +16,24 @@ from rich.console import Console
 from gantrans.cli.app import app, stderr, user_errors
 from gantrans.errors import UsageError
 
-
 # The everyday flags, listed first by `train --help` in this order; then the groups below.
-EVERYDAY = ("method", "root", "domains", "out", "size", "batch_size", "steps", "epochs", "lr", "device", "resume", "seed", "config", "dry_run", "set")
+EVERYDAY = (
+    "method",
+    "root",
+    "domains",
+    "out",
+    "size",
+    "batch_size",
+    "steps",
+    "epochs",
+    "lr",
+    "device",
+    "resume",
+    "seed",
+    "config",
+    "dry_run",
+    "set",
+)
 SPEED = ("precision", "compile", "channels_last", "on_device", "workers", "cache_mb", "gpus")
 RUN_OUTPUTS = ("log_every", "sample_every", "checkpoint_every", "snapshot_every", "eval_every", "eval_images", "max_bad_steps", "overwrite")
 SHORT_FLAGS = {"root": "-d", "out": "-o"}
@@ -79,26 +94,49 @@ def _setting_parameters() -> list[inspect.Parameter]:
 def _train_parameters() -> list[inspect.Parameter]:
     keyword = inspect.Parameter.KEYWORD_ONLY
     fixed = {
-        "method": (Optional[str], typer.Option(
-            None, "--method", "-m", show_default=False,
-            help="cyclegan (two domains, both ways), stargan (any number of domains, one generator), direct (one way, X -> Y), "
-            "cut and fastcut (one way, content kept by contrasting patches: Park et al. 2020), "
-            "shared-latent (per-domain encoders and decoders meeting in one code: UNIT), pix2pix (paired: each input with its true translation, "
-            "U-Net and a conditional PatchGAN: Isola et al. 2017), or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, "
-            "feature matching) and dualgan (Yi et al. 2017: WGAN with clipping, RMSProp, U-Net). --dry-run shows any preset's settings.  "
-            "[default: cyclegan, or the --config file's]",
-        )),
-        "config": (Optional[Path], typer.Option(None, "--config", help="JSON file of settings (as printed by --dry-run); flags override it.")),
-        "set": (Optional[list[str]], typer.Option(None, "--set", metavar="<name=value>", help="Any setting by its place in the config, repeatable: --set data.load_size=300 --set model.vae=false.")),
+        "method": (
+            Optional[str],
+            typer.Option(
+                None,
+                "--method",
+                "-m",
+                show_default=False,
+                help="cyclegan (two domains, both ways), stargan (any number of domains, one generator), direct (one way, X -> Y), "
+                "cut and fastcut (one way, content kept by contrasting patches: Park et al. 2020), "
+                "shared-latent (per-domain encoders and decoders meeting in one code: UNIT), pix2pix (paired: each input with its true translation, "
+                "U-Net and a conditional PatchGAN: Isola et al. 2017), or the CycleGAN presets discogan (Kim et al. 2017: 64 px, encoder-decoder, "
+                "feature matching) and dualgan (Yi et al. 2017: WGAN with clipping, RMSProp, U-Net). --dry-run shows any preset's settings.  "
+                "[default: cyclegan, or the --config file's]",
+            ),
+        ),
+        "config": (
+            Optional[Path],
+            typer.Option(None, "--config", help="JSON file of settings (as printed by --dry-run); flags override it."),
+        ),
+        "set": (
+            Optional[list[str]],
+            typer.Option(
+                None,
+                "--set",
+                metavar="<name=value>",
+                help="Any setting by its place in the config, repeatable: --set data.load_size=300 --set model.vae=false.",
+            ),
+        ),
         "resume": (bool, typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped.")),
         "overwrite": (bool, typer.Option(False, "--overwrite", help="Replace a model already in --out.")),
         "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit.")),
-        "gpus": (int, typer.Option(
-            1, help="Train with this many processes on this machine, one per GPU, the batch split among them (started as torchrun "
-            "would; on CPU: gloo processes). Several machines: start `torchrun ... -m gantrans train` on each.",
-        )),
-    }  # fmt: skip
-    return [inspect.Parameter(name, keyword, default=option, annotation=kind) for name, (kind, option) in fixed.items()] + _setting_parameters()
+        "gpus": (
+            int,
+            typer.Option(
+                1,
+                help="Train with this many processes on this machine, one per GPU, the batch split among them (started as torchrun "
+                "would; on CPU: gloo processes). Several machines: start `torchrun ... -m gantrans train` on each.",
+            ),
+        ),
+    }
+    return [
+        inspect.Parameter(name, keyword, default=option, annotation=kind) for name, (kind, option) in fixed.items()
+    ] + _setting_parameters()
 
 
 def train(**options: Any) -> None:
@@ -120,9 +158,8 @@ def train(**options: Any) -> None:
     resume, overwrite, dry_run, gpus = options.pop("resume"), options.pop("overwrite"), options.pop("dry_run"), options.pop("gpus")
     table = setting_table()
     overrides = {
-        name: parse_text(table[name], value) if isinstance(value, str) else value
-        for name, value in options.items() if value is not None
-    }  # fmt: skip
+        name: parse_text(table[name], value) if isinstance(value, str) else value for name, value in options.items() if value is not None
+    }
     overrides.update(parse_assignment(text, table) for text in assignments)
     if "root" in overrides:
         overrides["root"] = str(overrides["root"])
@@ -177,8 +214,13 @@ def settings(
         for part in setting.path:
             value = getattr(value, part)
         bounds = f"{setting.low} to {setting.high}" if setting.high is not None else f">= {setting.low}" if setting.low is not None else ""
-        notes = [f"Choices: {', '.join(setting.choices)}." if setting.choices else f"Range: {bounds}." if bounds else "", "May change on --resume." if setting.resumable else ""]
-        rows.add_row(setting.flag, setting.default_text if value in (None, "") else shown(value), " ".join([setting.help, *filter(None, notes)]))
+        notes = [
+            f"Choices: {', '.join(setting.choices)}." if setting.choices else f"Range: {bounds}." if bounds else "",
+            "May change on --resume." if setting.resumable else "",
+        ]
+        rows.add_row(
+            setting.flag, setting.default_text if value in (None, "") else shown(value), " ".join([setting.help, *filter(None, notes)])
+        )
     Console(soft_wrap=False).print(rows)
 
 
@@ -197,7 +239,9 @@ def _run_training(config: Any, resume: bool, overwrite: bool) -> None:
             raise KeyboardInterrupt
         if not stop.is_set() and rank == 0:
             what = "the next log step" if distributed else "this step"
-            stderr.print(f"[yellow]stopping: finishing {what} and writing a checkpoint" + ("" if distributed else " (Ctrl-C again to abort)") + "[/]")
+            stderr.print(
+                f"[yellow]stopping: finishing {what} and writing a checkpoint" + ("" if distributed else " (Ctrl-C again to abort)") + "[/]"
+            )
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}

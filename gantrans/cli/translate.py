@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -16,15 +17,27 @@ from gantrans.errors import GantransError, UsageError
 @app.command(no_args_is_help=True)
 @user_errors
 def translate(
-    inputs: Optional[list[str]] = typer.Argument(None, help="Image files, folders (recursive), or - for image bytes on stdin. None: image paths on stdin, one a line."),
+    inputs: Optional[list[str]] = typer.Argument(
+        None, help="Image files, folders (recursive), or - for image bytes on stdin. None: image paths on stdin, one a line."
+    ),
     to: str = typer.Option(..., "--to", "-t", help="Target domain, or all: one output per domain of the model."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Run folder or .safetensors file.  [default: newest model under ./runs (or $GANTRANS_HOME) that knows --to]"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder, or a file for a single input.  [default: next to each input, as <stem>.<domain>.png]"),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Run folder or .safetensors file.  [default: newest model under ./runs (or $GANTRANS_HOME) that knows --to]"
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output folder, or a file for a single input.  [default: next to each input, as <stem>.<domain>.png]"
+    ),
     grid: bool = typer.Option(False, "--grid", help="Also write <stem>.grid.png: the input and its translations side by side."),
-    source: Optional[str] = typer.Option(None, "--from", help="The inputs' domain, for methods that need it (shared-latent).  [default: the model's other domain]"),
-    size: Optional[int] = typer.Option(None, help="Resize inputs so the shorter side has this many pixels (at most 4096).  [default: keep the input size]"),
+    source: Optional[str] = typer.Option(
+        None, "--from", help="The inputs' domain, for methods that need it (shared-latent).  [default: the model's other domain]"
+    ),
+    size: Optional[int] = typer.Option(
+        None, help="Resize inputs so the shorter side has this many pixels (at most 4096).  [default: keep the input size]"
+    ),
     batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
-    overwrite: bool = typer.Option(True, "--overwrite/--no-clobber", help="Replace existing output files, or keep them (inputs are never replaced)."),
+    overwrite: bool = typer.Option(
+        True, "--overwrite/--no-clobber", help="Replace existing output files, or keep them (inputs are never replaced)."
+    ),
     device: str = DeviceOption,
     precision: str = typer.Option("auto", help="bf16 (autocast), fp32, or auto: bf16 on CUDA."),
 ) -> None:
@@ -49,7 +62,9 @@ def translate(
     if not inputs and sys.stdin.isatty():
         raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
     out_is_file = destinations.out_is_file(out)
-    model_path = model or translation.find_model(None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr))
+    model_path = model or translation.find_model(
+        None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr)
+    )
     translator = translation.Translator.load(model_path, device, precision)
     targets = translator.targets if to == "all" else (to,)
     translator.check_target(targets[0])
@@ -59,7 +74,9 @@ def translate(
         assumed = translator.source_domain(target, source)
         if source is None and assumed is not None:
             if len(targets) > 1:
-                raise UsageError("--to all needs --from here: this model translates from a named domain, and the inputs can't be all of them")
+                raise UsageError(
+                    "--to all needs --from here: this model translates from a named domain, and the inputs can't be all of them"
+                )
             stderr.print(f"translating from {assumed} into {target} (--from names the inputs' domain)", soft_wrap=True)
     outputs = destinations.Outputs(out, out_is_file, overwrite)
     if inputs == ["-"]:
@@ -78,7 +95,8 @@ def translate(
     failed: set[Path] = set()
     count = 0
     with _translate_progress(len(items) * (len(targets) + grid) if isinstance(items, list) else None) as advance:
-        for count, result in enumerate(translation.translate_all(translator, items, targets, outputs, grid, batch_size, source, size), 1):
+        for result in translation.translate_all(translator, items, targets, outputs, grid, batch_size, source, size):
+            count += 1
             if result.error:
                 failed.add(result.input)
                 print(f"gantrans: error: {result.error}", file=sys.stderr, flush=True)
@@ -101,7 +119,15 @@ def _translate_progress(total: Optional[int]) -> Iterator[Callable[[], None]]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("[bold]translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr, transient=True, redirect_stdout=False) as progress:
+    with Progress(
+        TextColumn("[bold]translating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        redirect_stdout=False,
+    ) as progress:
         task = progress.add_task("translate", total=total)
         yield lambda: progress.advance(task)
 

@@ -41,12 +41,25 @@ def _presets() -> dict[str, TrainConfig]:
         "discogan": TrainConfig(
             method="cyclegan",
             model=CycleGANConfig(
-                generator="encoder-decoder", depth=4, discriminator="dcgan", norm="batch",
-                adversarial=AdversarialConfig(n_layers_d=3, gan_loss="nonsaturating"), lambda_fm=9.0, cycle_norm="l2", lambda_cycle=10.0,
-                cycle_warmup_steps=10_000, lambda_cycle_warmup=0.1, lambda_identity=0.0, pool_size=0,
+                generator="encoder-decoder",
+                depth=4,
+                discriminator="dcgan",
+                norm="batch",
+                adversarial=AdversarialConfig(n_layers_d=3, gan_loss="nonsaturating"),
+                lambda_fm=9.0,
+                cycle_norm="l2",
+                lambda_cycle=10.0,
+                cycle_warmup_steps=10_000,
+                lambda_cycle_warmup=0.1,
+                lambda_identity=0.0,
+                pool_size=0,
             ),
-            data=DataConfig(size=64, load_size=64, flip=False), batch_size=64, weight_decay=1e-5, n_generator=2,
-            epochs=200, decay_epochs=0,
+            data=DataConfig(size=64, load_size=64, flip=False),
+            batch_size=64,
+            weight_decay=1e-5,
+            n_generator=2,
+            epochs=200,
+            decay_epochs=0,
         ),
         # Yi et al. 2017: WGAN with weight clipping 0.01, RMSProp 5e-5, 2 critic steps per G step,
         # batch 1, L1 reconstruction with lambda in the paper's range of 100-1000, U-Net generator
@@ -55,18 +68,36 @@ def _presets() -> dict[str, TrainConfig]:
         "dualgan": TrainConfig(
             method="cyclegan",
             model=CycleGANConfig(
-                generator="unet", depth=8, dropout=0.5, norm="instance-affine", adversarial=AdversarialConfig(gan_loss="wgan"),
-                lambda_cycle=100.0, lambda_identity=0.0, pool_size=0,
+                generator="unet",
+                depth=8,
+                dropout=0.5,
+                norm="instance-affine",
+                adversarial=AdversarialConfig(gan_loss="wgan"),
+                lambda_cycle=100.0,
+                lambda_identity=0.0,
+                pool_size=0,
             ),
-            optimizer="rmsprop", lr=5e-5, beta2=0.9, clip=0.01, n_critic=2, epochs=50, decay_epochs=0,
+            optimizer="rmsprop",
+            lr=5e-5,
+            beta2=0.9,
+            clip=0.01,
+            n_critic=2,
+            epochs=50,
+            decay_epochs=0,
         ),
         # Choi et al. 2018: WGAN-GP, 5 critic steps per G step, Adam 1e-4 (0.5, 0.999), batch 16,
         # 128 px, 200k iterations with the learning rate decaying over the last 100k. Translations come
         # from an average of the generator's weights (StarGAN v2's practice, Choi et al. 2020).
         "stargan": TrainConfig(
-            method="stargan", model=StarGANConfig(), data=DataConfig(size=128, load_size=143),
-            batch_size=16, lr=1e-4, n_critic=5, steps=200_000, ema=0.999,
-        ),  # fmt: skip
+            method="stargan",
+            model=StarGANConfig(),
+            data=DataConfig(size=128, load_size=143),
+            batch_size=16,
+            lr=1e-4,
+            n_critic=5,
+            steps=200_000,
+            ema=0.999,
+        ),
         # The lectures' "Approach 1": G: X -> Y only, shallow (2 blocks); --lambda-feature 1 adds VGG16 consistency.
         "direct": TrainConfig(method="direct", model=DirectConfig()),
         # The lectures' "Approach 2" with UNIT's choices (Liu et al. 2017): VAE-GAN per domain, a shared
@@ -78,7 +109,11 @@ def _presets() -> dict[str, TrainConfig]:
         "cut": TrainConfig(method="cut", model=CUTConfig(), epochs=200, decay_epochs=200, ema=0.999),
         # FastCUT: no identity NCE, lambda_NCE 10 and flip equivariance instead; 150 + 50 epochs.
         "fastcut": TrainConfig(
-            method="cut", model=CUTConfig(nce_identity=False, lambda_nce=10.0, flip_equivariance=True), epochs=150, decay_epochs=50, ema=0.999,
+            method="cut",
+            model=CUTConfig(nce_identity=False, lambda_nce=10.0, flip_equivariance=True),
+            epochs=150,
+            decay_epochs=50,
+            ema=0.999,
         ),
         # Isola et al. 2017 and the reference code: paired data (two folders matched by file name), U-Net
         # (unet_256) with dropout 0.5 and batch norm, 70x70 PatchGAN on (input, output), cross-entropy GAN
@@ -91,6 +126,22 @@ def _presets() -> dict[str, TrainConfig]:
 PRESETS = _presets()
 
 __all__ = [
-    "METHODS", "PRESETS", "AdversarialConfig", "Batch", "Losses", "Method", "CycleGAN", "CycleGANConfig", "StarGAN", "StarGANConfig", "Direct",
-    "DirectConfig", "SharedLatent", "SharedLatentConfig", "CUT", "CUTConfig", "Pix2Pix", "Pix2PixConfig",
-]  # fmt: skip
+    "METHODS",
+    "PRESETS",
+    "AdversarialConfig",
+    "Batch",
+    "Losses",
+    "Method",
+    "CycleGAN",
+    "CycleGANConfig",
+    "StarGAN",
+    "StarGANConfig",
+    "Direct",
+    "DirectConfig",
+    "SharedLatent",
+    "SharedLatentConfig",
+    "CUT",
+    "CUTConfig",
+    "Pix2Pix",
+    "Pix2PixConfig",
+]

@@ -8,8 +8,9 @@ resume (an image pool, its random generator) is returned by `training_state()` a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,9 +30,10 @@ class AdversarialConfig:
     n_layers_d: int = setting(3, low=1, high=8, help="Discriminator depth: PatchGAN layers (3 = 70x70 patches); StarGAN's stride-2 layers.")
     spectral_norm: bool = setting(False, help="Spectral normalisation in the discriminators (Miyato et al. 2018).")
     gan_loss: str = setting(
-        "lsgan", choices=losses.GAN_LOSSES,
+        "lsgan",
+        choices=losses.GAN_LOSSES,
         help="The GAN objective (wgan needs --clip); kl, reverse-kl, pearson, squared-hellinger and js are f-GAN divergences (Nowozin et al. 2016).",
-    )  # fmt: skip
+    )
     lambda_gp: float = setting(10.0, low=0.0, help="Gradient penalty weight (objectives with a gradient penalty: wgan-gp).")
     lambda_r1: float = setting(0.0, low=0.0, help="R1 penalty gamma on real images (Mescheder et al. 2018; 0: off).")
 
@@ -129,10 +131,14 @@ class Method(nn.Module):
     def check_training_size(self, size: int) -> None:
         """A clear error when square training crops of `size` pixels do not fit the networks."""
         if size % self.stride:
-            raise UsageError(f"--size {size} must be a multiple of {self.stride} for this generator (e.g. {max(self.stride, size // self.stride * self.stride)})")
+            raise UsageError(
+                f"--size {size} must be a multiple of {self.stride} for this generator (e.g. {max(self.stride, size // self.stride * self.stride)})"
+            )
         needed = self.training_min_side()
         if size < needed:
-            raise UsageError(f"--size {size} is too small for these networks: they need at least {needed} pixels (use a larger --size, or a smaller --n-layers-d or --depth)")
+            raise UsageError(
+                f"--size {size} is too small for these networks: they need at least {needed} pixels (use a larger --size, or a smaller --n-layers-d or --depth)"
+            )
 
     def training_state(self) -> dict[str, Tensor]:
         """Tensors beyond the weights that a resume needs (the method's random state, pools...)."""
@@ -140,7 +146,6 @@ class Method(nn.Module):
 
     def load_training_state(self, state: Mapping[str, Tensor]) -> None:
         self.rng.set_state(state["rng"])
-
 
 
 class OneWayMethod(Method):
@@ -152,7 +157,9 @@ class OneWayMethod(Method):
     def __init__(self, config: Any, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
         if len(self.domains) != 2:
-            raise UsageError(f"{self.label} maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})")
+            raise UsageError(
+                f"{self.label} maps one domain to another: exactly 2 domains, got {len(self.domains)} ({', '.join(self.domains)})"
+            )
 
     def fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
         return {"fake_y": self.generators["generator_xy"](batch[0])}
@@ -166,6 +173,7 @@ class OneWayMethod(Method):
         if target not in self.domains:
             raise UsageError(f"unknown domain {target!r}; this model knows: {', '.join(self.domains)}")
         return ("generator_xy",) if target == self.domains[1] else ()
+
 
 def discriminator_penalties(
     config: Any, scores: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator

@@ -17,8 +17,8 @@ the output's features, flipped back, are compared with the unflipped input's (th
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -27,7 +27,7 @@ from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
 from gantrans.methods.base import AdversarialConfig, Batch, Losses, OneWayMethod, discriminator_penalties
-from gantrans.nn import UPSAMPLE_MODES, NORMS, PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
+from gantrans.nn import NORMS, UPSAMPLE_MODES, PatchDiscriminator, PatchProjection, ResnetGenerator, init_weights
 
 # Index of the ResNet generator's first residual block in its `model` (pad, conv, norm, relu, then two
 # conv-norm-relu downsamplings): layers up to ENCODER_END + n_blocks - 1 belong to the encoder.
@@ -38,23 +38,30 @@ ENCODER_END = 10
 class CUTConfig:
     """CUT's networks and loss weights; defaults are the paper's CUT (the fastcut preset changes four)."""
 
-    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
-    n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
-    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    norm: str = setting("instance", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
-    colour_skip: bool = setting(False, help='ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.')
-    lambda_gan: float = setting(1.0, low=0.0, help='Adversarial weight.')
-    lambda_nce: float = setting(1.0, low=0.0, help='PatchNCE weight (content kept: each output patch nearest its input patch).')
-    nce_identity: bool = setting(True, help='Also PatchNCE between y and G(y).')
+    n_blocks: int = setting(9, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    upsample: str = setting(
+        "transpose",
+        choices=UPSAMPLE_MODES,
+        help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
+    )
+    norm: str = setting("instance", choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none.")
+    colour_skip: bool = setting(
+        False,
+        help="ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.",
+    )
+    lambda_gan: float = setting(1.0, low=0.0, help="Adversarial weight.")
+    lambda_nce: float = setting(1.0, low=0.0, help="PatchNCE weight (content kept: each output patch nearest its input patch).")
+    nce_identity: bool = setting(True, help="Also PatchNCE between y and G(y).")
     # Generator layers whose outputs are compared: the padded input, both downsampling convolutions,
     # the first and the fifth residual block (the authors' 0,4,8,12,16 in their antialiased network).
-    nce_layers: tuple[int, ...] = setting((0, 4, 7, 10, 14), help='Generator layers compared, comma-separated indices into its encoder.')
-    num_patches: int = setting(256, low=1, high=4096, help='Patch locations per layer and image (one positive, the rest negatives).')
-    nce_temperature: float = setting(0.07, help='Temperature of the contrastive softmax.')
-    projection_width: int = setting(256, low=1, high=4096, help='Width of the MLP projection heads (training only).')
-    flip_equivariance: bool = setting(False, help='Flip half of the inputs and compare in their own orientation.')
-    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
+    nce_layers: tuple[int, ...] = setting((0, 4, 7, 10, 14), help="Generator layers compared, comma-separated indices into its encoder.")
+    num_patches: int = setting(256, low=1, high=4096, help="Patch locations per layer and image (one positive, the rest negatives).")
+    nce_temperature: float = setting(0.07, help="Temperature of the contrastive softmax.")
+    projection_width: int = setting(256, low=1, high=4096, help="Width of the MLP projection heads (training only).")
+    flip_equivariance: bool = setting(False, help="Flip half of the inputs and compare in their own orientation.")
+    init_gain: float = setting(0.02, low=0.0, help="Std of the normal weight initialisation.")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -77,11 +84,18 @@ class CUT(OneWayMethod):
 
     def __init__(self, config: CUTConfig, domains: Sequence[str], training: bool = True) -> None:
         super().__init__(config, domains, training)
-        generator = init_weights(ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm, colour_skip=config.colour_skip), config.init_gain)
+        generator = init_weights(
+            ResnetGenerator(config.ngf, config.n_blocks, config.upsample, norm=config.norm, colour_skip=config.colour_skip),
+            config.init_gain,
+        )
         self.generators["generator_xy"] = generator
         if training:
-            discriminator = init_weights(PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d, norm=config.norm), config.init_gain)
-            self.discriminators["discriminator_y"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
+            discriminator = init_weights(
+                PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d, norm=config.norm), config.init_gain
+            )
+            self.discriminators["discriminator_y"] = (
+                discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
+            )
             channels = [generator.layer_channels(layer) for layer in config.nce_layers]
             self.auxiliary["projection"] = init_weights(PatchProjection(channels, config.projection_width), config.init_gain)
 
@@ -136,4 +150,3 @@ class CUT(OneWayMethod):
         real_x, real_y = batch
         generator = self.generators["generator_xy"]
         return {"real_x": real_x, "fake_y": generator(real_x), "real_y": real_y, "identity_y": generator(real_y)}
-

@@ -12,19 +12,17 @@ discriminator, a cycle-weight curriculum, WGAN with weight clipping.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
-from torch import Tensor
-
-from torch import nn
+from torch import Tensor, nn
 
 from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
 from gantrans.methods.base import AdversarialConfig, Batch, Losses, Method, discriminator_penalties, with_cycle_noise
-from gantrans.nn import UPSAMPLE_MODES, DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
+from gantrans.nn import DISCRIMINATORS, NORMS, UPSAMPLE_MODES, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
 
 GENERATORS = ("resnet", "unet", "encoder-decoder")
 
@@ -33,25 +31,47 @@ GENERATORS = ("resnet", "unet", "encoder-decoder")
 class CycleGANConfig:
     """CycleGAN's networks and loss weights; defaults are the paper's."""
 
-    generator: str = setting("resnet", choices=GENERATORS, help='Generator architecture: resnet, unet (skip connections) or encoder-decoder.')
-    discriminator: str = setting("patch", choices=DISCRIMINATORS, help='Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px).')
-    norm: str = setting("instance", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
-    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    generator: str = setting(
+        "resnet", choices=GENERATORS, help="Generator architecture: resnet, unet (skip connections) or encoder-decoder."
+    )
+    discriminator: str = setting(
+        "patch", choices=DISCRIMINATORS, help="Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px)."
+    )
+    norm: str = setting("instance", choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none.")
+    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
-    n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
-    depth: int = setting(8, low=1, high=10, help='U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.')
-    dropout: float = setting(0.0, low=0.0, help='U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.')
-    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    colour_skip: bool = setting(False, help='ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.')
-    cycle_norm: str = setting("l1", choices=losses.CYCLE_NORMS, help='Cycle loss: l1, or l2 (mean squared error).')
-    lambda_cycle: float = setting(10.0, low=0.0, help='Cycle-consistency weight (shared-latent remedy 3; 0: off there).')
-    cycle_warmup_steps: int = setting(0, low=0, help='Steps at the start that weigh the cycle loss by lambda_cycle_warmup instead.')
+    n_blocks: int = setting(9, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    depth: int = setting(
+        8,
+        low=1,
+        high=10,
+        help="U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.",
+    )
+    dropout: float = setting(0.0, low=0.0, help="U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.")
+    upsample: str = setting(
+        "transpose",
+        choices=UPSAMPLE_MODES,
+        help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
+    )
+    colour_skip: bool = setting(
+        False,
+        help="ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.",
+    )
+    cycle_norm: str = setting("l1", choices=losses.CYCLE_NORMS, help="Cycle loss: l1, or l2 (mean squared error).")
+    lambda_cycle: float = setting(10.0, low=0.0, help="Cycle-consistency weight (shared-latent remedy 3; 0: off there).")
+    cycle_warmup_steps: int = setting(0, low=0, help="Steps at the start that weigh the cycle loss by lambda_cycle_warmup instead.")
     lambda_cycle_warmup: float = setting(0.0, low=0.0, help="The cycle weight during the warm-up (DiscoGAN's curriculum).")
-    lambda_identity: float = setting(0.5, low=0.0, help='Identity loss weight, relative to --lambda-cycle (0: off).')
-    cycle_noise: float = setting(0.0, low=0.0, help='Std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).')
-    lambda_fm: float = setting(0.0, low=0.0, help="Feature matching weight: the discriminators' mean features of real and fake images (0: off).")
-    pool_size: int = setting(50, low=0, help='Image history shown to the discriminators (0: off).')
-    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
+    lambda_identity: float = setting(0.5, low=0.0, help="Identity loss weight, relative to --lambda-cycle (0: off).")
+    cycle_noise: float = setting(
+        0.0,
+        low=0.0,
+        help="Std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).",
+    )
+    lambda_fm: float = setting(
+        0.0, low=0.0, help="Feature matching weight: the discriminators' mean features of real and fake images (0: off)."
+    )
+    pool_size: int = setting(50, low=0, help="Image history shown to the discriminators (0: off).")
+    init_gain: float = setting(0.02, low=0.0, help="Std of the normal weight initialisation.")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -68,7 +88,9 @@ def build_generator(config: CycleGANConfig) -> nn.Module:
 
 def build_discriminator(config: CycleGANConfig) -> PatchDiscriminator:
     """One untrained discriminator of `config`'s architecture."""
-    return PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d, norm=config.norm, dcgan=config.discriminator == "dcgan")
+    return PatchDiscriminator(
+        config.adversarial.ndf, config.adversarial.n_layers_d, norm=config.norm, dcgan=config.discriminator == "dcgan"
+    )
 
 
 class ImagePool:
@@ -168,9 +190,13 @@ class CycleGAN(Method):
         real_x, real_y = batch
         fake_y, fake_x = self.generators["generator_xy"](real_x), self.generators["generator_yx"](real_y)
         return {
-            "real_x": real_x, "fake_y": fake_y, "reconstructed_x": self.generators["generator_yx"](fake_y),
-            "real_y": real_y, "fake_x": fake_x, "reconstructed_y": self.generators["generator_xy"](fake_x),
-        }  # fmt: skip
+            "real_x": real_x,
+            "fake_y": fake_y,
+            "reconstructed_x": self.generators["generator_yx"](fake_y),
+            "real_y": real_y,
+            "fake_x": fake_x,
+            "reconstructed_y": self.generators["generator_xy"](fake_x),
+        }
 
     def fresh_fakes(self, batch: Batch) -> dict[str, Tensor]:
         real_x, real_y = batch

@@ -14,8 +14,9 @@ on the true pairs is the upper bound that frames how far the unpaired methods ge
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,7 @@ from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
 from gantrans.methods.base import AdversarialConfig, Batch, Losses, OneWayMethod, discriminator_penalties
 from gantrans.methods.cyclegan import GENERATORS
-from gantrans.nn import UPSAMPLE_MODES, DISCRIMINATORS, NORMS, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
+from gantrans.nn import DISCRIMINATORS, NORMS, UPSAMPLE_MODES, EncoderDecoderGenerator, PatchDiscriminator, ResnetGenerator, init_weights
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,30 @@ class Pix2PixConfig:
     """pix2pix's networks and loss weights; defaults are the paper's and the reference code's
     (junyanz/pytorch-CycleGAN-and-pix2pix: --netG unet_256 --norm batch --gan_mode vanilla --lambda_L1 100)."""
 
-    generator: str = setting("unet", choices=GENERATORS, help='Generator architecture: resnet, unet (skip connections) or encoder-decoder.')
-    discriminator: str = setting("patch", choices=DISCRIMINATORS, help='Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px).')
-    norm: str = setting("batch", choices=NORMS, help='Normalisation in both networks: instance, instance-affine, batch or none.')
-    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
-    adversarial: AdversarialConfig = field(default_factory=lambda: AdversarialConfig(gan_loss="nonsaturating"))  # the discriminator, its objective and penalties
-    depth: int = setting(8, low=1, high=10, help='U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.')
-    dropout: float = setting(0.5, low=0.0, help='U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.')
-    n_blocks: int = setting(9, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
-    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    lambda_l1: float = setting(100.0, low=0.0, help='Weight of L1 to the true translation.')
-    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
+    generator: str = setting("unet", choices=GENERATORS, help="Generator architecture: resnet, unet (skip connections) or encoder-decoder.")
+    discriminator: str = setting(
+        "patch", choices=DISCRIMINATORS, help="Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px)."
+    )
+    norm: str = setting("batch", choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none.")
+    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
+    adversarial: AdversarialConfig = field(
+        default_factory=lambda: AdversarialConfig(gan_loss="nonsaturating")
+    )  # the discriminator, its objective and penalties
+    depth: int = setting(
+        8,
+        low=1,
+        high=10,
+        help="U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.",
+    )
+    dropout: float = setting(0.5, low=0.0, help="U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.")
+    n_blocks: int = setting(9, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    upsample: str = setting(
+        "transpose",
+        choices=UPSAMPLE_MODES,
+        help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
+    )
+    lambda_l1: float = setting(100.0, low=0.0, help="Weight of L1 to the true translation.")
+    init_gain: float = setting(0.02, low=0.0, help="Std of the normal weight initialisation.")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -71,9 +85,17 @@ class Pix2Pix(OneWayMethod):
         self.generators["generator_xy"] = generator
         if training:
             # D(x, y): input and output concatenated on the channels, 3 + 3 (sec. 2.1, eq. 1).
-            discriminator = PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d, in_channels=6, norm=config.norm, dcgan=config.discriminator == "dcgan")
+            discriminator = PatchDiscriminator(
+                config.adversarial.ndf,
+                config.adversarial.n_layers_d,
+                in_channels=6,
+                norm=config.norm,
+                dcgan=config.discriminator == "dcgan",
+            )
             discriminator = init_weights(discriminator, config.init_gain)
-            self.discriminators["discriminator_pair"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
+            self.discriminators["discriminator_pair"] = (
+                discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
+            )
 
     def _judge(self, inputs: Tensor, outputs: Tensor) -> Tensor:
         """The conditional discriminator's score map for (input, output) pairs."""
@@ -93,12 +115,16 @@ class Pix2Pix(OneWayMethod):
         fake_y = fakes["fake_y"]
         real_pair, fake_pair = torch.cat([real_x, real_y], dim=1), torch.cat([real_x, fake_y], dim=1)
         discriminator = self.discriminators["discriminator_pair"]
-        adversarial = losses.discriminator_adversarial_loss(self.config.adversarial.gan_loss, discriminator(real_pair), discriminator(fake_pair))
+        adversarial = losses.discriminator_adversarial_loss(
+            self.config.adversarial.gan_loss, discriminator(real_pair), discriminator(fake_pair)
+        )
         # Halved "while optimizing D, to slow down the rate at which D learns relative to G" (sec. 3.3).
-        terms = {"d_pair": 0.5 * adversarial, **discriminator_penalties(self.config.adversarial, discriminator, real_pair, fake_pair, self.rng)}
+        terms = {
+            "d_pair": 0.5 * adversarial,
+            **discriminator_penalties(self.config.adversarial, discriminator, real_pair, fake_pair, self.rng),
+        }
         return Losses.of(terms)
 
     def samples(self, batch: Batch) -> dict[str, Tensor]:
         real_x, real_y = batch
         return {"input_x": real_x, "output_y": self.generators["generator_xy"](real_x), "truth_y": real_y}
-

@@ -18,8 +18,8 @@ sharp (VAE-GAN, Larsen et al. 2016).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,23 +37,39 @@ LATENT_ADVERSARIES = (*losses.LATENT_OBJECTIVES, "off")
 class SharedLatentConfig:
     """Encoders, decoders and the four remedies; defaults follow UNIT where it has one."""
 
-    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
+    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
-    n_downsampling: int = setting(2, low=1, high=6, help='Stride-2 levels of each encoder (the code is 1/2**N of the image).')
-    n_blocks: int = setting(4, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
-    shared_layers: int = setting(1, low=0, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off).")
-    fully_shared: bool = setting(False, help='shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps.')
-    upsample: str = setting("resize", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    vae: bool = setting(True, help='Variational auto-encoders (Gaussian codes, KL term) or plain ones.')
-    latent_adversary: str = setting("confusion", choices=LATENT_ADVERSARIES, help='shared-latent remedy 2: a domain discriminator on the codes, which the encoders fool by confusion (aiming at uniform guesses) or reversal (maximising its loss, as gradient reversal); off.')
+    n_downsampling: int = setting(2, low=1, high=6, help="Stride-2 levels of each encoder (the code is 1/2**N of the image).")
+    n_blocks: int = setting(4, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    shared_layers: int = setting(
+        1, low=0, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off)."
+    )
+    fully_shared: bool = setting(False, help="shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps.")
+    upsample: str = setting(
+        "resize", choices=UPSAMPLE_MODES, help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts)."
+    )
+    vae: bool = setting(True, help="Variational auto-encoders (Gaussian codes, KL term) or plain ones.")
+    latent_adversary: str = setting(
+        "confusion",
+        choices=LATENT_ADVERSARIES,
+        help="shared-latent remedy 2: a domain discriminator on the codes, which the encoders fool by confusion (aiming at uniform guesses) or reversal (maximising its loss, as gradient reversal); off.",
+    )
     lambda_adversarial: float = setting(1.0, low=0.0, help="Image discriminators' weight.")
-    lambda_rec: float = setting(10.0, low=0.0, help='Auto-encoder reconstruction ||De_i(E_i(x)) - x||_1 weight.')
-    lambda_kl: float = setting(0.01, low=0.0, help='KL weight of the codes (with --vae).')
-    lambda_cycle: float = setting(10.0, low=0.0, help='Cycle-consistency weight (shared-latent remedy 3; 0: off there).')
-    cycle_noise: float = setting(0.0, low=0.0, help='Std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).')
-    lambda_semantic: float = setting(1.0, low=0.0, help='shared-latent remedy 4: semantic consistency ||E_y(G(x)) - E_x(x)||_1 weight (0: off; remedy 3 is --lambda-cycle).')
+    lambda_rec: float = setting(10.0, low=0.0, help="Auto-encoder reconstruction ||De_i(E_i(x)) - x||_1 weight.")
+    lambda_kl: float = setting(0.01, low=0.0, help="KL weight of the codes (with --vae).")
+    lambda_cycle: float = setting(10.0, low=0.0, help="Cycle-consistency weight (shared-latent remedy 3; 0: off there).")
+    cycle_noise: float = setting(
+        0.0,
+        low=0.0,
+        help="Std of Gaussian noise added to a translation before it is translated back in the cycle loss, so no invisible code can carry the input (0: off).",
+    )
+    lambda_semantic: float = setting(
+        1.0,
+        low=0.0,
+        help="shared-latent remedy 4: semantic consistency ||E_y(G(x)) - E_x(x)||_1 weight (0: off; remedy 3 is --lambda-cycle).",
+    )
     lambda_latent: float = setting(1.0, low=0.0, help="Weight of the encoders' loss against the latent discriminator.")
-    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
+    init_gain: float = setting(0.02, low=0.0, help="Std of the normal weight initialisation.")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -76,7 +92,9 @@ class SharedLatent(Method):
         if not training:
             return
         for index in range(n):  # discriminator_i judges images of domain i
-            self.discriminators[f"discriminator_{index}"] = init_weights(PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d), config.init_gain)
+            self.discriminators[f"discriminator_{index}"] = init_weights(
+                PatchDiscriminator(config.adversarial.ndf, config.adversarial.n_layers_d), config.init_gain
+            )
         if config.latent_adversary != "off":
             latent = LatentDiscriminator(config.ngf * 2**config.n_downsampling, n, config.adversarial.ndf)
             self.discriminators["latent_discriminator"] = init_weights(latent, config.init_gain)
@@ -122,8 +140,11 @@ class SharedLatent(Method):
             translated = self.decode(sampled, target)
             source_terms = {
                 "rec": config.lambda_rec * losses.cycle_loss(self.decode(sampled, source), real),
-                "adv": config.lambda_adversarial * losses.generator_adversarial_loss(config.adversarial.gan_loss, self.discriminators[f"discriminator_{target}"](translated)),
-            }  # fmt: skip
+                "adv": config.lambda_adversarial
+                * losses.generator_adversarial_loss(
+                    config.adversarial.gan_loss, self.discriminators[f"discriminator_{target}"](translated)
+                ),
+            }
             codes = [code]
             if config.lambda_cycle > 0 or config.lambda_semantic > 0:
                 code_back = self.encode(translated, target)  # the translation's code, back in the shared space
@@ -152,7 +173,9 @@ class SharedLatent(Method):
                 continue
             discriminator = self.discriminators[f"discriminator_{domain}"]
             image_terms = {
-                "d_image": losses.discriminator_adversarial_loss(self.config.adversarial.gan_loss, discriminator(real), discriminator(fake)),
+                "d_image": losses.discriminator_adversarial_loss(
+                    self.config.adversarial.gan_loss, discriminator(real), discriminator(fake)
+                ),
                 # With 3+ domains several sources may target this one; the penalty pairs reals with as many fakes.
                 **discriminator_penalties(self.config.adversarial, discriminator, real, fake[: real.shape[0]], self.rng),
             }
@@ -184,7 +207,9 @@ class SharedLatent(Method):
             real = images[:1]
             code = self.encode(real, source)
             translated = self.decode(code, target)
-            for name, image in zip(columns, (real, self.decode(code, source), translated, self.decode(self.encode(translated, target), source))):
+            for name, image in zip(
+                columns, (real, self.decode(code, source), translated, self.decode(self.encode(translated, target), source))
+            ):
                 columns[name].append(image)
         return {name: torch.cat(images) for name, images in columns.items()}
 

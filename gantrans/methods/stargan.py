@@ -10,8 +10,8 @@ label maps concatenated to the image), and one discriminator with two heads: rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,16 +28,23 @@ from gantrans.nn import UPSAMPLE_MODES, ClassifyingDiscriminator, ResnetGenerato
 class StarGANConfig:
     """StarGAN's networks and loss weights; defaults are the paper's."""
 
-    ngf: int = setting(64, low=1, high=1024, help='Generator width.')
-    adversarial: AdversarialConfig = field(default_factory=lambda: AdversarialConfig(n_layers_d=6, gan_loss="wgan-gp"))  # the discriminator, its objective and penalties
-    n_blocks: int = setting(6, low=0, high=64, help='Generator residual blocks (9 for 256 px, 6 for 128 px).')
-    upsample: str = setting("transpose", choices=UPSAMPLE_MODES, help='Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).')
-    lambda_cls: float = setting(1.0, low=0.0, help='Domain classification weight.')
-    lambda_rec: float = setting(10.0, low=0.0, help='Reconstruction (cycle back to the source domain) weight.')
-    init_gain: float = setting(0.02, low=0.0, help='Std of the normal weight initialisation.')
+    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
+    adversarial: AdversarialConfig = field(
+        default_factory=lambda: AdversarialConfig(n_layers_d=6, gan_loss="wgan-gp")
+    )  # the discriminator, its objective and penalties
+    n_blocks: int = setting(6, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    upsample: str = setting(
+        "transpose",
+        choices=UPSAMPLE_MODES,
+        help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
+    )
+    lambda_cls: float = setting(1.0, low=0.0, help="Domain classification weight.")
+    lambda_rec: float = setting(10.0, low=0.0, help="Reconstruction (cycle back to the source domain) weight.")
+    init_gain: float = setting(0.02, low=0.0, help="Std of the normal weight initialisation.")
 
     def __post_init__(self) -> None:
         check_settings(self)
+
 
 class StarGAN(Method):
     """One label-conditioned ResNet generator, one discriminator with a domain classifier."""
@@ -52,7 +59,9 @@ class StarGAN(Method):
         generator = ResnetGenerator(config.ngf, config.n_blocks, config.upsample, in_channels=3 + n, norm="instance-affine")
         self.generators["generator"] = init_weights(generator, config.init_gain)
         if training:
-            discriminator = init_weights(ClassifyingDiscriminator(n, config.adversarial.ndf, config.adversarial.n_layers_d), config.init_gain)
+            discriminator = init_weights(
+                ClassifyingDiscriminator(n, config.adversarial.ndf, config.adversarial.n_layers_d), config.init_gain
+            )
             self.discriminators["discriminator"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
 
     def _generate(self, images: Tensor, domains: Tensor) -> Tensor:

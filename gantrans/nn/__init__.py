@@ -9,6 +9,18 @@ from gantrans.nn.norm import NORMS, norm_layer
 from gantrans.nn.projection import PatchProjection
 
 __all__ = [
-    "DISCRIMINATORS", "NORMS", "UPSAMPLE_MODES", "ClassifyingDiscriminator", "EncoderDecoderGenerator", "ImageDecoder",
-    "ImageEncoder", "LatentDiscriminator", "PatchDiscriminator", "PatchProjection", "ResidualBlock", "ResnetGenerator", "init_weights", "norm_layer",
-]  # fmt: skip
+    "DISCRIMINATORS",
+    "NORMS",
+    "UPSAMPLE_MODES",
+    "ClassifyingDiscriminator",
+    "EncoderDecoderGenerator",
+    "ImageDecoder",
+    "ImageEncoder",
+    "LatentDiscriminator",
+    "PatchDiscriminator",
+    "PatchProjection",
+    "ResidualBlock",
+    "ResnetGenerator",
+    "init_weights",
+    "norm_layer",
+]

@@ -36,14 +36,25 @@ class ImageDecoder(nn.Module):
     into it by a 3x3 convolution (one decoder for every domain, told which one to draw)."""
 
     def __init__(
-        self, ngf: int = 64, n_upsampling: int = 2, n_blocks: int = 3, out_channels: int = 3, norm: str = "instance",
-        upsample: str = "resize", label_channels: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        ngf: int = 64,
+        n_upsampling: int = 2,
+        n_blocks: int = 3,
+        out_channels: int = 3,
+        norm: str = "instance",
+        upsample: str = "resize",
+        label_channels: int = 0,
+    ) -> None:
         super().__init__()
         channels = ngf * 2**n_upsampling
         layers: list[nn.Module] = []
         if label_channels:
-            layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels + label_channels, channels, kernel_size=3), norm_layer(norm, channels), nn.ReLU(True)]
+            layers += [
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(channels + label_channels, channels, kernel_size=3),
+                norm_layer(norm, channels),
+                nn.ReLU(True),
+            ]
         layers += [ResidualBlock(channels, norm) for _ in range(n_blocks)]
         for _ in range(n_upsampling):
             layers += [upsample_layer(channels, channels // 2, upsample), norm_layer(norm, channels // 2), nn.ReLU(True)]

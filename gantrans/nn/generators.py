@@ -8,7 +8,7 @@ published `latest_net_G_*.pth` files load into it unchanged.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,9 +63,15 @@ class ResnetGenerator(nn.Module):
     min_side = 8  # the residual blocks' reflection padding needs a bottleneck of at least 2x2
 
     def __init__(
-        self, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose", in_channels: int = 3, out_channels: int = 3,
-        norm: str = "instance", colour_skip: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        upsample: str = "transpose",
+        in_channels: int = 3,
+        out_channels: int = 3,
+        norm: str = "instance",
+        colour_skip: bool = False,
+    ) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
@@ -126,9 +132,15 @@ class EncoderDecoderGenerator(nn.Module):
     """
 
     def __init__(
-        self, ngf: int = 64, depth: int = 8, skip_connections: bool = True, norm: str = "batch", dropout: float = 0.0,
-        in_channels: int = 3, out_channels: int = 3,
-    ) -> None:  # fmt: skip
+        self,
+        ngf: int = 64,
+        depth: int = 8,
+        skip_connections: bool = True,
+        norm: str = "batch",
+        dropout: float = 0.0,
+        in_channels: int = 3,
+        out_channels: int = 3,
+    ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
@@ -147,7 +159,10 @@ class EncoderDecoderGenerator(nn.Module):
             if level == 0:
                 self.decoders.append(nn.ConvTranspose2d(width_in, out_channels, 4, stride=2, padding=1))
                 continue
-            layers = [nn.ConvTranspose2d(width_in, widths[level - 1], 4, stride=2, padding=1, bias=bias), norm_layer(norm, widths[level - 1])]
+            layers = [
+                nn.ConvTranspose2d(width_in, widths[level - 1], 4, stride=2, padding=1, bias=bias),
+                norm_layer(norm, widths[level - 1]),
+            ]
             if dropout > 0 and level >= depth - 3:
                 layers.append(nn.Dropout(dropout))
             self.decoders.append(nn.Sequential(*layers))
