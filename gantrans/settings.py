@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from collections import Counter
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class Setting:
 
     def value_kind(self) -> Any:
         """The field's type without `| None`."""
-        if typing.get_origin(self.kind) in (typing.Union, __import__("types").UnionType):
+        if typing.get_origin(self.kind) in (typing.Union, types.UnionType):
             return next(option for option in typing.get_args(self.kind) if option is not type(None))
         return self.kind
 

@@ -89,37 +89,11 @@ def test_dry_run_output_trains_the_same_run_without_repeating_method(preset, tmp
 
 
 def test_set_reaches_any_setting_by_its_place_or_name(tmp_path):
-    result = invoke(
-        "train",
-        "--method",
-        "shared-latent",
-        "--data",
-        str(tmp_path),
-        "--dry-run",
-        "--set",
-        "data.load_size=300",
-        "--set",
-        "model.vae=false",
-        "--set",
-        "lr=0.001",
-        "--set",
-        "model.feature_layers=relu1_2",
-    )
+    command = ["train", "--method", "shared-latent", "--data", str(tmp_path), "--dry-run"]
+    settings = ["--set", "data.load_size=300", "--set", "model.vae=false", "--set", "lr=0.001"]
+    result = invoke(*command, *settings, "--set", "model.feature_layers=relu1_2")
     assert result.exit_code == 2 and "--feature-layers does not apply to --method shared-latent" in result.stderr
-    result = invoke(
-        "train",
-        "--method",
-        "shared-latent",
-        "--data",
-        str(tmp_path),
-        "--dry-run",
-        "--set",
-        "data.load_size=300",
-        "--set",
-        "model.vae=false",
-        "--set",
-        "lr=0.001",
-    )
+    result = invoke(*command, *settings)
     config = json.loads(result.stdout)
     assert (config["data"]["load_size"], config["model"]["vae"], config["lr"]) == (300, False, 0.001)
     result = invoke(
