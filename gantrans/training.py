@@ -136,6 +136,10 @@ def _loop(run: Run, stream: Batches, should_stop: Callable[[], bool], started_at
         yield from _steps(run, stream, should_stop, progress)
         yield from _save(run, progress.step)
         yield from run.writer.wait()
+        if run.world.size > 1:
+            # The ranks leave together: a worker that tears gloo down while rank 0 is still writing
+            # and talking can die at exit ("terminate called without an active exception").
+            dist.barrier()
     except (DivergedError, checkpoint.NonFiniteWeightsError) as error:
         _finish_writes(run)
         kept = last_checkpoint(run.run_dir)
