@@ -52,15 +52,7 @@ def translate(
     from gantrans import outputs as destinations
     from gantrans import translate as translation
 
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be positive (got {batch_size})")
-    if size is not None and not 0 < size <= translation.MAX_SIZE:
-        raise UsageError(f"--size must be between 1 and {translation.MAX_SIZE} (got {size})")
-    inputs = list(inputs or [])
-    if "-" in inputs and len(inputs) > 1:
-        raise UsageError("'-' (image bytes on stdin) cannot be combined with other inputs")
-    if not inputs and sys.stdin.isatty():
-        raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
+    inputs = _checked_inputs(inputs, batch_size, size, translation.MAX_SIZE)
     out_is_file = destinations.out_is_file(out)
     model_path = model or translation.find_model(
         None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr)
@@ -92,10 +84,30 @@ def translate(
         destinations.check_something_to_translate(items)
         outputs.add_inputs(item.path for item in items)
     outputs.create_folder()
+    _write_all(translation.translate_all(translator, items, targets, outputs, grid, batch_size, source, size), items, len(targets) + grid)
+
+
+def _checked_inputs(inputs: Optional[list[str]], batch_size: int, size: Optional[int], max_size: int) -> list[str]:
+    """The inputs as given, after the checks that need no model."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive (got {batch_size})")
+    if size is not None and not 0 < size <= max_size:
+        raise UsageError(f"--size must be between 1 and {max_size} (got {size})")
+    inputs = list(inputs or [])
+    if "-" in inputs and len(inputs) > 1:
+        raise UsageError("'-' (image bytes on stdin) cannot be combined with other inputs")
+    if not inputs and sys.stdin.isatty():
+        raise UsageError("no input: give image files or folders, '-' for image bytes on stdin, or pipe image paths on stdin")
+    return inputs
+
+
+def _write_all(results: Iterator[Any], items: Any, outputs_per_item: int) -> None:
+    """Print each written path on stdout and each failure on stderr, with a progress bar; exit 1
+    when an input could not be translated."""
     failed: set[Path] = set()
     count = 0
-    with _translate_progress(len(items) * (len(targets) + grid) if isinstance(items, list) else None) as advance:
-        for result in translation.translate_all(translator, items, targets, outputs, grid, batch_size, source, size):
+    with _translate_progress(len(items) * outputs_per_item if isinstance(items, list) else None) as advance:
+        for result in results:
             count += 1
             if result.error:
                 failed.add(result.input)
