@@ -33,7 +33,9 @@ def bench(
         help="Include the torch.compile settings.  [default: on CUDA; off on CPU, where compiling takes minutes per network]",
     ),
     settings: Optional[list[str]] = typer.Option(
-        None, "--set", help="A training setting by flag name, for every method measured (repeatable): --set ngf=32 --set n_blocks=6."
+        None,
+        "--set",
+        help="A training setting for every method measured, by name or place (repeatable): --set ngf=32 --set model.n_blocks=6.",
     ),
     peak_tflops: Optional[float] = typer.Option(
         None, help="The device's peak TFLOP/s (an H100's dense bf16: ~790), for the share of it reached."
@@ -49,18 +51,12 @@ def bench(
     Example: gantrans bench --record benchmarks/RESULTS.md
     Prints a Markdown table on stdout; progress goes to stderr.
     """
-    import time
-
     from gantrans import bench as benchmark
     from gantrans.device import resolve_device
-    from gantrans.methods import PRESETS
 
     resolved = resolve_device(device)
     on_gpu = resolved.type == "cuda"
-    names = [name for name in methods.split(",") if name]
-    unknown = [name for name in names if name not in PRESETS]
-    if unknown or not names:
-        raise UsageError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(PRESETS)}")
+    names = _preset_names(methods)
     size = size or (256 if on_gpu else 64)
     steps, warmup = steps or (20 if on_gpu else 2), warmup if warmup is not None else (5 if on_gpu else 1)
     for name, value in (("--size", size), ("--steps", steps)):
@@ -85,11 +81,27 @@ def bench(
     table = benchmark.markdown(rows, reference_speed, peak_tflops)
     print(table)
     if record is not None:
-        command = "gantrans " + " ".join(sys.argv[1:])
-        with record.open("a") as handle:
-            handle.write(
-                f"\n## Speed ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {benchmark.machine_description(resolved)}.\n\n{table}\n"
-            )
+        _record(record, table, benchmark.machine_description(resolved))
+
+
+def _preset_names(methods: str) -> list[str]:
+    """--methods as a list of presets, or one clear error."""
+    from gantrans.methods import PRESETS
+
+    names = [name for name in methods.split(",") if name]
+    unknown = [name for name in names if name not in PRESETS]
+    if unknown or not names:
+        raise UsageError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(PRESETS)}")
+    return names
+
+
+def _record(path: Path, table: str, machine: str) -> None:
+    """Append the table with the command and the machine to the Markdown file `path`."""
+    import time
+
+    command = "gantrans " + " ".join(sys.argv[1:])
+    with path.open("a") as handle:
+        handle.write(f"\n## Speed ({time.strftime('%Y-%m-%d')})\n\n`{command}` on {machine}.\n\n{table}\n")
 
 
 def _parse_settings(items: list[str]) -> dict[str, Any]:
