@@ -12,7 +12,7 @@ from gantrans import checkpoint
 from gantrans.config import TrainConfig
 from gantrans.errors import GantransError, UsageError
 from gantrans.methods import PRESETS
-from gantrans.settings import setting_table
+from gantrans.settings import setting_of, setting_table
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -40,9 +40,7 @@ def make_train_config(method: str, overrides: dict[str, Any], config_file: dict[
     values = _merged(PRESETS[method].to_dict(), checkpoint.upgraded_config(config_file or {}, version=1))
     table = setting_table()
     for name, value in overrides.items():
-        setting = table.get(name)
-        if setting is None or (setting.methods and values["method"] not in setting.methods):
-            raise UsageError(f"{setting.flag if setting else '--' + name.replace('_', '-')} does not apply to --method {method}")
+        setting = setting_of(table, name, values["method"], method)
         place = values
         for part in setting.path[:-1]:
             place = place[part]
@@ -98,13 +96,7 @@ def resume_config(
 
 def saved_setting(config: TrainConfig, name: str) -> Any:
     """The value of setting `name` (a flag's name with underscores) in `config`, wherever it lives."""
-    setting = setting_table().get(name)
-    if setting is None or (setting.methods and config.method not in setting.methods):
-        raise UsageError(f"--{name.replace('_', '-')} does not apply to --method {config.preset or config.method}")
-    value: Any = config
-    for part in setting.path:
-        value = getattr(value, part)
-    return value
+    return setting_of(setting_table(), name, config.method, config.preset or config.method).value_in(config)
 
 
 def _flat_settings(config_file: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,13 @@ class Setting:
     def dotted(self) -> str:
         return ".".join(self.path)
 
+    def value_in(self, config: TrainConfig) -> Any:
+        """This setting's value in `config`."""
+        value: Any = config
+        for part in self.path:
+            value = getattr(value, part)
+        return value
+
     def value_kind(self) -> Any:
         """The field's type without `| None`."""
         if typing.get_origin(self.kind) in (typing.Union, types.UnionType):
@@ -96,6 +103,15 @@ def setting_table() -> dict[str, Setting]:
     return table
 
 
+def setting_of(table: dict[str, Setting], name: str, method: str, shown_method: str) -> Setting:
+    """The setting `name` of a run of `method` (a METHODS key), or an error naming its flag and
+    `shown_method` (the preset the user typed)."""
+    setting = table.get(name)
+    if setting is None or (setting.methods and method not in setting.methods):
+        raise UsageError(f"{setting.flag if setting else '--' + name.replace('_', '-')} does not apply to --method {shown_method}")
+    return setting
+
+
 def _lowered(text: str) -> str:
     return text[:1].lower() + text[1:].rstrip(".")
 
@@ -106,10 +122,7 @@ def preset_defaults(setting: Setting) -> dict[str, Any]:
     for preset, config in PRESETS.items():
         if setting.methods and config.method not in setting.methods:
             continue
-        value: Any = config
-        for part in setting.path:
-            value = getattr(value, part)
-        defaults[preset] = value
+        defaults[preset] = setting.value_in(config)
     return defaults
 
 
@@ -186,9 +199,7 @@ def replaced(config: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
     table = setting_table()
     nested: dict[str, Any] = {}
     for name, value in changes.items():
-        setting = table.get(name)
-        if setting is None or (setting.methods and config.method not in setting.methods):
-            raise UsageError(f"--{name.replace('_', '-')} does not apply to --method {config.preset or config.method}")
+        setting = setting_of(table, name, config.method, config.preset or config.method)
         place = nested
         for part in setting.path[:-1]:
             place = place.setdefault(part, {})

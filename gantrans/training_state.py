@@ -21,20 +21,6 @@ from gantrans.config import TrainConfig
 from gantrans.methods import Method
 
 
-def save_training_state(
-    path: Path,
-    method: Method,
-    optimizers: Mapping[str, torch.optim.Optimizer],
-    config: TrainConfig,
-    step: int,
-    other_ranks: Sequence[Mapping[str, Tensor]] = (),
-    domain_sizes: Mapping[str, int] | None = None,
-    ema_generators: nn.Module | None = None,
-) -> None:
-    """Write the training-state file (see `training_state_contents`)."""
-    training_state_contents(path, method, optimizers, config, step, other_ranks, domain_sizes, ema_generators).write()
-
-
 def training_state_contents(
     path: Path,
     method: Method,
@@ -74,7 +60,7 @@ def training_state_contents(
 def load_training_state(
     path: Path, method: Method, optimizers: Mapping[str, torch.optim.Optimizer], rank: int = 0, ema_generators: nn.Module | None = None
 ) -> int:
-    """Restore weights, optimizer and method state written by `save_training_state`; returns the step.
+    """Restore weights, optimizer and method state written by `training_state_contents(...).write()`; returns the step.
 
     Process `rank` of a multi-process run takes its own random state and pools; a rank the saved
     run did not have (resuming on more GPUs) keeps the fresh ones it was built with.

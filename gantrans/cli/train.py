@@ -210,9 +210,7 @@ def settings(
     for setting in setting_table().values():
         if setting.methods and PRESETS[method].method not in setting.methods:
             continue
-        value: Any = PRESETS[method]
-        for part in setting.path:
-            value = getattr(value, part)
+        value = setting.value_in(PRESETS[method])
         bounds = f"{setting.low} to {setting.high}" if setting.high is not None else f">= {setting.low}" if setting.low is not None else ""
         notes = [
             f"Choices: {', '.join(setting.choices)}." if setting.choices else f"Range: {bounds}." if bounds else "",
