@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -276,13 +277,42 @@ def _wrong_type(name: str, expected: str, value: Any) -> Any:
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """Read a `--config` JSON file (a full or partial TrainConfig) as a dict."""
+    """Read a `--config` file (a full or partial TrainConfig): JSON, or YAML when it ends in .yaml/.yml."""
     try:
-        values = json.loads(Path(path).read_text())
+        text = Path(path).read_text()
     except OSError as error:
         raise UsageError(f"--config {path}: {error.strerror or error}") from None
+    is_yaml = Path(path).suffix.lower() in (".yaml", ".yml")
+    try:
+        values = _read_yaml(text) if is_yaml else json.loads(text)
     except json.JSONDecodeError as error:
         raise UsageError(f"--config {path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except _YamlError as error:
+        raise UsageError(f"--config {path}: not valid YAML ({error})") from None
     if not isinstance(values, dict):
-        raise UsageError(f"--config {path}: expected a JSON object")
+        raise UsageError(f"--config {path}: expected {'a mapping of settings' if is_yaml else 'a JSON object'}")
     return values
+
+
+class _YamlError(ValueError):
+    """A YAML file that does not parse, said in one line."""
+
+
+# PyYAML reads YAML 1.1, where `1e-4` (no dot) is text; JSON and YAML 1.2 read it as the number users mean.
+_YAML_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _read_yaml(text: str) -> Any:
+    """The plain values of a YAML document (safe loading: no tags that build objects)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_EXPONENT_FLOAT, list("-+0123456789."))
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise _YamlError(f"{getattr(error, 'problem', None) or type(error).__name__}{where}") from None

@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 from gantrans import checkpoint, weights
 from gantrans.cli import app
 from gantrans.config import TrainConfig
-from gantrans.methods import PRESETS
+from gantrans.methods import METHODS, PRESETS
+from gantrans.methods.base import OneWayMethod
 from gantrans.presets import resume_config
 from gantrans.settings import replaced, setting_table
 from gantrans.step import make_optimizer
@@ -177,26 +178,26 @@ def log_records(run_dir: Path | str) -> list[dict]:
 class TinyPreset:
     """What a preset needs beyond tiny_config's sizes to be tested on a CPU."""
 
-    domains: tuple[str, ...]  # its test data's domain folders (StarGAN: three)
-    targets: tuple[str, ...] | None = None  # the domains it translates into, where not all (one-way methods)
-    paired: bool = False  # trains on pairs: the same file names in every domain folder
+    domains: tuple[str, ...] = ("x", "y")  # its test data's domain folders (StarGAN: three)
     overrides: Mapping[str, object] = dataclasses.field(default_factory=dict)  # tiny_config settings
     flags: tuple[str, ...] = ()  # `gantrans train` sizes of its tiny CLI run (the presets of CycleGAN)
+    one_way: bool = False  # translates only into its last domain (derived from the method by tiny_preset)
+    paired: bool = False  # trains on pairs: the same file names in every domain folder (from the preset)
 
     @property
     def translates_into(self) -> tuple[str, ...]:
-        return self.domains if self.targets is None else self.targets
+        return self.domains[-1:] if self.one_way else self.domains
 
 
-# One entry for each name `gantrans train --method` accepts (every method has a preset of its name):
-# a new method or preset fails test_methods.py's registry checks until it has one here.
-# Beyond conftest's tiny sizes: DCGAN's discriminator needs 2**(n_layers_d + 3) pixels, and DiscoGAN's
-# curriculum ends mid-run so that resuming crosses it. CUT's layers must lie in the one-block encoder of
-# the tiny generator. pix2pix takes its preset's paired layout (tiny_config makes its own DataConfig).
+# What a preset needs beyond the defaults above: its domain names in the tests, and the settings the tiny
+# sizes force. A new method needs no entry: it is tested as ("x", "y") at tiny_config's sizes.
+# DCGAN's discriminator needs 2**(n_layers_d + 3) pixels, and DiscoGAN's curriculum ends mid-run so that
+# resuming crosses it. CUT's layers must lie in the one-block encoder of the tiny generator. pix2pix runs
+# on the folders layout (tiny_config makes its own DataConfig).
 TINY_PRESETS: dict[str, TinyPreset] = {
     "cyclegan": TinyPreset(("horse", "zebra")),
     "stargan": TinyPreset(("black", "blond", "brown")),
-    "direct": TinyPreset(("photo", "painting"), targets=("painting",)),
+    "direct": TinyPreset(("photo", "painting")),
     "discogan": TinyPreset(
         ("shoe", "bag"),
         overrides={"n_layers_d": 1, "cycle_warmup_steps": 4},
@@ -204,17 +205,21 @@ TINY_PRESETS: dict[str, TinyPreset] = {
     ),
     "dualgan": TinyPreset(("sketch", "photo"), flags=("--size", "16", "--load-size", "20", "--depth", "3", "--n-layers-d", "2")),
     "shared-latent": TinyPreset(("real", "anime")),
-    "cut": TinyPreset(("horse", "zebra"), targets=("zebra",), overrides={"nce_layers": (0, 4, 7, 10), "num_patches": 16}),
-    "fastcut": TinyPreset(("summer", "winter"), targets=("winter",), overrides={"nce_layers": (0, 4, 7, 10), "num_patches": 16}),
-    "pix2pix": TinyPreset(("edges", "photo"), targets=("photo",), paired=True, overrides={"paired": "folders"}),
+    "cut": TinyPreset(("horse", "zebra"), overrides={"nce_layers": (0, 4, 7, 10), "num_patches": 16}),
+    "fastcut": TinyPreset(("summer", "winter"), overrides={"nce_layers": (0, 4, 7, 10), "num_patches": 16}),
+    "pix2pix": TinyPreset(("edges", "photo"), overrides={"paired": "folders"}),
 }
 
 
 def tiny_preset(name: str) -> TinyPreset:
-    """TINY_PRESETS[name], or a failure that says what to add."""
-    if name not in TINY_PRESETS:
-        pytest.fail(f"--method {name} has no entry in TINY_PRESETS (tests/conftest.py): add its test domains and tiny settings there")
-    return TINY_PRESETS[name]
+    """The tiny test settings of `--method name`: its TINY_PRESETS entry (or the defaults), with whether it
+    translates one way (its method is a OneWayMethod) and trains on pairs (its preset's data) filled in."""
+    preset = PRESETS[name]
+    return dataclasses.replace(
+        TINY_PRESETS.get(name, TinyPreset()),
+        one_way=issubclass(METHODS[preset.method], OneWayMethod),
+        paired=preset.data.paired != "none",
+    )
 
 
 # The presets that are settings of CycleGAN (DiscoGAN, DualGAN): trained and used as CycleGAN is.

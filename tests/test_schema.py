@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 import typer.main
-from typer.testing import CliRunner
 
 from gantrans.checkpoint import read_model_info
 from gantrans.cli import app
 from gantrans.methods import PRESETS
 from gantrans.settings import setting_table
 from gantrans.translate import Translator
+
+from conftest import assert_one_line_error, invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?![\w-])")
@@ -34,10 +35,6 @@ OTHER_PROGRAMS = {
     "--rdzv-endpoint",
     "--dataset",
 }
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 def parser_flags() -> set[str]:
@@ -86,6 +83,29 @@ def test_dry_run_output_trains_the_same_run_without_repeating_method(preset, tmp
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout) == json.loads(first.stdout)
     assert json.loads(again.stdout)["preset"] == preset
+
+
+def test_a_yaml_config_file_reads_as_its_json_twin(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "run.yaml").write_text(
+        "# fine-tuning settings\nmethod: stargan\nlr: 1e-4\nbatch_size: 4\ndata:\n  domains: [black, blond, brown]\n  load_size: 300\n"
+        "model:\n  adversarial:\n    lambda_gp: 5\n"
+    )
+    result = invoke("train", "--config", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "data"), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    config = json.loads(result.stdout)
+    assert (config["preset"], config["lr"], config["batch_size"], config["data"]["domains"]) == (
+        "stargan",
+        1e-4,
+        4,
+        ["black", "blond", "brown"],
+    )
+    assert (config["data"]["load_size"], config["model"]["adversarial"]["lambda_gp"], config["model"]["n_blocks"]) == (300, 5.0, 6)
+    (tmp_path / "bad.yml").write_text("lr: [1e-4\n")
+    result = invoke("train", "--config", str(tmp_path / "bad.yml"), "--data", str(tmp_path / "data"), "--dry-run")
+    assert_one_line_error(result, 2, "not valid YAML")
+    (tmp_path / "list.yaml").write_text("- lr\n")
+    assert_one_line_error(invoke("train", "--config", str(tmp_path / "list.yaml"), "--dry-run"), 2, "expected a mapping of settings")
 
 
 def test_set_reaches_any_setting_by_its_place_or_name(tmp_path):

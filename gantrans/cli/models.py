@@ -57,11 +57,7 @@ def bench(
     resolved = resolve_device(device)
     on_gpu = resolved.type == "cuda"
     names = _preset_names(methods)
-    size = size or (256 if on_gpu else 64)
-    steps, warmup = steps or (20 if on_gpu else 2), warmup if warmup is not None else (5 if on_gpu else 1)
-    for name, value in (("--size", size), ("--steps", steps)):
-        if value < 1:
-            raise UsageError(f"{name} must be positive (got {value})")
+    size, steps, warmup = _budget(on_gpu, size, steps, warmup)
     overrides = _parse_settings(settings or [])
     benchmark.check(names, size, resolved, overrides)
     if not on_gpu:
@@ -82,6 +78,16 @@ def bench(
     print(table)
     if record is not None:
         _record(record, table, benchmark.machine_description(resolved))
+
+
+def _budget(on_gpu: bool, size: Optional[int], steps: Optional[int], warmup: Optional[int]) -> tuple[int, int, int]:
+    """--size, --steps and --warmup with their device's defaults filled in, or one clear error."""
+    size = size or (256 if on_gpu else 64)
+    steps, warmup = steps or (20 if on_gpu else 2), warmup if warmup is not None else (5 if on_gpu else 1)
+    for name, value in (("--size", size), ("--steps", steps)):
+        if value < 1:
+            raise UsageError(f"{name} must be positive (got {value})")
+    return size, steps, warmup
 
 
 def _preset_names(methods: str) -> list[str]:

@@ -111,7 +111,7 @@ def _train_parameters() -> list[inspect.Parameter]:
         ),
         "config": (
             Optional[Path],
-            typer.Option(None, "--config", help="JSON file of settings (as printed by --dry-run); flags override it."),
+            typer.Option(None, "--config", help="JSON (or .yaml/.yml) file of settings, as printed by --dry-run; flags override it."),
         ),
         "set": (
             Optional[list[str]],
