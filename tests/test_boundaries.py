@@ -1,4 +1,4 @@
-"""Module boundaries: what each entry point imports, and no import cycles among gantrans' modules."""
+"""Module boundaries: what each entry point imports, no import cycles among gantrans' modules, and files and functions that fit in a head."""
 
 from __future__ import annotations
 
@@ -130,3 +130,25 @@ def test_no_import_cycles_through_deferred_imports() -> None:
     trainer once reached itself through evaluate -> translate this way)."""
     cycle = find_cycle(import_graph(deferred=True))
     assert cycle is None, "import cycle (counting imports inside functions): " + " -> ".join(cycle or [])
+
+
+# Issue 13's budget: a file and a function fit in a head. A command's signature (its options, one per
+# setting) is declaration, not logic, so a function is measured from its first statement after the docstring.
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 350, 60
+
+
+def _body_lines(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    body = function.body[1:] if ast.get_docstring(function) is not None and len(function.body) > 1 else function.body
+    return function.end_lineno - body[0].lineno + 1
+
+
+def test_no_file_or_function_over_the_budget() -> None:
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > MAX_FILE_LINES:
+            too_long.append(f"{path.relative_to(PACKAGE.parent)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _body_lines(node) > MAX_FUNCTION_LINES:
+                too_long.append(f"{path.relative_to(PACKAGE.parent)}: {node.name} has {_body_lines(node)} lines")
+    assert not too_long, f"over the budget ({MAX_FILE_LINES} lines a file, {MAX_FUNCTION_LINES} a function body): {too_long}"
