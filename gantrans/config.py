@@ -44,18 +44,21 @@ def setting(
     low: float | None = None,
     high: float | None = None,
     resumable: bool = False,
+    network: bool = False,
     flag: str = "",
     default_text: str = "",
 ) -> Any:
     """A config field that declares itself: its help, its choices or range, whether a resumed run may
-    change it, and the flag that sets it (`--<name>` unless `flag` says otherwise). The CLI, `--help`,
-    `gantrans settings`, validation and resume all read this, so a setting is declared once."""
+    change it, whether it shapes a network (so a fine-tune takes it from the model it starts from), and
+    the flag that sets it (`--<name>` unless `flag` says otherwise). The CLI, `--help`, `gantrans
+    settings`, validation, resume and fine-tuning all read this, so a setting is declared once."""
     metadata = {
         "help": help,
         "choices": choices,
         "low": low,
         "high": high,
         "resumable": resumable,
+        "network": network,
         "flag": flag,
         "default_text": default_text,
     }
@@ -146,6 +149,10 @@ class TrainConfig:
     model: Any = None  # the method's own config dataclass (e.g. CycleGANConfig)
     data: DataConfig = field(default_factory=DataConfig)
     out: str = setting("", default_text="runs/<data>-<method>", help="Run folder for the model, samples and log.")
+    init_from: str = setting(
+        "",
+        help="Fine-tune: a new run that starts from this model's weights (a run folder, whose discriminators come too, or a .safetensors model file); its networks' settings come from the model.",
+    )
     batch_size: int = setting(1, low=1, help="Images per domain per step.")
     epochs: int = setting(100, low=0, resumable=True, help="Epochs at the initial learning rate.")
     decay_epochs: int = setting(100, low=0, resumable=True, help="Further epochs decaying the learning rate to 0.")

@@ -22,6 +22,7 @@ class Started:
     precision: str  # fp32 or bf16
     processes: int  # training processes (ranks); this event comes from each
     ema: float = 0.0  # decay of the generators' moving average, which translates (0: none)
+    init_from: str = ""  # the model a fine-tune starts from (on its first start only)
 
 
 @dataclass(frozen=True)

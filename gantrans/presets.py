@@ -1,5 +1,6 @@
-"""Building a run's config: from a method's preset, a --config file and flags (`make_train_config`), or
-from a saved run and the flags of the resuming command (`resume_config`)."""
+"""Building a run's config: from a method's preset, a --config file and flags (`make_train_config`),
+from a model to fine-tune and the flags (`finetune_config`), or from a saved run and the flags of the
+resuming command (`resume_config`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gantrans import checkpoint
+from gantrans import checkpoint, finetune
 from gantrans.config import TrainConfig
 from gantrans.errors import GantransError, UsageError
 from gantrans.methods import PRESETS
@@ -29,15 +30,45 @@ def method_of(config_file: dict[str, Any] | None) -> str | None:
     return None
 
 
-def make_train_config(method: str, overrides: dict[str, Any], config_file: dict[str, Any] | None = None) -> TrainConfig:
-    """The preset of `method`, then a `--config` file's values, then `overrides` (setting name -> value).
+def make_train_config(method: str | None, overrides: dict[str, Any], config_file: dict[str, Any] | None = None) -> TrainConfig:
+    """The preset of `method` (default cyclegan), then a `--config` file's values, then `overrides`
+    (setting name -> value). With `init_from` among them, a fine-tune: see `finetune_config`.
 
     Each setting goes to its place in the config tree (`settings.setting_table`); a setting the
     method does not have is an error naming its flag.
     """
+    source = overrides.get("init_from") or (config_file or {}).get("init_from")
+    if source:
+        return finetune_config(str(source), method, overrides, config_file)
+    return _built(method or "cyclegan", overrides, config_file)
+
+
+def finetune_config(
+    source_path: str, method: str | None, overrides: dict[str, Any], config_file: dict[str, Any] | None = None
+) -> TrainConfig:
+    """A new run that starts from the model at `source_path` (see `gantrans/finetune.py`). The method's
+    own settings (networks and loss weights) are the model's; the rest, the defaults of the preset it
+    was trained as (or `method`, a preset of the same method). A `--config` file and `overrides` lay
+    over both, but a network setting that differs from the model's is an error naming its flag."""
+    source = finetune.init_source(source_path)
+    preset = method or source.trained_as
+    if preset in PRESETS:  # an unknown one is refused by _built
+        finetune.check_method(PRESETS[preset].method, preset, source)
+    changes = {**overrides, "init_from": os.path.abspath(source_path)}
+    config = _built(preset, changes, config_file, model=source.model.config.to_dict()["model"])
+    finetune.check_source(config, source, Path(config.out) if config.out else default_run_dir(config))
+    return config
+
+
+def _built(method: str, overrides: dict[str, Any], config_file: dict[str, Any] | None, model: dict[str, Any] | None = None) -> TrainConfig:
+    """The preset of `method` (with the method's settings `model` instead of the preset's, when given),
+    then `config_file`, then `overrides`."""
     if method not in PRESETS:
         raise UsageError(f"unknown method {method!r}; choose one of: {', '.join(PRESETS)}")
-    values = _merged(PRESETS[method].to_dict(), checkpoint.upgraded_config(config_file or {}, version=1))
+    base = PRESETS[method].to_dict()
+    if model is not None:
+        base["model"] = model
+    values = _merged(base, checkpoint.upgraded_config(config_file or {}, version=1))
     table = setting_table()
     for name, value in overrides.items():
         setting = setting_of(table, name, values["method"], method)
@@ -75,6 +106,7 @@ def resume_config(
     requested = {**_flat_settings(file_values), **overrides}
     if not requested.get("domains", True):
         del requested["domains"]  # none named: "every sub-folder", which the run found and saved
+    _check_resumed_source(run_dir, config, requested.pop("init_from", ""))
     root = requested.pop("root", None)
     changes = {name: value for name, value in requested.items() if not _same_value(value, saved_setting(config, name))}
     table = setting_table()
@@ -92,6 +124,18 @@ def resume_config(
         train_changes.setdefault("steps", None)  # epochs given: they replace a step count
     data = dataclasses.replace(config.data, root=_resumed_data_root(config.data.root, root), **data_changes)
     return dataclasses.replace(config, data=data, out=str(run_dir), **train_changes)
+
+
+def _check_resumed_source(run_dir: Path, config: TrainConfig, given: str) -> None:
+    """--init-from on --resume may only name the model the run started from: a resumed run continues
+    from its own checkpoint, never from the model again."""
+    if not given or os.path.abspath(given) == config.init_from:
+        return
+    started = f"started from {config.init_from}" if config.init_from else "did not start from a model"
+    raise UsageError(
+        f"--init-from {given}: the run in {run_dir} {started}, and --resume continues it from its own checkpoint; "
+        "leave --init-from out, or start a new run with --out DIR"
+    )
 
 
 def saved_setting(config: TrainConfig, name: str) -> Any:

@@ -85,9 +85,10 @@ class TrainingDisplay:
             memory = "decoded once into memory" if event.cached else f"{event.workers} decoding workers"
         processes = f" x {event.processes} processes" if event.processes > 1 else ""
         ema = f", generator EMA {event.ema}" if event.ema else ""
+        start = f", starting from {event.init_from}" if event.init_from else ""
         self.console.print(
             f"training {event.run_dir}: {event.total_steps} steps ({event.steps_per_epoch}/epoch) on {event.device}{processes}, "
-            f"{event.precision}{ema}; images: {sizes}; {memory}{resumed}",
+            f"{event.precision}{ema}; images: {sizes}; {memory}{resumed}{start}",
             soft_wrap=True,
         )
         self.task = self.progress.add_task("train", total=event.total_steps, completed=event.start_step, speed="")

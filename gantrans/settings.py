@@ -1,9 +1,10 @@
 """The settings table: every field of the config tree as the command line names it.
 
 The config dataclasses (`config.py`, each method's config in `methods/`) are the one place a setting
-is declared, with its help, choices, range and whether a resumed run may change it (`config.setting`).
-This module walks that tree once and answers what the CLI, `gantrans settings`, `--set` and resume
-need: which flag sets which field, and what each preset's default is.
+is declared, with its help, choices, range, whether a resumed run may change it and whether it shapes
+a network (`config.setting`). This module walks that tree once and answers what the CLI, `gantrans
+settings`, `--set`, resume and fine-tuning need: which flag sets which field, and what each preset's
+default is.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Setting:
     low: float | None
     high: float | None
     resumable: bool
+    network: bool  # shapes a network: a fine-tune (--init-from) takes it from the model
     default_text: str  # how the default reads when it is worked out at run time (None in the config)
     methods: tuple[str, ...]  # the methods whose config has it; () for the settings every run has
 
@@ -76,6 +78,7 @@ def _settings_of(cls: type, prefix: tuple[str, ...], methods: tuple[str, ...]) -
                     low=field.metadata["low"],
                     high=field.metadata["high"],
                     resumable=field.metadata["resumable"],
+                    network=field.metadata["network"],
                     default_text=field.metadata["default_text"],
                     methods=methods,
                 )
@@ -94,6 +97,8 @@ def setting_table() -> dict[str, Setting]:
                 raise AssertionError(f"{implementation.config_class.__name__}.{setting.name} clashes with a run or data setting")
             model_settings.setdefault(setting.name, []).append((method, setting))
     for name, owners in model_settings.items():
+        if len({setting.network for _, setting in owners}) > 1:
+            raise AssertionError(f"methods disagree on whether --{name.replace('_', '-')} shapes a network")
         helps = {setting.help for _, setting in owners}
         # Methods that mean different things by one name say so: "stargan: ...; shared-latent: ...".
         text = (

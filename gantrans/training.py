@@ -30,7 +30,8 @@ from gantrans.config import TrainConfig
 from gantrans.device import resolve_device
 from gantrans.distributed import World, join_from_environment, process_device
 from gantrans.errors import DivergedError, GantransError, OutOfMemoryError, is_out_of_memory
-from gantrans.events import CheckpointWritten, Evaluated, Event, FileSkipped, Finished, SamplesWritten, Started, StepDone
+from gantrans.events import CheckpointWritten, Evaluated, Event, FileSkipped, Finished, SamplesWritten, Started, StepDone, Warned
+from gantrans.finetune import init_source, load_initial_weights, matched_domains
 from gantrans.presets import default_run_dir
 from gantrans.run_folder import append_log, best_fid, best_model_path, check_run_dir, data_changes, last_checkpoint, write_samples
 from gantrans.run_setup import (
@@ -86,8 +87,13 @@ def _train(
         torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick the fastest kernels
     check_batch_split(config.batch_size, world.size)
     files = method_files(config)
+    # A fine-tune's first start loads the model it starts from; a resumed one, its own checkpoint.
+    source = init_source(config.init_from) if config.init_from and not resume else None
+    files, notes = matched_domains(files, source) if source is not None else (files, [])
     config = resolved_config(config, files)
     method = training_method(config, world, device)
+    if source is not None:
+        notes += load_initial_weights(source, config, method)  # before the generators' average copies them
     data = training_data(files, config, method, device)
     claim_run_dir(Path(config.out), resume, overwrite, world, held)
     steps_per_epoch = max(1, len(data.dataset) // config.batch_size)
@@ -106,7 +112,10 @@ def _train(
         "bf16" if run.bf16 else "fp32",
         world.size,
         config.ema,
+        str(source.path) if source is not None else "",
     )
+    for note in notes:
+        yield Warned(note)
     if resume:
         yield from data_changes(run.run_dir, domain_sizes)
     for message in data.skipped:

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from gantrans.checkpoint import CheckpointError, PendingFile, model_metadata, prefixed, unprefixed
+from gantrans.checkpoint import CheckpointError, NonFiniteWeightsError, PendingFile, model_metadata, non_finite, prefixed, unprefixed
 from gantrans.config import TrainConfig
 from gantrans.methods import Method
 
@@ -122,8 +122,24 @@ def _read_state_file(path: Path, tensors: bool = True) -> tuple[dict[str, str], 
 
 def load_discriminators(path: Path, method: Method) -> None:
     """Load the discriminators of a training-state file into `method` (built with training=True)."""
+    _load_networks(path, {"discriminators": method.discriminators})
+
+
+def load_training_networks(path: Path, method: Method) -> None:
+    """Load what trains beside the generators (the discriminators, CUT's projection heads) from a
+    training-state file into `method`, built with training=True from a config with the same networks."""
+    _load_networks(path, {"discriminators": method.discriminators, "auxiliary": method.auxiliary})
+
+
+def _load_networks(path: Path, networks: Mapping[str, nn.Module]) -> None:
+    """The saved weights of each of `networks` (by its prefix in the file): names, shapes and finite values checked."""
     _, tensors = _read_state_file(path)
-    try:
-        method.discriminators.load_state_dict(unprefixed("discriminators", tensors))
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: its discriminators do not fit its saved config ({str(error).strip().splitlines()[0]})") from None
+    for prefix, network in networks.items():
+        state = unprefixed(prefix, tensors)
+        bad = non_finite(state)
+        if bad:
+            raise NonFiniteWeightsError(f"{path}: non-finite weights (NaN or infinity) in {prefix}.{bad[0]}")
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as error:
+            raise CheckpointError(f"{path}: its {prefix} do not fit its saved config ({str(error).strip().splitlines()[0]})") from None

@@ -29,6 +29,7 @@ EVERYDAY = (
     "lr",
     "device",
     "resume",
+    "init_from",
     "seed",
     "config",
     "dry_run",
@@ -144,6 +145,7 @@ def train(**options: Any) -> None:
 
     \b
     Examples: gantrans train --method cyclegan --data data/horse2zebra
+              gantrans train --init-from runs/horse2zebra --data my_photos --out runs/mine   (fine-tune)
               gantrans train --method shared-latent --data data/faces2anime --dry-run
               gantrans settings --method stargan    (every setting with that preset's default)
 
@@ -170,12 +172,12 @@ def train(**options: Any) -> None:
         if out is None and "root" not in overrides:
             raise UsageError("--resume needs --out RUN (or the --data and --method of the run)")
         # The command that started the run, with --resume added, resumes it: only changed settings are refused.
-        run_dir = Path(out) if out else presets.default_run_dir(presets.make_train_config(method or "cyclegan", overrides))
+        run_dir = Path(out) if out else presets.default_run_dir(presets.make_train_config(method, overrides))
         resolved = presets.resume_config(run_dir, overrides, method, file_values)
     else:
         if "root" not in overrides and not (file_values or {}).get("data", {}).get("root"):
             raise UsageError("--data DIR is required (a folder with one sub-folder of images per domain)")
-        resolved = presets.make_train_config(method or "cyclegan", overrides, file_values)
+        resolved = presets.make_train_config(method, overrides, file_values)
     if dry_run:
         print(resolved.to_json())
         return
@@ -215,6 +217,7 @@ def settings(
         notes = [
             f"Choices: {', '.join(setting.choices)}." if setting.choices else f"Range: {bounds}." if bounds else "",
             "May change on --resume." if setting.resumable else "",
+            "With --init-from: the model's." if setting.network else "",
         ]
         rows.add_row(
             setting.flag, setting.default_text if value in (None, "") else shown(value), " ".join([setting.help, *filter(None, notes)])

@@ -26,9 +26,11 @@ Batch = Sequence[Tensor]  # one image batch per domain, in the order of `Method.
 class AdversarialConfig:
     """What every method's discriminators share: their size, the GAN objective and its penalties."""
 
-    ndf: int = setting(64, low=1, high=1024, help="Discriminator width.")
-    n_layers_d: int = setting(3, low=1, high=8, help="Discriminator depth: PatchGAN layers (3 = 70x70 patches); StarGAN's stride-2 layers.")
-    spectral_norm: bool = setting(False, help="Spectral normalisation in the discriminators (Miyato et al. 2018).")
+    ndf: int = setting(64, network=True, low=1, high=1024, help="Discriminator width.")
+    n_layers_d: int = setting(
+        3, network=True, low=1, high=8, help="Discriminator depth: PatchGAN layers (3 = 70x70 patches); StarGAN's stride-2 layers."
+    )
+    spectral_norm: bool = setting(False, network=True, help="Spectral normalisation in the discriminators (Miyato et al. 2018).")
     gan_loss: str = setting(
         "lsgan",
         choices=losses.GAN_LOSSES,

@@ -38,17 +38,21 @@ ENCODER_END = 10
 class CUTConfig:
     """CUT's networks and loss weights; defaults are the paper's CUT (the fastcut preset changes four)."""
 
-    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
+    ngf: int = setting(64, network=True, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
-    n_blocks: int = setting(9, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    n_blocks: int = setting(9, network=True, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
     upsample: str = setting(
         "transpose",
+        network=True,
         choices=UPSAMPLE_MODES,
         help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
     )
-    norm: str = setting("instance", choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none.")
+    norm: str = setting(
+        "instance", network=True, choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none."
+    )
     colour_skip: bool = setting(
         False,
+        network=True,
         help="ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.",
     )
     lambda_gan: float = setting(1.0, low=0.0, help="Adversarial weight.")
@@ -56,10 +60,12 @@ class CUTConfig:
     nce_identity: bool = setting(True, help="Also PatchNCE between y and G(y).")
     # Generator layers whose outputs are compared: the padded input, both downsampling convolutions,
     # the first and the fifth residual block (the authors' 0,4,8,12,16 in their antialiased network).
-    nce_layers: tuple[int, ...] = setting((0, 4, 7, 10, 14), help="Generator layers compared, comma-separated indices into its encoder.")
+    nce_layers: tuple[int, ...] = setting(
+        (0, 4, 7, 10, 14), network=True, help="Generator layers compared, comma-separated indices into its encoder."
+    )
     num_patches: int = setting(256, low=1, high=4096, help="Patch locations per layer and image (one positive, the rest negatives).")
     nce_temperature: float = setting(0.07, help="Temperature of the contrastive softmax.")
-    projection_width: int = setting(256, low=1, high=4096, help="Width of the MLP projection heads (training only).")
+    projection_width: int = setting(256, network=True, low=1, high=4096, help="Width of the MLP projection heads (training only).")
     flip_equivariance: bool = setting(False, help="Flip half of the inputs and compare in their own orientation.")
     init_gain: float = setting(0.02, low=0.0, help="Std of the normal weight initialisation.")
 

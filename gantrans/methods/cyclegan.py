@@ -32,29 +32,36 @@ class CycleGANConfig:
     """CycleGAN's networks and loss weights; defaults are the paper's."""
 
     generator: str = setting(
-        "resnet", choices=GENERATORS, help="Generator architecture: resnet, unet (skip connections) or encoder-decoder."
+        "resnet", network=True, choices=GENERATORS, help="Generator architecture: resnet, unet (skip connections) or encoder-decoder."
     )
     discriminator: str = setting(
-        "patch", choices=DISCRIMINATORS, help="Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px)."
+        "patch", network=True, choices=DISCRIMINATORS, help="Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px)."
     )
-    norm: str = setting("instance", choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none.")
-    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
+    norm: str = setting(
+        "instance", network=True, choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none."
+    )
+    ngf: int = setting(64, network=True, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
-    n_blocks: int = setting(9, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    n_blocks: int = setting(9, network=True, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
     depth: int = setting(
         8,
+        network=True,
         low=1,
         high=10,
         help="U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.",
     )
-    dropout: float = setting(0.0, low=0.0, help="U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.")
+    dropout: float = setting(
+        0.0, network=True, low=0.0, help="U-Net and encoder-decoder generators: dropout near the bottleneck, in training only."
+    )
     upsample: str = setting(
         "transpose",
+        network=True,
         choices=UPSAMPLE_MODES,
         help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
     )
     colour_skip: bool = setting(
         False,
+        network=True,
         help="ResNet generators: a 1x1 convolution from input to output colour that bypasses the normalisations, so a tone change stays a per-pixel map.",
     )
     cycle_norm: str = setting("l1", choices=losses.CYCLE_NORMS, help="Cycle loss: l1, or l2 (mean squared error).")

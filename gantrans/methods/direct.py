@@ -27,11 +27,12 @@ from gantrans.nn import UPSAMPLE_MODES, PatchDiscriminator, ResnetGenerator, ini
 class DirectConfig:
     """A one-way generator and a PatchGAN of the target domain."""
 
-    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
+    ngf: int = setting(64, network=True, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
-    n_blocks: int = setting(2, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    n_blocks: int = setting(2, network=True, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
     upsample: str = setting(
         "transpose",
+        network=True,
         choices=UPSAMPLE_MODES,
         help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
     )

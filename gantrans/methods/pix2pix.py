@@ -34,25 +34,33 @@ class Pix2PixConfig:
     """pix2pix's networks and loss weights; defaults are the paper's and the reference code's
     (junyanz/pytorch-CycleGAN-and-pix2pix: --netG unet_256 --norm batch --gan_mode vanilla --lambda_L1 100)."""
 
-    generator: str = setting("unet", choices=GENERATORS, help="Generator architecture: resnet, unet (skip connections) or encoder-decoder.")
-    discriminator: str = setting(
-        "patch", choices=DISCRIMINATORS, help="Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px)."
+    generator: str = setting(
+        "unet", network=True, choices=GENERATORS, help="Generator architecture: resnet, unet (skip connections) or encoder-decoder."
     )
-    norm: str = setting("batch", choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none.")
-    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
+    discriminator: str = setting(
+        "patch", network=True, choices=DISCRIMINATORS, help="Discriminator: patch (PatchGAN) or dcgan (strided to a single score at 64 px)."
+    )
+    norm: str = setting(
+        "batch", network=True, choices=NORMS, help="Normalisation in both networks: instance, instance-affine, batch or none."
+    )
+    ngf: int = setting(64, network=True, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(
         default_factory=lambda: AdversarialConfig(gan_loss="nonsaturating")
     )  # the discriminator, its objective and penalties
     depth: int = setting(
         8,
+        network=True,
         low=1,
         high=10,
         help="U-Net and encoder-decoder generators: stride-2 levels (8 for 256 px); --size must be a multiple of 2**depth.",
     )
-    dropout: float = setting(0.5, low=0.0, help="U-Net and encoder-decoder generators: dropout near the bottleneck, in training only.")
-    n_blocks: int = setting(9, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    dropout: float = setting(
+        0.5, network=True, low=0.0, help="U-Net and encoder-decoder generators: dropout near the bottleneck, in training only."
+    )
+    n_blocks: int = setting(9, network=True, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
     upsample: str = setting(
         "transpose",
+        network=True,
         choices=UPSAMPLE_MODES,
         help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
     )

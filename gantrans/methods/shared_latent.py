@@ -37,20 +37,26 @@ LATENT_ADVERSARIES = (*losses.LATENT_OBJECTIVES, "off")
 class SharedLatentConfig:
     """Encoders, decoders and the four remedies; defaults follow UNIT where it has one."""
 
-    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
+    ngf: int = setting(64, network=True, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # the discriminator, its objective and penalties
-    n_downsampling: int = setting(2, low=1, high=6, help="Stride-2 levels of each encoder (the code is 1/2**N of the image).")
-    n_blocks: int = setting(4, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    n_downsampling: int = setting(2, network=True, low=1, high=6, help="Stride-2 levels of each encoder (the code is 1/2**N of the image).")
+    n_blocks: int = setting(4, network=True, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
     shared_layers: int = setting(
-        1, low=0, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off)."
+        1, network=True, low=0, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off)."
     )
-    fully_shared: bool = setting(False, help="shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps.")
+    fully_shared: bool = setting(
+        False, network=True, help="shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps."
+    )
     upsample: str = setting(
-        "resize", choices=UPSAMPLE_MODES, help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts)."
+        "resize",
+        network=True,
+        choices=UPSAMPLE_MODES,
+        help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
     )
     vae: bool = setting(True, help="Variational auto-encoders (Gaussian codes, KL term) or plain ones.")
     latent_adversary: str = setting(
         "confusion",
+        network=True,
         choices=LATENT_ADVERSARIES,
         help="shared-latent remedy 2: a domain discriminator on the codes, which the encoders fool by confusion (aiming at uniform guesses) or reversal (maximising its loss, as gradient reversal); off.",
     )

@@ -28,13 +28,14 @@ from gantrans.nn import UPSAMPLE_MODES, ClassifyingDiscriminator, ResnetGenerato
 class StarGANConfig:
     """StarGAN's networks and loss weights; defaults are the paper's."""
 
-    ngf: int = setting(64, low=1, high=1024, help="Generator width.")
+    ngf: int = setting(64, network=True, low=1, high=1024, help="Generator width.")
     adversarial: AdversarialConfig = field(
         default_factory=lambda: AdversarialConfig(n_layers_d=6, gan_loss="wgan-gp")
     )  # the discriminator, its objective and penalties
-    n_blocks: int = setting(6, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
+    n_blocks: int = setting(6, network=True, low=0, high=64, help="Generator residual blocks (9 for 256 px, 6 for 128 px).")
     upsample: str = setting(
         "transpose",
+        network=True,
         choices=UPSAMPLE_MODES,
         help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
     )
