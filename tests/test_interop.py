@@ -294,7 +294,11 @@ def test_key_chooses_among_several_generators_in_one_checkpoint(tmp_path):
     checkpoint_file = tmp_path / "last.pth"
     torch.save({"G_A": sources[0].state_dict(), "G_B": sources[1].state_dict(), "epoch": 3}, checkpoint_file)
     out = tmp_path / "model"
-    assert_one_line_error(invoke("import", str(checkpoint_file), "--domains", "a,b", "--out", str(out)), 1, "holds 2 generators (G_A, G_B)")
+    assert_one_line_error(
+        invoke("import", str(checkpoint_file), "--domains", "a,b", "--out", str(out)),
+        1,
+        "holds 2 generators (G_A, G_B): choose one with --key G_A, or both directions by giving the file twice with --key G_A,G_B",
+    )
     assert not out.exists()
     images = torch.rand(1, 3, 16, 16) * 2 - 1
     assert torch.allclose(imported_output(tmp_path, torch.load(checkpoint_file), images, "--key", "G_B"), sources[1](images), atol=1e-6)
@@ -313,6 +317,18 @@ def test_key_chooses_among_several_generators_in_one_checkpoint(tmp_path):
         invoke("import", str(checkpoint_file), "--domains", "a,b", "--out", str(tmp_path / "new"), "--key", "G_A,G_B,G_C"),
         2,
         "one per file",
+    )
+    flat = {f"netG_{name}.{key}": value for name, source in zip("AB", sources) for key, value in source.state_dict().items()}
+    torch.save({"state_dict": flat, "epoch": 3}, checkpoint_file)
+    several = invoke("import", str(checkpoint_file), "--domains", "a,b", "--out", str(tmp_path / "new"))
+    assert "holds 2 generators (state_dict/netG_A, state_dict/netG_B)" in several.stderr
+    translated = imported_output(tmp_path, torch.load(checkpoint_file), images, "--key", "state_dict/netG_B", "--overwrite")
+    assert torch.allclose(translated, sources[1](images), atol=1e-6)
+    torch.save({"state_dict": {"G_A": sources[0].state_dict()}}, tmp_path / "nested.pth")
+    assert_one_line_error(
+        invoke("import", str(tmp_path / "nested.pth"), "--domains", "a,b", "--out", str(tmp_path / "new"), "--key", "G_A"),
+        1,
+        "it holds state_dict/G_A (nested names are joined with '/': --key state_dict/G_A)",
     )
 
 

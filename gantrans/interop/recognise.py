@@ -13,7 +13,7 @@ from gantrans.checkpoint import non_finite
 from gantrans.errors import GantransError
 from gantrans.interop.layouts import Architecture, Slot, adapt, candidates, slots
 from gantrans.interop.matching import Alignment, Stop, align
-from gantrans.interop.sources import SourceTensor, TensorGroup, claims_more_than_stored, load_weights_file, tensor_groups
+from gantrans.interop.sources import SourceTensor, TensorGroup, claims_more_than_stored, load_weights_file, shares, tensor_groups
 
 # More than any generator gantrans builds holds (a 64-block ResNet with batch norm: about 940).
 MAX_TENSORS = 1024
@@ -55,19 +55,25 @@ class _Attempt:
 def recognise(path: Path, key: str | None = None, architectures: Sequence[Architecture] | None = None) -> Recognised:
     """The one generator in `path` (or in its tensor group `key`), matched to a gantrans
     architecture: one of `architectures`, by default those its shapes suggest."""
-    groups = found = tensor_groups(load_weights_file(path))
+    found = tensor_groups(load_weights_file(path))
     if not found:
         raise GantransError(f"{path}: holds no tensors, so no generator")
+    groups = found
     if key is not None:
-        groups = [group for group in found if group.name == key]
+        groups = [group for group in found + [part for group in found for part in shares(group)] if group.name == key][:1]
         if not groups:
+            near = [group.name for group in found if group.name.endswith(f"/{key}")]
             names = ", ".join(group.name for group in found[:12]) + (" ..." if len(found) > 12 else "")
-            raise GantransError(f"{path}: no tensor group named {key!r} for --key; it holds {names}")
+            hint = f" (nested names are joined with '/': --key {near[0]})" if near else ""
+            raise GantransError(f"{path}: no tensor group named {key!r} for --key; it holds {names}{hint}")
     attempts = [_attempt(group, architectures) for group in groups]
-    fitting = [attempt for attempt in attempts if attempt.fits or attempt.several]
+    # A mapping that is no generator may hold several side by side (netG.*, netD.*): try each share.
+    attempts += [_attempt(part, architectures) for attempt in attempts if not _fits(attempt) for part in shares(attempt.group)]
+    fitting = [attempt for attempt in attempts if _fits(attempt)]
     if len(fitting) > 1:
         names = ", ".join(attempt.group.name for attempt in fitting)
-        raise GantransError(f"{path}: holds {len(fitting)} generators ({names}): choose one with --key {fitting[0].group.name}")
+        both = f", or both directions by giving the file twice with --key {names.replace(', ', ',')}" if len(fitting) == 2 else ""
+        raise GantransError(f"{path}: holds {len(fitting)} generators ({names}): choose one with --key {fitting[0].group.name}{both}")
     if not fitting:
         raise GantransError(_no_fit_message(path, attempts))
     (attempt,) = fitting
@@ -80,6 +86,10 @@ def recognise(path: Path, key: str | None = None, architectures: Sequence[Archit
         described = " and ".join(architecture.describe() for architecture, *_ in attempt.fits)
         raise GantransError(f"{where}: ambiguous: its tensors fit {described} alike; gantrans will not guess which it is")
     return _recognised(where, attempt.group, *attempt.fits[0])
+
+
+def _fits(attempt: _Attempt) -> bool:
+    return bool(attempt.fits or attempt.several)
 
 
 def _attempt(group: TensorGroup, architectures: Sequence[Architecture] | None) -> _Attempt:

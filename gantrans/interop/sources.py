@@ -2,8 +2,9 @@
 
 A file may be a plain state dict, a state dict nested in a training checkpoint (`{"G_A": ...,
 "D_A": ..., "epoch": 7}`, `{"state_dict": ...}`), or several networks' tensors side by side in one
-flat dict under their own prefixes (`netG.model.1.weight`, `netD.model.0.weight`). Each of these is
-a `TensorGroup`; which of them is a generator is decided by matching (see `matching.py`), not by names.
+flat dict under their own prefixes (`netG.model.1.weight`, `netD.model.0.weight`). Each mapping's
+tensors are a `TensorGroup`, and each prefix's share of one is another (looked at only when the
+whole is no generator); which is a generator is decided by matching (`matching.py`), not by names.
 """
 
 from __future__ import annotations
@@ -69,14 +70,14 @@ def load_weights_file(path: Path) -> Any:
 
 
 def tensor_groups(value: Any, name: str = "", depth: int = 0) -> list[TensorGroup]:
-    """Every group of tensors in `value`: the tensors of each mapping (and, when a flat mapping holds
-    several networks side by side, each prefix's share), then those of nested containers."""
+    """The tensors of each mapping in `value`, outermost first, as groups named by their path
+    (nested containers are followed MAX_DEPTH deep; see `shares` for prefixes within one)."""
     groups: list[TensorGroup] = []
     children: list[tuple[str, Any]] = []
     if isinstance(value, Mapping):
         tensors = {str(key): item for key, item in value.items() if isinstance(item, Tensor)}
         if tensors:
-            groups += _split_by_prefix(name or ".", tensors)
+            groups.append(TensorGroup(name or ".", tensors))
         children = [(str(key), item) for key, item in value.items() if isinstance(item, (Mapping, list, tuple))]
     elif isinstance(value, (list, tuple)):
         children = [(str(index), item) for index, item in enumerate(value)]
@@ -88,21 +89,21 @@ def tensor_groups(value: Any, name: str = "", depth: int = 0) -> list[TensorGrou
     return groups[:MAX_GROUPS]
 
 
-def _split_by_prefix(name: str, tensors: dict[str, Tensor]) -> list[TensorGroup]:
-    """The whole mapping, and each first key component's share when there are several (a flat
-    checkpoint of netG.* and netD.*); wrapper components are skipped first."""
-    whole = TensorGroup(name, tensors)
-    shares: dict[str, dict[str, Tensor]] = {}
-    for key, tensor in tensors.items():
+def shares(group: TensorGroup) -> list[TensorGroup]:
+    """Each first key component's share of a group, when there are several: a flat checkpoint of
+    `netG.*` and `netD.*` holds two networks (wrapper components are skipped first). Named
+    `<group>/<prefix>`, or `<prefix>` at the top level."""
+    found: dict[str, dict[str, Tensor]] = {}
+    for key, tensor in group.tensors.items():
         parts = key.split(".")
         while len(parts) > 1 and parts[0] in WRAPPERS:
             parts = parts[1:]
         if len(parts) > 1:
-            shares.setdefault(parts[0], {})[key] = tensor
-    if len(shares) < 2:
-        return [whole]
-    prefix = "" if name == "." else f"{name}/"
-    return [whole, *(TensorGroup(f"{prefix}{share}", share_tensors) for share, share_tensors in shares.items())]
+            found.setdefault(parts[0], {})[key] = tensor
+    if len(found) < 2:
+        return []
+    prefix = "" if group.name == "." else f"{group.name}/"
+    return [TensorGroup(f"{prefix}{share}", tensors) for share, tensors in found.items()][:MAX_GROUPS]
 
 
 def claims_more_than_stored(tensor: Tensor) -> bool:
