@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
 
 from gantrans.cli.app import DeviceOption, app, stderr, user_errors
 from gantrans.errors import GantransError, UsageError
+
+if TYPE_CHECKING:  # the library is imported when a command runs, not when the CLI starts
+    from gantrans.interop import Recognised
 
 
 @app.command("bench")
@@ -154,7 +157,7 @@ def import_model(
     print(imported.path.parent)
 
 
-def _mapping_lines(recognised: Any, verbose: bool, shown: int = 8) -> list[str]:
+def _mapping_lines(recognised: Recognised, verbose: bool, shown: int = 8) -> list[str]:
     """The mapping, file key -> our key with its shape: all of it with --verbose, else its start
     (or one line when the file uses our names), then what was zeroed, reordered and left out."""
     mapping = recognised.mapping
