@@ -15,7 +15,7 @@ from gantrans import checkpoint, weights
 from gantrans.checkpoint import unprefixed
 from gantrans.errors import DataError, UsageError
 from gantrans.events import Warned
-from gantrans.interop import import_reference_cyclegan
+from gantrans.interop import import_generators
 from gantrans.methods import METHODS, PRESETS
 from gantrans.nn import ResnetGenerator
 from gantrans.presets import make_train_config, resume_config
@@ -174,7 +174,7 @@ def reference_generator(path: Path, seed: int) -> dict[str, torch.Tensor]:
 def test_an_imported_model_fine_tunes_on_folders_of_other_names(tmp_path):
     files = [tmp_path / "latest_net_G_A.pth", tmp_path / "latest_net_G_B.pth"]
     imported = [reference_generator(path, seed) for seed, path in enumerate(files)]
-    import_reference_cyclegan(files, ("horse", "zebra"), tmp_path / "h2z")
+    import_generators(files, ("horse", "zebra"), tmp_path / "h2z")
     data = write_domains(tmp_path / "mine", ("photo", "painting"), 3, size=(40, 40))
     out = tmp_path / "ft"
     # The preset's discriminator (the reference's 70x70 PatchGAN) needs 24 px: train at 32.
@@ -187,7 +187,7 @@ def test_an_imported_model_fine_tunes_on_folders_of_other_names(tmp_path):
     for name, state in zip(("generator_xy", "generator_yx"), imported):
         assert max((tuned[f"{name}.{key}"] - value).abs().max().item() for key, value in state.items()) <= 2e-4 * 1.01
     # CycleGAN trains both directions: a one-way import cannot start it.
-    import_reference_cyclegan(files[:1], ("horse", "zebra"), tmp_path / "one-way")
+    import_generators(files[:1], ("horse", "zebra"), tmp_path / "one-way")
     result = invoke(*command[:2], str(tmp_path / "one-way"), *command[3:], "--dry-run")
     assert_one_line_error(result, 1, "the model holds generator_xy only, and cyclegan trains generator_yx too")
 

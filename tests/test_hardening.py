@@ -193,9 +193,12 @@ def reference_state(n_blocks: int = 1, ngf: int = 4) -> dict[str, torch.Tensor]:
     [
         ({"model.1.weight": torch.zeros(1).expand(200000, 3, 7, 7)}, "ngf 200000"),  # a 1.7 KB file that claims 117 GB
         # The audit's file had 200,000 block keys; 2,000 make the same point in a fraction of the time.
-        ({**reference_state(), **{f"model.{10 + i}.conv_block.1.weight": torch.zeros(1) for i in range(2000)}}, "n_blocks 2000"),
+        ({**reference_state(), **{f"model.{10 + i}.conv_block.1.weight": torch.zeros(1) for i in range(2000)}}, "2015 tensors, more than"),
+        ({f"model.{i}.weight": torch.zeros(1, 1, 1, 1) for i in range(1000)}, "(0 to 64 blocks), this has 1000"),
+        # The right shape, claimed by a view of one stored number: copying it would allocate what the file never held.
+        ({**reference_state(n_blocks=1, ngf=64), "model.10.conv_block.1.weight": torch.zeros(1).expand(256, 256, 3, 3)}, "claims shape"),
         ({**reference_state(), "model.1.weight": torch.full((4, 3, 7, 7), float("inf"))}, "non-finite weights"),
-        ({**reference_state(), "model.1.weight": torch.zeros(4, 3, 7, 7, dtype=torch.int64)}, "does not match"),
+        ({**reference_state(), "model.1.weight": torch.zeros(4, 3, 7, 7, dtype=torch.int64)}, "(4, 3, 7, 7) of integers"),
     ],
 )
 def test_hostile_reference_files_are_refused_before_anything_is_built(tmp_path, state, fragment):

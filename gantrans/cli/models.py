@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
 
 from gantrans.cli.app import DeviceOption, app, stderr, user_errors
 from gantrans.errors import GantransError, UsageError
+
+if TYPE_CHECKING:  # the library is imported when a command runs, not when the CLI starts
+    from gantrans.interop import Recognised
 
 
 @app.command("bench")
@@ -121,20 +124,83 @@ def _parse_settings(items: list[str]) -> dict[str, Any]:
 @app.command("import", no_args_is_help=True)
 @user_errors
 def import_model(
-    files: list[Path] = typer.Argument(..., help="latest_net_G_A.pth (A -> B) and optionally latest_net_G_B.pth (B -> A)."),
+    files: list[Path] = typer.Argument(
+        ..., help="The A -> B generator's weights file, and optionally the B -> A one (latest_net_G_A.pth latest_net_G_B.pth)."
+    ),
     domains: str = typer.Option(..., help="Names of domains A and B, comma-separated (e.g. horse,zebra)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the gantrans model."),
+    key: Optional[str] = typer.Option(
+        None,
+        "--key",
+        help="The tensor group to take from a checkpoint that holds several (G_A, state_dict/netG): one name, or one per file, comma-separated.",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every tensor of the mapping, not only the first few."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out (its training state too)."),
 ) -> None:
-    """Import generators of the reference CycleGAN project (resnet_6blocks/resnet_9blocks) as a gantrans model.
+    """Import generators saved by other projects (ResNet or U-Net, as pytorch-CycleGAN-and-pix2pix
+    builds them, under any names) as a gantrans model.
 
-    The .pth files are read with torch.load(weights_only=True): no code in them can run.
+    \b
+    Example: gantrans import latest_net_G_A.pth latest_net_G_B.pth --domains horse,zebra --out runs/horse2zebra
+    Each file's tensors are matched to a gantrans generator by shape and order; the mapping found is
+    printed on stderr, the model folder on stdout. The files are read with torch.load(weights_only=True):
+    no code in them can run.
     """
-    from gantrans.interop import import_reference_cyclegan
+    from gantrans.interop import import_generators
 
-    path = import_reference_cyclegan(files, tuple(name for name in domains.split(",") if name), out, overwrite)
-    stderr.print(f"imported {len(files)} generator(s) into {path}", soft_wrap=True)
-    print(path.parent)
+    keys = tuple(name for name in (key or "").split(",") if name)
+    names = tuple(name for name in domains.split(",") if name)
+    imported = import_generators(files, names, out, overwrite, keys)
+    directions = {"generator_xy": f"{names[0]} -> {names[1]}", "generator_yx": f"{names[1]} -> {names[0]}"}
+    for generator, recognised in imported.generators:
+        stderr.print(
+            f"{recognised.where}: {recognised.architecture.describe()} -> {imported.method} {generator} ({directions[generator]})",
+            soft_wrap=True,
+            markup=False,
+        )
+        for line in _mapping_lines(recognised, verbose):
+            stderr.print(f"  {line}", soft_wrap=True, markup=False)
+    print(imported.path.parent)
+
+
+def _mapping_lines(recognised: Recognised, verbose: bool, shown: int = 8) -> list[str]:
+    """The mapping, file key -> our key with its shape: all of it with --verbose, else its start
+    (or one line when the file uses our names), then what was zeroed, reordered and left out."""
+    mapping = recognised.mapping
+    if not verbose and all(item.source == item.target or item.source.endswith("." + item.target) for item in mapping):
+        lines = [f"{len(mapping)} tensors, under our names"]
+    else:
+        listed = mapping if verbose else mapping[:shown]
+        width = max(len(item.source or "(none)") for item in listed)
+        lines = [
+            f"{item.source or '(none)':<{width}} -> {item.target} ({', '.join(map(str, item.shape))}){'  ' + item.note if item.note else ''}"
+            for item in listed
+        ]
+        if len(listed) < len(mapping):
+            lines.append(f"... {len(mapping) - len(listed)} more (--verbose lists every tensor)")
+    zeroed = sum(1 for item in mapping if not item.source)
+    swapped = sum(1 for item in mapping if item.note.startswith("input halves"))
+    for count, what in (
+        (zeroed, "biases the file's layers lack, set to zero"),
+        (swapped, "decoder convs with their skip and upsampled inputs swapped"),
+    ):
+        if count and not verbose:
+            lines.append(f"{count} {what}")
+    if recognised.dropped:
+        statistics = sum(
+            1 for key in recognised.dropped if key.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+        )
+        kinds = [
+            f"{count} {what}"
+            for count, what in (
+                (statistics, "unused norm statistics"),
+                (len(recognised.dropped) - statistics, "biases an instance norm cancels"),
+            )
+            if count
+        ]
+        listed = ", ".join(recognised.dropped if verbose else recognised.dropped[:3])
+        lines.append(f"left out {' and '.join(kinds)}: {listed}{' ...' if not verbose and len(recognised.dropped) > 3 else ''}")
+    return lines
 
 
 @app.command("fetch-weights")
