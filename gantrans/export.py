@@ -100,7 +100,8 @@ def check_exporter() -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        raise GantransError(f"gantrans export needs {' and '.join(missing)}: {INSTALL_HINT}")
+        names = ", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1 else missing[0]
+        raise GantransError(f"gantrans export needs {names}: {INSTALL_HINT}")
     version = tuple(int(part) for part in torch.__version__.split(".")[:2])
     if version < MIN_TORCH:
         raise GantransError(f"gantrans export needs torch >= {'.'.join(map(str, MIN_TORCH))} (this is {torch.__version__})")
@@ -285,5 +286,7 @@ def _write_whole(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:  # a read-only folder, a full disk: name the file asked for, not the temporary
+        raise GantransError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         temporary.unlink(missing_ok=True)
