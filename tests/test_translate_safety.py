@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from gantrans import checkpoint
 from gantrans.cli import app
 from gantrans.images import HAS_HEIF, IMAGE_EXTENSIONS, MAX_DECODE_PIXELS, ImageDecodeError, ImageTooLargeError, find_images, load_rgb
+from gantrans.methods.cyclegan import CycleGAN
 from gantrans.outputs import InputFile, Outputs, Result, expand_inputs
-from gantrans.translate import MAX_TRANSLATE_PIXELS, Translator, check_translatable, translate_files
+from gantrans.translate import MAX_SIZE, MAX_TRANSLATE_PIXELS, Translator, check_translatable, translate_files
 
 from conftest import gantrans, invoke, tiny_config
 
@@ -253,50 +253,43 @@ def test_sizes_are_checked_from_the_header_before_decoding(tmp_path):
         with pytest.raises(ImageTooLargeError, match="stop"):
             load_rgb(huge_png(tmp_path / "100mp.png", 10000, 10000), check_size=stop)
     assert seen == [(10000, 10000)] and 10000 * 10000 < MAX_DECODE_PIXELS and warnings.filters == filters
-    check_translatable((4096, 4096))
-    with pytest.raises(ImageTooLargeError, match="--size 3328 or less"):
-        check_translatable((6000, 4000))
-    with pytest.raises(ImageTooLargeError, match="200x200000"):
-        check_translatable((1, 1000), 200)  # --size would enlarge it past the limit: refused before resizing
-    assert (4000 * 6000 > MAX_TRANSLATE_PIXELS) and check_translatable((6000, 4000), 3328) is None
+    check_translatable((8000, 6000))  # a 48 MP photo is translated (in tiles)
+    with pytest.raises(ImageTooLargeError, match="--size 8192 or less"):
+        check_translatable((20000, 10000))
+    with pytest.raises(ImageTooLargeError, match="400x400000"):
+        check_translatable((1, 1000), 400)  # --size would enlarge it past the limit: refused before resizing
+    assert (20000 * 10000 > MAX_TRANSLATE_PIXELS) and check_translatable((20000, 10000), 8192) is None
 
 
 def test_size_option_is_bounded(model_dir, tmp_path):
     source = image(tmp_path / "a.png", size=(1, 50))
     result = translate(str(source), "--size", "60000", model=model_dir)
-    assert result.exit_code == 2 and "--size must be between 1 and 4096" in error_lines(result)[0]
+    assert result.exit_code == 2 and f"--size must be between 1 and {MAX_SIZE}" in error_lines(result)[0]
     result = translate(str(source), "--size", "4096", model=model_dir)  # 4096 x 204800: too large once resized
     assert result.exit_code == 1 and "use --size" in error_lines(result)[0] and not (tmp_path / "a.zebra.png").exists()
     with pytest.raises(ImageTooLargeError):
         Translator.load(model_dir, device="cpu").translate_images([Image.new("RGB", (1, 50))], "zebra", size=4096)
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        MemoryError(),
-        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9216000000 bytes"),
-        torch.OutOfMemoryError("CUDA out of memory"),
-    ],
-)
-def test_running_out_of_memory_fails_that_batch_only(model_dir, tmp_path, monkeypatch, error):
-    for index in range(4):
-        image(tmp_path / "in" / f"{index}.png", seed=index)
-    real = Translator.translate_images
-    calls = []
+def test_running_out_of_memory_in_tiles_too_fails_that_image_only_naming_its_size(model_dir, tmp_path, monkeypatch):
+    """(The fallback before it, batch -> one image -> tiles, is tested in test_tiling.py.)"""
+    for index, size in enumerate([(12, 10), (200, 160), (12, 10)]):
+        image(tmp_path / "in" / f"{index}.png", size=size, seed=index)
+    translate_method = CycleGAN.translate
 
-    def first_batch_fails(self, images, *args, **kwargs):
-        calls.append(len(images))
-        if len(calls) == 1:
-            raise error
-        return real(self, images, *args, **kwargs)
+    def small_inputs_only(self, images, *args):  # what fits: the 64 px probe, the 12x10 images
+        if images.shape[-2] * images.shape[-1] > 64 * 64:
+            raise MemoryError()
+        return translate_method(self, images, *args)
 
-    monkeypatch.setattr(Translator, "translate_images", first_batch_fails)
-    result = translate(str(tmp_path / "in"), "--batch-size", "2", model=model_dir)
-    assert result.exit_code == 1 and calls == [2, 2]
-    assert result.stdout.split() == [str(tmp_path / "in" / f"{index}.zebra.png") for index in (2, 3)]
-    errors = error_lines(result)
-    assert len(errors) == 3 and all("out of memory" in line and "--batch-size 1" in line for line in errors[:2])
+    monkeypatch.setattr(CycleGAN, "translate", small_inputs_only)
+    result = translate(str(tmp_path / "in"), model=model_dir)
+    assert result.exit_code == 1 and result.stdout.split() == [str(tmp_path / "in" / f"{index}.zebra.png") for index in (0, 2)]
+    assert error_lines(result) == [
+        f"gantrans: error: {tmp_path / 'in' / '1.png'}: out of memory translating 200x160 pixels, even in tiles of 64 px; "
+        "try --size N or another --device",
+        "gantrans: error: 1 input(s) could not be translated",
+    ]
 
 
 @pytest.mark.slow

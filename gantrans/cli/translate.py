@@ -32,7 +32,24 @@ def translate(
         None, "--from", help="The inputs' domain, for methods that need it (shared-latent).  [default: the model's other domain]"
     ),
     size: Optional[int] = typer.Option(
-        None, help="Resize inputs so the shorter side has this many pixels (at most 4096).  [default: keep the input size]"
+        None, help="Resize inputs so the shorter side has this many pixels (at most 11585).  [default: keep the input size]"
+    ),
+    scale: Optional[str] = typer.Option(
+        None,
+        help="input: the network sees each image at its own scale; train: resized to the scale the model was trained at "
+        "(resize-crop: shorter side = its --load-size), the output resized back to the input's size.  [default: input]",
+    ),
+    keep_scale: bool = typer.Option(False, "--keep-scale", help="With --scale train: keep the output at the network's size."),
+    tile: Optional[int] = typer.Option(
+        None,
+        help="Translate in tiles of this many pixels a side, each run with a margin of context: any image size in bounded memory.  "
+        "[default: tiles only for images over 16.8 MP, or that do not fit in memory]",
+    ),
+    tile_overlap: int = typer.Option(32, help="Pixels where neighbouring tiles are blended (raised-cosine weights), so no seam shows."),
+    tile_norm: str = typer.Option(
+        "thumbnail",
+        help="Instance-norm statistics of a tiled image: thumbnail (one extra pass over a 1 MP copy; Chen et al. 2022) or exact "
+        "(the whole image's, as if translated whole; about one partial pass over the image per norm layer, so many times slower).",
     ),
     batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
     overwrite: bool = typer.Option(
@@ -48,33 +65,25 @@ def translate(
               find shots -name '*.jpg' | gantrans translate --to vangogh --out out/
               gantrans translate - --to vangogh < in.jpg > out.png
               gantrans translate face.jpg --to all --grid --model runs/celeba-stargan
+              gantrans translate pano.jpg --to vangogh --scale train     # at the scale it learned
+              gantrans translate 48mp.jpg --to vangogh --tile 512        # full size, in tiles
     """
     from gantrans import outputs as destinations
     from gantrans import translate as translation
 
-    inputs = _checked_inputs(inputs, batch_size, size, translation.MAX_SIZE)
+    options = translation.TranslateOptions(size, scale, keep_scale, tile, tile_overlap, tile_norm)
+    inputs = _checked_inputs(inputs, batch_size)
     out_is_file = destinations.out_is_file(out)
-    model_path = model or translation.find_model(
-        None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr)
-    )
-    translator = translation.Translator.load(model_path, device, precision)
+    translator = _load_translator(model, to, device, precision)
     targets = translator.targets if to == "all" else (to,)
     translator.check_target(targets[0])
-    if model is None:
-        stderr.print(f"using model {model_path}", soft_wrap=True)
-    for target in targets:
-        assumed = translator.source_domain(target, source)
-        if source is None and assumed is not None:
-            if len(targets) > 1:
-                raise UsageError(
-                    "--to all needs --from here: this model translates from a named domain, and the inputs can't be all of them"
-                )
-            stderr.print(f"translating from {assumed} into {target} (--from names the inputs' domain)", soft_wrap=True)
+    _check_sources(translator, targets, source)
     outputs = destinations.Outputs(out, out_is_file, overwrite)
+    note = _once(lambda message: print(f"gantrans: note: {message}", file=sys.stderr, flush=True))
     if inputs == ["-"]:
         if len(targets) > 1 or grid:
             raise UsageError("'-' writes one image to stdout: use a single --to DOMAIN, without --grid")
-        _translate_stdin_bytes(translator, to, outputs, source, size)
+        _translate_stdin_bytes(translator, to, outputs, source, options, note)
         return
     if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir() or len(targets) > 1 or grid):
         raise UsageError(f"--out {out} is a file name, but there is more than one output: give a folder")
@@ -84,15 +93,52 @@ def translate(
         destinations.check_something_to_translate(items)
         outputs.add_inputs(item.path for item in items)
     outputs.create_folder()
-    _write_all(translation.translate_all(translator, items, targets, outputs, grid, batch_size, source, size), items, len(targets) + grid)
+    results = translation.translate_all(translator, items, targets, outputs, grid, batch_size, source, options=options, on_note=note)
+    _write_all(results, items, len(targets) + grid)
 
 
-def _checked_inputs(inputs: Optional[list[str]], batch_size: int, size: Optional[int], max_size: int) -> list[str]:
+def _load_translator(model: Optional[Path], to: str, device: str, precision: str) -> Any:
+    """The Translator of --model, or of the newest model that knows --to (named on stderr)."""
+    from gantrans import translate as translation
+
+    model_path = model or translation.find_model(
+        None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr)
+    )
+    translator = translation.Translator.load(model_path, device, precision)
+    if model is None:
+        stderr.print(f"using model {model_path}", soft_wrap=True)
+    return translator
+
+
+def _check_sources(translator: Any, targets: tuple[str, ...], source: Optional[str]) -> None:
+    """Say which domain the inputs are taken to be in, for methods that need one; --to all needs --from there."""
+    for target in targets:
+        assumed = translator.source_domain(target, source)
+        if source is None and assumed is not None:
+            if len(targets) > 1:
+                raise UsageError(
+                    "--to all needs --from here: this model translates from a named domain, and the inputs can't be all of them"
+                )
+            stderr.print(f"translating from {assumed} into {target} (--from names the inputs' domain)", soft_wrap=True)
+
+
+def _once(show: Callable[[str], None]) -> Callable[[str], None]:
+    """`show`, for the first message only: advice is given once per run, not once per image."""
+    shown = False
+
+    def first(message: str) -> None:
+        nonlocal shown
+        if not shown:
+            shown = True
+            show(message)
+
+    return first
+
+
+def _checked_inputs(inputs: Optional[list[str]], batch_size: int) -> list[str]:
     """The inputs as given, after the checks that need no model."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be positive (got {batch_size})")
-    if size is not None and not 0 < size <= max_size:
-        raise UsageError(f"--size must be between 1 and {max_size} (got {size})")
     inputs = list(inputs or [])
     if "-" in inputs and len(inputs) > 1:
         raise UsageError("'-' (image bytes on stdin) cannot be combined with other inputs")
@@ -144,25 +190,24 @@ def _translate_progress(total: Optional[int]) -> Iterator[Callable[[], None]]:
         yield lambda: progress.advance(task)
 
 
-def _translate_stdin_bytes(translator: Any, to: str, outputs: Any, source: Optional[str], size: Optional[int]) -> None:
+def _translate_stdin_bytes(
+    translator: Any, to: str, outputs: Any, source: Optional[str], options: Any, note: Callable[[str], None]
+) -> None:
     """Image bytes on stdin -> a PNG on stdout, or a file under (or at) --out, written like any other output."""
     from gantrans import translate as translation
-    from gantrans.images import load_rgb, save_image
+    from gantrans.images import save_image
     from gantrans.outputs import InputFile
 
     data = sys.stdin.buffer.read()
     if not data:
         raise UsageError("'-' given but stdin is empty: pipe an image file in (gantrans translate - --to D < in.jpg)")
-    image = load_rgb(data, "<stdin>", check_size=lambda header: translation.check_translatable(header, size, "<stdin>"))
-    translated, failure = translation.translate_batch(translator, [image], to, source, size)
-    if failure is not None:
-        raise GantransError(f"<stdin>: {failure}")
+    translated = translation.translate_bytes(translator, data, to, source, options, note)
     if outputs.out is None:
-        save_image(translated[0], sys.stdout.buffer, format="PNG")
+        save_image(translated, sys.stdout.buffer, format="PNG")
         sys.stdout.buffer.flush()
         return
     outputs.create_folder()
-    result = outputs.write(translated[0], InputFile(Path("stdin"), Path("stdin")), to)
+    result = outputs.write(translated, InputFile(Path("stdin"), Path("stdin")), to)
     if result.error:
         raise GantransError(result.error)
     if result.kept:
