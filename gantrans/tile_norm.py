@@ -88,7 +88,10 @@ def _normalise(module: nn.Module, features: Tensor, output: Tensor, mean: Tensor
         scale = scale * module.weight.float()
     shift = -mean * scale + (module.bias.float() if module.affine else 0.0)
     shape = (1, -1, 1, 1)
-    output.copy_(torch.addcmul(shift.view(shape), features.float(), scale.view(shape)))
+    if features.dtype == output.dtype == torch.float32:
+        torch.addcmul(shift.view(shape), features, scale.view(shape), out=output)  # in place: no full-size temporary
+    else:
+        output.copy_(torch.addcmul(shift.view(shape), features.float(), scale.view(shape)))
 
 
 def statistics_of(features: Tensor) -> Statistics:

@@ -48,8 +48,9 @@ def translate(
     tile_overlap: int = typer.Option(32, help="Pixels where neighbouring tiles are blended (raised-cosine weights), so no seam shows."),
     tile_norm: str = typer.Option(
         "thumbnail",
-        help="Instance-norm statistics of a tiled image: thumbnail (one extra pass over a 1 MP copy; Chen et al. 2022) or exact "
-        "(the whole image's, as if translated whole; about one partial pass over the image per norm layer, so many times slower).",
+        help="Instance-norm statistics of a tiled image: thumbnail (the default, as it costs one extra pass over a 1 MP copy; "
+        "Chen et al. 2022: one tone across tiles, close to but not the whole-image result) or exact (the whole image's: "
+        "the same result as translated whole, but about one partial pass over the image per norm layer, many times slower).",
     ),
     batch_size: int = typer.Option(8, help="Images per forward pass (same-sized images are batched)."),
     overwrite: bool = typer.Option(
