@@ -107,7 +107,7 @@ def main() -> None:
     verdict = "under" if peak < TARGET_PEAK_BYTES else "OVER"
     text = (
         f"| photo | model | options | wall time | peak RSS |\n|---|---|---|---|---|\n"
-        f"| {args.width}x{args.height} ({args.width * args.height / 1e6:.0f} MP) JPEG | cyclegan ngf {args.ngf}, {args.n_blocks} blocks "
+        f"| {args.width}x{args.height} ({args.width * args.height / 1e6:.1f} MP) JPEG | cyclegan ngf {args.ngf}, {args.n_blocks} blocks "
         f"| {' '.join(['--device', args.device, *extra])} | {seconds:.1f} s | {peak / 2**30:.2f} GiB ({verdict} the 4 GiB target) |"
     )
     print(text + ("\n" + log.strip() if log.strip() else ""))

@@ -48,7 +48,7 @@ def translate(
     tile_overlap: int = typer.Option(32, help="Pixels where neighbouring tiles are blended (raised-cosine weights), so no seam shows."),
     tile_norm: str = typer.Option(
         "thumbnail",
-        help="Instance-norm statistics of a tiled image: thumbnail (the default, as it costs one extra pass over a 1 MP copy; "
+        help="Instance-norm statistics of a tiled image: thumbnail (the default, as it costs one extra pass over a copy of at most 2 MP; "
         "Chen et al. 2022: one tone across tiles, close to but not the whole-image result) or exact (the whole image's: "
         "the same result as translated whole, but about one partial pass over the image per norm layer, many times slower).",
     ),
