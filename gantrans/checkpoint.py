@@ -33,9 +33,12 @@ from gantrans.names import domain_name_problem
 from gantrans.storage import atomic_save
 
 FORMAT = "gantrans-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Format 1 (to 2026-12-01) kept each method's discriminator settings flat in its config; format 2
 # nests them in the method config's `adversarial` block. `upgraded_config` reads the old shape.
+# Format 3 (from 2026-12-01): StarGAN's generator sees its target in conditional norms, a new
+# architecture chosen by the new setting `label_conditioning` ("norm"); the generator of formats 1-2
+# had label maps at its input, and `with_format_defaults` reads their configs as "input".
 ADVERSARIAL_SETTINGS = ("ndf", "n_layers_d", "spectral_norm", "gan_loss", "lambda_gp", "lambda_r1")
 MODEL_FILE = "generators.safetensors"
 STATE_FILE = "training_state.safetensors"
@@ -64,12 +67,23 @@ def upgraded_config(values: dict[str, Any], version: int) -> dict[str, Any]:
     return {**values, "model": {**model, "adversarial": block}}
 
 
+def with_format_defaults(values: dict[str, Any], version: int) -> dict[str, Any]:
+    """The config saved in a model file of format `version`, with each setting added since given the
+    value that file's networks were built with: StarGAN before format 3 fed its target as label maps
+    at the input (`label_conditioning` "input"). Only for model files, whose configs are complete: in a
+    `--config` file a missing setting means today's default."""
+    model = values.get("model")
+    if version >= 3 or values.get("method") != "stargan" or not isinstance(model, dict) or "label_conditioning" in model:
+        return values
+    return {**values, "model": {**model, "label_conditioning": "input"}}
+
+
 def config_from_dict(values: Any, version: int = FORMAT_VERSION) -> TrainConfig:
     """A run's config from its saved JSON form (`TrainConfig.to_dict`, of model format `version`), with
     its method's config; unknown keys, methods and presets are errors naming them."""
     if not isinstance(values, dict):
         raise UsageError(f"expected a JSON object of settings, got {type(values).__name__}")
-    values = upgraded_config(dict(values), version)
+    values = with_format_defaults(upgraded_config(dict(values), version), version)
     method = values.get("method", TrainConfig.method)
     if not isinstance(method, str) or method not in METHODS:
         raise UsageError(f"unknown method {str(method)[:40]!r}; known: {', '.join(METHODS)}")

@@ -102,6 +102,22 @@ def test_stargan_exports_one_file_per_target_label_for_inputs_of_any_domain(tmp_
     assert [(metadata(path)["source"], metadata(path)["target"]) for path in paths] == [("", "black"), ("", "blond"), ("", "brown")]
 
 
+@pytest.mark.slow
+def test_each_stargan_file_bakes_in_its_own_target(tmp_path, onnxruntime):
+    """The files' outputs differ as the targets' translations do (the target is not lost in export)."""
+    tiny = tiny_preset("stargan")
+    config = tiny_config(tmp_path / "no-data", tmp_path / "run", method="stargan")
+    method = checkpoint.build_method(config, tiny.domains, training=False, seed=0)
+    with torch.no_grad():  # conditional norms start equal for every target: make them differ, as training does
+        for parameter in method.generators.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.1)
+    checkpoint.save_model(tmp_path / "run" / checkpoint.MODEL_FILE, method, config, step=3)
+    images = np.random.default_rng(0).uniform(-1, 1, (1, 3, 16, 20)).astype(np.float32)
+    outputs = {metadata(path)["target"]: run_padded(path, images) for path in export_model(tmp_path / "run")}
+    assert sorted(outputs) == sorted(tiny.domains)
+    assert min(np.abs(outputs[a] - outputs[b]).max() for a in outputs for b in outputs if a < b) > 1e-3
+
+
 # --- the file ------------------------------------------------------------------------------------
 
 

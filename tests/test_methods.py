@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,22 @@ def test_save_load_gives_identical_outputs_for_every_domain(method_name, data, t
     with torch.no_grad():
         for domain in tiny_preset(method_name).translates_into:
             assert torch.equal(translator.translate_tensor(batch[0], domain), method.translate(batch[0], domain))
+
+
+@pytest.mark.parametrize("method_name", [name for name in sorted(PRESETS) if len(tiny_preset(name).translates_into) >= 2])
+def test_each_target_gets_its_own_translation(method_name, data, tmp_path):
+    """The same images translated into two targets must differ by far more than float rounding (~1e-6),
+    whatever the weights: a generator shared by several targets (StarGAN's) must see the target it is
+    asked for. Before format 3 StarGAN fed it as input label maps, which an instance norm cancels."""
+    _, method, _, batch = build(method_name, data, tmp_path)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # away from the initial weights (conditional norms start equal for every target)
+        for parameter in method.generators.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
+        method.eval()
+        outputs = {target: method.translate(batch[0], target) for target in tiny_preset(method_name).translates_into}
+    for first, second in combinations(outputs, 2):
+        assert (outputs[first] - outputs[second]).abs().max() > 1e-3, (first, second)
 
 
 @pytest.mark.slow

@@ -1,9 +1,15 @@
 """StarGAN (Choi et al. 2018, "StarGAN: Unified Generative Adversarial Networks for Multi-Domain
 Image-to-Image Translation").
 
-One generator G(x, c) for any number of domains, conditioned on the target domain c (one-hot
-label maps concatenated to the image), and one discriminator with two heads: real/fake and
-"which domain". Objectives (eq. 5 and 6):
+One generator G(x, c) for any number of domains, conditioned on the target domain c, and one
+discriminator with two heads: real/fake and "which domain". The paper concatenates c to the image
+as one-hot label maps; the generator's first instance norm removes such constant channels (after
+the 7x7 convolution each is a constant per-channel shift), so G would ignore c. Here c selects a
+scale and shift after the instance norms of the residual blocks and the decoder instead
+(conditional instance normalisation, Dumoulin et al. 2017). Model files before format 3 hold the
+label-map generator (`label_conditioning` "input") and still load and translate as they did.
+
+Objectives (eq. 5 and 6):
   L_D = L_adv + lambda_cls * L_cls(real)           (classify real images into their domain)
   L_G = L_adv + lambda_cls * L_cls(fake) + lambda_rec * ||G(G(x, c), c') - x||_1
 """
@@ -21,7 +27,11 @@ from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
 from gantrans.methods.base import AdversarialConfig, Batch, Losses, Method, discriminator_penalties
-from gantrans.nn import UPSAMPLE_MODES, ClassifyingDiscriminator, ResnetGenerator, init_weights
+from gantrans.nn import UPSAMPLE_MODES, ClassifyingDiscriminator, ConditionalResnetGenerator, ResnetGenerator, init_weights
+
+# How the generator sees its target: "norm", in its norms; "input", as label maps beside the image (the
+# paper's way, which an instance norm cancels: kept so that model files before format 3 still load).
+LABEL_CONDITIONING = ("norm", "input")
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,14 @@ class StarGANConfig:
         choices=UPSAMPLE_MODES,
         help="Upsampling: transposed convolutions, or resize (nearest + conv: no checkerboard artifacts).",
     )
+    label_conditioning: str = setting(
+        "norm",
+        network=True,
+        choices=LABEL_CONDITIONING,
+        help="How the generator sees the target domain: norm (a per-domain scale and shift after the instance norms of its "
+        "residual blocks and decoder) or input (one-hot label maps beside the image, as in the paper; the first instance "
+        "norm removes them, so every target gives the same image: for model files before format 3).",
+    )
     lambda_cls: float = setting(1.0, low=0.0, help="Domain classification weight.")
     lambda_rec: float = setting(10.0, low=0.0, help="Reconstruction (cycle back to the source domain) weight.")
     init_gain: float = setting(0.02, low=0.0, help="Std of the normal weight initialisation.")
@@ -48,7 +66,7 @@ class StarGANConfig:
 
 
 class StarGAN(Method):
-    """One label-conditioned ResNet generator, one discriminator with a domain classifier."""
+    """One ResNet generator conditioned on the target domain, one discriminator with a domain classifier."""
 
     config_class = StarGANConfig
 
@@ -57,7 +75,10 @@ class StarGAN(Method):
         if len(self.domains) < 2:
             raise UsageError(f"stargan needs at least 2 domains, got {len(self.domains)}: {', '.join(self.domains)}")
         n = len(self.domains)
-        generator = ResnetGenerator(config.ngf, config.n_blocks, config.upsample, in_channels=3 + n, norm="instance-affine")
+        if config.label_conditioning == "norm":
+            generator = ConditionalResnetGenerator(n, config.ngf, config.n_blocks, config.upsample)
+        else:
+            generator = ResnetGenerator(config.ngf, config.n_blocks, config.upsample, in_channels=3 + n, norm="instance-affine")
         self.generators["generator"] = init_weights(generator, config.init_gain)
         if training:
             discriminator = init_weights(
@@ -66,8 +87,12 @@ class StarGAN(Method):
             self.discriminators["discriminator"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
 
     def _generate(self, images: Tensor, domains: Tensor) -> Tensor:
-        """G(x, c): the target domain as one-hot maps, concatenated to the image channels (paper fig. 3)."""
+        """G(x, c) for target domain indices `domains`: c as one-hot rows that select each conditional
+        norm's scale and shift, or (label_conditioning "input") as one-hot maps concatenated to the
+        image channels (paper fig. 3)."""
         labels = F.one_hot(domains, len(self.domains)).to(images.dtype)
+        if self.config.label_conditioning == "norm":
+            return self.generators["generator"](images, labels)
         maps = labels[:, :, None, None].expand(-1, -1, *images.shape[-2:])
         return self.generators["generator"](torch.cat([images, maps], dim=1))
 

@@ -3,9 +3,9 @@ initialisation. No method logic here."""
 
 from gantrans.nn.autoencoders import ImageDecoder, ImageEncoder
 from gantrans.nn.discriminators import DISCRIMINATORS, ClassifyingDiscriminator, LatentDiscriminator, PatchDiscriminator
-from gantrans.nn.generators import UPSAMPLE_MODES, EncoderDecoderGenerator, ResidualBlock, ResnetGenerator
+from gantrans.nn.generators import UPSAMPLE_MODES, ConditionalResnetGenerator, EncoderDecoderGenerator, ResidualBlock, ResnetGenerator
 from gantrans.nn.init import init_weights
-from gantrans.nn.norm import NORMS, norm_layer
+from gantrans.nn.norm import NORMS, ConditionalInstanceNorm2d, norm_layer
 from gantrans.nn.projection import PatchProjection
 
 __all__ = [
@@ -13,6 +13,8 @@ __all__ = [
     "NORMS",
     "UPSAMPLE_MODES",
     "ClassifyingDiscriminator",
+    "ConditionalInstanceNorm2d",
+    "ConditionalResnetGenerator",
     "EncoderDecoderGenerator",
     "ImageDecoder",
     "ImageEncoder",

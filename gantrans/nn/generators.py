@@ -1,5 +1,6 @@
-"""Generators: the ResNet generator of CycleGAN and StarGAN, and the encoder-decoder of DiscoGAN
-and DualGAN (with skip connections: the U-Net of pix2pix).
+"""Generators: the ResNet generator of CycleGAN (and of StarGAN's model files before format 3), its
+variant conditioned on a target domain (StarGAN), and the encoder-decoder of DiscoGAN and DualGAN
+(with skip connections: the U-Net of pix2pix).
 
 The ResNet generator's parameter names follow the reference CycleGAN project (`model.1`, `model.4`,
 `model.7`, `model.10..18.conv_block.{1,5}`, `model.19`, `model.22`, `model.26` for 9 blocks), so that
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrans.nn.norm import norm_layer
+from gantrans.nn.norm import ConditionalInstanceNorm2d, norm_layer
 
 UPSAMPLE_MODES = ("transpose", "resize")
 
@@ -117,6 +118,73 @@ class ResnetGenerator(nn.Module):
             convolutions = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
             channels = convolutions[-1].out_channels if convolutions else channels
         return channels
+
+
+class ConditionalResidualBlock(nn.Module):
+    """A `ResidualBlock` whose two norms take their scale and shift from the condition."""
+
+    def __init__(self, channels: int, n_conditions: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, kernel_size=3))
+        self.norm1 = ConditionalInstanceNorm2d(channels, n_conditions)
+        self.conv2 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, kernel_size=3))
+        self.norm2 = ConditionalInstanceNorm2d(channels, n_conditions)
+
+    def forward(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        hidden = F.relu(self.norm1(self.conv1(x), conditions))
+        return x + self.norm2(self.conv2(hidden), conditions)
+
+
+class ConditionalUpsampling(nn.Module):
+    """A 2x upsampling (`upsample_layer`), a norm conditioned on the condition, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, mode: str, n_conditions: int) -> None:
+        super().__init__()
+        self.upsample = upsample_layer(in_channels, out_channels, mode)
+        self.norm = ConditionalInstanceNorm2d(out_channels, n_conditions)
+
+    def forward(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.upsample(x), conditions))
+
+
+class ConditionalResnetGenerator(nn.Module):
+    """`ResnetGenerator`'s layers, with the norms of the residual blocks and the decoder conditional
+    instance norms (Dumoulin et al. 2017): `forward(images, conditions)`, `conditions` (N, n_conditions)
+    one-hot rows (StarGAN's target domain).
+
+    A condition cannot enter as input channels: constant maps become constant per-channel shifts,
+    which the first instance norm removes. The encoder (c7s1, two downsamplings) keeps plain affine
+    norms: it computes content features shared by every target, and the target decides how the
+    residual blocks and the decoder render them (as StarGAN v2, Choi et al. 2020, injects its style
+    code in the decoder only).
+    """
+
+    stride = 4  # two stride-2 downsamplings
+    min_side = 8  # the residual blocks' reflection padding needs a bottleneck of at least 2x2
+
+    def __init__(self, n_conditions: int, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose") -> None:
+        super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        norm = "instance-affine"
+        encoder: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, kernel_size=7), norm_layer(norm, ngf), nn.ReLU(True)]
+        for scale in (1, 2):  # downsampling: ngf -> 2 ngf -> 4 ngf
+            channels = ngf * scale
+            encoder += [
+                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1),
+                norm_layer(norm, channels * 2),
+                nn.ReLU(True),
+            ]
+        self.encoder = nn.Sequential(*encoder)
+        self.blocks = nn.ModuleList([ConditionalResidualBlock(ngf * 4, n_conditions) for _ in range(n_blocks)])
+        self.decoder = nn.ModuleList([ConditionalUpsampling(ngf * scale, ngf * scale // 2, upsample, n_conditions) for scale in (4, 2)])
+        self.output = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, kernel_size=7), nn.Tanh())
+
+    def forward(self, images: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(images)
+        for layer in (*self.blocks, *self.decoder):
+            features = layer(features, conditions)
+        return self.output(features)
 
 
 class EncoderDecoderGenerator(nn.Module):
