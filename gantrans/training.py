@@ -114,7 +114,7 @@ def _train(
         config.ema,
         str(source.path) if source is not None else "",
     )
-    for note in notes:
+    for note in notes + method.cautions():
         yield Warned(note)
     if resume:
         yield from data_changes(run.run_dir, domain_sizes)

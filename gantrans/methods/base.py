@@ -130,6 +130,10 @@ class Method(nn.Module):
         """The shortest image side that every network of the method (discriminators too) accepts."""
         return max([self.min_side, *(getattr(network, "min_side", 1) for network in self.discriminators.values())])
 
+    def cautions(self) -> list[str]:
+        """What a user training this method with these settings should be told (one line each)."""
+        return []
+
     def check_training_size(self, size: int) -> None:
         """A clear error when square training crops of `size` pixels do not fit the networks."""
         if size % self.stride:

@@ -86,6 +86,14 @@ class StarGAN(Method):
             )
             self.discriminators["discriminator"] = discriminator.use_spectral_norm() if config.adversarial.spectral_norm else discriminator
 
+    def cautions(self) -> list[str]:
+        if self.config.label_conditioning == "input":
+            return [
+                "--label-conditioning input: the generator's first instance norm removes the label maps, so every target "
+                "gives the same image; it is kept for old model files (new runs: --label-conditioning norm)"
+            ]
+        return []
+
     def _generate(self, images: Tensor, domains: Tensor) -> Tensor:
         """G(x, c) for target domain indices `domains`: c as one-hot rows that select each conditional
         norm's scale and shift, or (label_conditioning "input") as one-hot maps concatenated to the
