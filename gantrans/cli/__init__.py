@@ -7,9 +7,10 @@ Importing this package registers every command on `app`, in the order `gantrans 
 from gantrans.cli import train  # train, settings
 from gantrans.cli import translate
 from gantrans.cli import evaluate  # eval
+from gantrans.cli import report
 from gantrans.cli import models  # bench, import, fetch-weights, models
 from gantrans.cli.app import app, main
 
 # isort: on
 
-__all__ = ["app", "main", "evaluate", "models", "train", "translate"]
+__all__ = ["app", "main", "evaluate", "models", "report", "train", "translate"]
