@@ -66,7 +66,7 @@ def losses_card(run: RunFolder) -> Html:
 
 def _losses_head(lines: int) -> Html:
     toggles = tag("div", join(tag("label", name, for_=target) for name, target in (("smoothed", "opt-smooth"), ("log scale", "opt-log"))))
-    note = tag("span", f"{lines:,} log lines · ", class_="note")
+    note = tag("span", f"{lines:,} log line{'s' * (lines != 1)} · ", class_="note")
     return tag("div", join([tag("h2", "Losses"), tag("div", join([note, toggles]), class_="toggles")]), class_="head")
 
 

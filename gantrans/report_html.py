@@ -76,17 +76,17 @@ def page(title: str, body: object, footer: object = "") -> str:
     )
 
 
+# Colours: ink #1d2330, muted #687082, lines #e3e6eb, blue #3b5bdb, green #2f9e44, amber #d97706, red #c92a2a.
 STYLE = """
-:root{--bg:#f4f5f7;--card:#fff;--ink:#1d2330;--muted:#687082;--line:#e3e6eb;--blue:#3b5bdb;--green:#2f9e44;--amber:#d97706;--red:#c92a2a}
 *{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+body{margin:0;background:#f4f5f7;color:#1d2330;font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 main{max-width:1180px;margin:0 auto;padding:22px 20px 40px}
 h1{font-size:23px;margin:0;word-break:break-all}
 h2{font-size:15px;margin:0}
-h3{font-size:13px;margin:14px 0 6px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.05em}
+h3{font-size:13px;margin:14px 0 6px;color:#687082;font-weight:600;text-transform:uppercase;letter-spacing:.05em}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 .top{display:flex;flex-wrap:wrap;align-items:center;gap:10px 16px}
-.sub{color:var(--muted);margin-top:2px}
+.sub{color:#687082;margin-top:2px}
 .pill{display:inline-flex;align-items:center;gap:7px;padding:3px 12px;border-radius:999px;font-weight:600;font-size:13px}
 .pill.running{background:#e5edff;color:#2848c0}
 .pill.running:before{content:"";width:8px;height:8px;border-radius:50%;background:currentColor;animation:pulse 1.4s ease-in-out infinite}
@@ -96,27 +96,27 @@ code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
 .pill.interrupted,.pill.gone{background:#fff1db;color:#995100}
 .pill.diverged,.pill.failed{background:#fde7e7;color:#b42318}
 .status{margin-top:14px}
-.progress{height:8px;background:var(--line);border-radius:4px;overflow:hidden;margin:8px 0 4px}
-.progress>div{height:100%;background:var(--blue);border-radius:4px}
-.finished .progress>div{background:var(--green)}
-.interrupted .progress>div,.gone .progress>div{background:var(--amber)}
-.diverged .progress>div,.failed .progress>div{background:var(--red)}
+.progress{height:8px;background:#e3e6eb;border-radius:4px;overflow:hidden;margin:8px 0 4px}
+.progress>div{height:100%;background:#3b5bdb;border-radius:4px}
+.finished .progress>div{background:#2f9e44}
+.interrupted .progress>div,.gone .progress>div{background:#d97706}
+.diverged .progress>div,.failed .progress>div{background:#c92a2a}
 .cmd{display:block;background:#151a24;color:#e6e9ef;padding:8px 12px;border-radius:6px;margin-top:8px;overflow-x:auto;white-space:pre}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 18px 16px;margin-top:16px;box-shadow:0 1px 2px rgba(16,24,40,.04)}
+.card{background:#fff;border:1px solid #e3e6eb;border-radius:10px;padding:14px 18px 16px;margin-top:16px;box-shadow:0 1px 2px rgba(16,24,40,.04)}
 .card>.head{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:center;gap:8px;margin-bottom:10px}
-.note,.muted{color:var(--muted);font-size:12.5px}
+.note,.muted{color:#687082;font-size:12.5px}
 .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:8px}
-.fact{background:#f8f9fb;border:1px solid var(--line);border-radius:8px;padding:7px 10px}
-.fact .k{color:var(--muted);font-size:11.5px;text-transform:uppercase;letter-spacing:.04em}
+.fact{background:#f8f9fb;border:1px solid #e3e6eb;border-radius:8px;padding:7px 10px}
+.fact .k{color:#687082;font-size:11.5px;text-transform:uppercase;letter-spacing:.04em}
 .fact .v{font-size:14.5px;font-weight:600;word-break:break-word}
 details{margin-top:12px}
-summary{cursor:pointer;color:var(--blue);font-weight:500}
-details pre{background:#f8f9fb;border:1px solid var(--line);border-radius:6px;padding:10px;max-height:420px;overflow:auto}
+summary{cursor:pointer;color:#3b5bdb;font-weight:500}
+details pre{background:#f8f9fb;border:1px solid #e3e6eb;border-radius:6px;padding:10px;max-height:420px;overflow:auto}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px 16px}
 .charts.wide{grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}
 figure{margin:0}
 figcaption{display:flex;justify-content:space-between;gap:8px;font-size:13px}
-figcaption .value{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:var(--muted)}
+figcaption .value{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#687082}
 svg.chart{width:100%;height:auto;display:block;overflow:visible}
 svg .grid{stroke:#edf0f3}svg .axis{stroke:#c5cbd4}
 svg .tick{font-size:9px;fill:#8a919e}svg .note{font-size:10px;fill:#8a919e}
@@ -125,9 +125,9 @@ svg polyline.raw{stroke-width:1;opacity:.3}svg polyline.smooth{stroke-width:2}sv
 svg .best{stroke:#1d2330;stroke-dasharray:3 3}svg .best-label{font-size:9px;font-weight:700;fill:#1d2330}
 .opt{position:absolute;opacity:0;width:1px;height:1px}
 .toggles{display:flex;gap:6px}
-.toggles label{cursor:pointer;user-select:none;border:1px solid var(--line);border-radius:999px;padding:2px 11px;font-size:12.5px;color:var(--muted)}
-#opt-log:checked~.head label[for=opt-log],#opt-smooth:checked~.head label[for=opt-smooth]{background:var(--blue);border-color:var(--blue);color:#fff}
-#opt-log:focus-visible~.head label[for=opt-log],#opt-smooth:focus-visible~.head label[for=opt-smooth]{outline:2px solid var(--blue);outline-offset:2px}
+.toggles label{cursor:pointer;user-select:none;border:1px solid #e3e6eb;border-radius:999px;padding:2px 11px;font-size:12.5px;color:#687082}
+#opt-log:checked~.head label[for=opt-log],#opt-smooth:checked~.head label[for=opt-smooth]{background:#3b5bdb;border-color:#3b5bdb;color:#fff}
+#opt-log:focus-visible~.head label[for=opt-log],#opt-smooth:focus-visible~.head label[for=opt-smooth]{outline:2px solid #3b5bdb;outline-offset:2px}
 #opt-log:checked~.charts .lin,#opt-log:not(:checked)~.charts .log{display:none}
 #opt-smooth:not(:checked)~.charts .smooth,#opt-smooth:not(:checked)~.charts .last{display:none}
 #opt-smooth:not(:checked)~.charts .raw{opacity:1;stroke-width:1.5}
@@ -135,23 +135,23 @@ svg .best{stroke:#1d2330;stroke-dasharray:3 3}svg .best-label{font-size:9px;font
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:-1px}
 .scroll{overflow-x:auto}
 table.data{border-collapse:collapse;min-width:50%;font-variant-numeric:tabular-nums}
-table.data th,table.data td{padding:5px 12px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
-table.data th{font-size:12px;color:var(--muted);font-weight:600}
+table.data th,table.data td{padding:5px 12px;border-bottom:1px solid #e3e6eb;text-align:right;white-space:nowrap}
+table.data th{font-size:12px;color:#687082;font-weight:600}
 table.data th:first-child,table.data td:first-child{text-align:left}
 tr.best td{background:#f1f6ff;font-weight:600}
 ul.warnings{margin:0;padding:0;list-style:none}
-ul.warnings li{background:#fff7e6;border-left:4px solid var(--amber);border-radius:4px;padding:7px 12px;margin:6px 0}
+ul.warnings li{background:#fff7e6;border-left:4px solid #d97706;border-radius:4px;padding:7px 12px;margin:6px 0}
 .slider .controls{display:flex;flex-wrap:wrap;align-items:center;gap:8px;margin-bottom:10px}
-.slider input[type=range]{flex:1;min-width:160px;accent-color:var(--blue)}
-.slider button{border:1px solid var(--line);background:#fff;border-radius:6px;padding:2px 9px;cursor:pointer;color:var(--ink)}
+.slider input[type=range]{flex:1;min-width:160px;accent-color:#3b5bdb}
+.slider button{border:1px solid #e3e6eb;background:#fff;border-radius:6px;padding:2px 9px;cursor:pointer;color:#1d2330}
 .step-label{font-weight:600;min-width:10ch;font-variant-numeric:tabular-nums}
-.slider figure img{display:block;width:100%;max-width:980px;height:auto;margin:0 auto;border:1px solid var(--line);border-radius:6px;image-rendering:pixelated}
+.slider figure img{display:block;width:100%;max-width:980px;height:auto;margin:0 auto;border:1px solid #e3e6eb;border-radius:6px;image-rendering:pixelated}
 .examples{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px}
 .example{display:flex;gap:6px;align-items:flex-start}
-.example figure{flex:1;text-align:center;font-size:12px;color:var(--muted)}
-.example img{width:100%;height:auto;border-radius:6px;border:1px solid var(--line);image-rendering:pixelated;display:block}
+.example figure{flex:1;text-align:center;font-size:12px;color:#687082}
+.example img{width:100%;height:auto;border-radius:6px;border:1px solid #e3e6eb;image-rendering:pixelated;display:block}
 .badge{display:inline-block;background:#fff1db;color:#995100;border-radius:999px;padding:0 8px;font-size:12px;font-weight:600;margin-left:6px}
-footer{color:var(--muted);font-size:12px;margin-top:22px;text-align:center}
+footer{color:#687082;font-size:12px;margin-top:22px;text-align:center}
 """
 
 # The sample grids' slider: the one script on the page. Without scripts the latest grid stays shown.

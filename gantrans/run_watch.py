@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from gantrans.report import write_report
 from gantrans.run_status import RunStatus, this_process, write_status
 
 
-def watch_run(stream: Iterator[events.Event], config: TrainConfig, is_main: bool) -> Iterator[events.Event]:
+def watch_run(stream: Generator[events.Event, None, None], config: TrainConfig, is_main: bool) -> Iterator[events.Event]:
     """`stream`'s events, passed on; on the main process, the status, report and TensorBoard files
     written as they go. `--tensorboard` without its package is refused before the first event."""
     writer_class = check_outputs(config)  # on every process: each would fail the same way

@@ -26,7 +26,7 @@ def require_tensorboard() -> Any:
 
 
 class TensorBoardLog:
-    """Writes what the training events carry into `run_dir`'s event files (`tensorboard --logdir RUN`)."""
+    """Writes what the training events carry into event files in `run_dir`, where TensorBoard finds them."""
 
     def __init__(self, run_dir: Path, start_step: int, writer_class: Any) -> None:
         # A resumed run purges what the old session logged after its checkpoint, as log.jsonl is truncated.
