@@ -158,7 +158,7 @@ def _evaluation(record: dict[str, Any], count: int) -> Html:
     step = record.get("step")
     where = f"the {record.get('split', '?')} split of {record.get('data', '?')}"
     title = f"gantrans eval of the model at step {step:,} on {where}" if isinstance(step, int) else f"gantrans eval on {where}"
-    parts = [tag("h3", title), table(header, rows)]
+    parts = [tag("p", tag("strong", title), class_="eval-title"), table(header, rows)]
     warnings = [message for d in directions for message in d.get("warnings") or ()]
     if warnings:
         parts.append(warning_list([str(message) for message in warnings]))

@@ -138,14 +138,14 @@ table.data{border-collapse:collapse;min-width:50%;font-variant-numeric:tabular-n
 table.data th,table.data td{padding:5px 12px;border-bottom:1px solid #e3e6eb;text-align:right;white-space:nowrap}
 table.data th{font-size:12px;color:#687082;font-weight:600}
 table.data th:first-child,table.data td:first-child{text-align:left}
-tr.best td{background:#f1f6ff;font-weight:600}
+.eval-title{margin:18px 0 6px}
 ul.warnings{margin:0;padding:0;list-style:none}
 ul.warnings li{background:#fff7e6;border-left:4px solid #d97706;border-radius:4px;padding:7px 12px;margin:6px 0}
 .slider .controls{display:flex;flex-wrap:wrap;align-items:center;gap:8px;margin-bottom:10px}
 .slider input[type=range]{flex:1;min-width:160px;accent-color:#3b5bdb}
 .slider button{border:1px solid #e3e6eb;background:#fff;border-radius:6px;padding:2px 9px;cursor:pointer;color:#1d2330}
 .step-label{font-weight:600;min-width:10ch;font-variant-numeric:tabular-nums}
-.slider figure img{display:block;width:100%;max-width:980px;height:auto;margin:0 auto;border:1px solid #e3e6eb;border-radius:6px;image-rendering:pixelated}
+.slider figure img{display:block;width:100%;height:auto;margin:0 auto;border:1px solid #e3e6eb;border-radius:6px;image-rendering:pixelated}
 .examples{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px}
 .example{display:flex;gap:6px;align-items:flex-start}
 .example figure{flex:1;text-align:center;font-size:12px;color:#687082}

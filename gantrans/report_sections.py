@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from gantrans.report_curves import losses_card, scores_card
 from gantrans.report_data import RunFolder
 from gantrans.report_html import Html, card, facts, join, page, tag, void, warning_list
@@ -161,21 +163,25 @@ def _samples(run: RunFolder, link: Callable[[Path], str]) -> Html:
     buttons += [tag("button", symbol, type="button", data_move=move, title=hint) for symbol, move, hint in _BUTTONS[2:]]
     buttons.append(tag("span", f"step {run.samples[-1][0]:,}", class_="step-label"))
     figures = [
-        tag(
-            "figure",
-            tag(
-                "a",
-                void("img", src=link(path), alt=f"sample grid at step {step:,}", loading=None if index == last else "lazy"),
-                href=link(path),
-            ),
-            data_label=f"step {step:,}",
-            hidden=index != last,
-        )
+        tag("figure", _grid(path, link(path), step, lazy=index != last), data_label=f"step {step:,}", hidden=index != last)
         for index, (step, path) in enumerate(run.samples)
     ]
     body = tag("div", join([tag("div", join(buttons), class_="controls"), *figures]), class_="slider")
     note = f"{len(run.samples)} grids · the same held-out images at every step"
     return card("Samples", body, "samples", note)
+
+
+def _grid(path: Path, address: str, step: int, lazy: bool) -> Html:
+    """A grid picture, linked to itself (full size in a new view), shown at up to twice its size: small
+    grids are enlarged so their pixels can be seen, large ones fit the page. Hidden ones load when shown."""
+    try:
+        with Image.open(path) as grid:  # reads the header only
+            width, height = grid.size
+    except (OSError, ValueError):  # being written, or damaged: the browser will say so
+        width, height = 0, 0
+    size = {"width": width, "height": height, "style": f"max-width:min(100%,{2 * width}px)"} if width else {}
+    picture = void("img", src=address, alt=f"sample grid at step {step:,}", loading="lazy" if lazy else None, **size)
+    return tag("a", picture, href=address)
 
 
 _BUTTONS = (("first", "first", "first grid"), ("◀", "-1", "previous grid"), ("▶", "1", "next grid"), ("latest", "last", "latest grid"))

@@ -286,6 +286,8 @@ def test_tensorboard_gets_losses_speed_and_sample_grids(make_config):
     pytest.importorskip("tensorboard", reason="the tensorboard package is not installed (pip install 'gantrans[tensorboard]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from gantrans.tensorboard import TensorBoardLog, require_tensorboard
+
     config = make_config(steps=6, log_every=2, sample_every=3, tensorboard=True)
     list(train(config))
     logged = EventAccumulator(config.out, size_guidance={"images": 0, "scalars": 0})
@@ -293,3 +295,9 @@ def test_tensorboard_gets_losses_speed_and_sample_grids(make_config):
     assert {"loss/cycle_x", "loss/d_y", "train/lr", "train/images_per_second"} <= set(logged.Tags()["scalars"])
     assert [point.step for point in logged.Scalars("loss/cycle_x")] == [2, 4, 6]
     assert [image.step for image in logged.Images("samples")] == [3, 6]
+    scores = TensorBoardLog(Path(config.out) / "eval", 0, require_tensorboard())  # --eval-every's scores, without Inception
+    scores.see(events.Evaluated(10, {"horse->zebra": {"fid": 50.0, "kid": 0.01}}, best=True))
+    scores.close()
+    logged = EventAccumulator(str(Path(config.out) / "eval"))
+    logged.Reload()
+    assert [point.value for point in logged.Scalars("eval/fid/horse->zebra")] == [50.0]
