@@ -64,7 +64,7 @@ def _header(run: RunFolder) -> Html:
         lines.append(tag("div", status.message))
     lines.append(_next_step(run, state))
     title = join([tag("h1", run.path.name or str(run.path)), tag("span", STATE_WORDS.get(state, state), class_=f"pill {state}")])
-    bar = tag("div", void("div", style=f"width:{share * 100:.1f}%"), class_="progress")
+    bar = tag("div", tag("div", "", style=f"width:{share * 100:.1f}%"), class_="progress")
     subtitle = tag("div", f"{_method(run.config)} · {' · '.join(run.domains) or 'domains unknown'} · {run.path.resolve()}", class_="sub")
     return tag("header", join([tag("div", title, class_="top"), subtitle, tag("div", join([bar, *lines]), class_=f"status {state}")]))
 

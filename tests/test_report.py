@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,34 @@ def chart_points(page: str, term: str) -> dict[str, dict[str, int]]:
     return groups
 
 
+VOID = {"img", "input", "meta", "br", "link"}
+
+
+class _Nesting(HTMLParser):
+    """Checks that every element is closed, in order (void elements excepted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open[-1] != tag:
+            self.problems.append(f"</{tag}> closes <{self.open[-1] if self.open else 'nothing'}>")
+        else:
+            self.open.pop()
+
+
+def assert_well_formed(page: str) -> None:
+    checker = _Nesting()
+    checker.feed(page)
+    assert checker.problems == [] and checker.open == [], (checker.problems[:3], checker.open)
+
+
 def image_sources(page: str) -> list[str]:
     return re.findall(r'<img src="([^"]+)"', page)
 
@@ -70,6 +99,7 @@ def test_training_keeps_a_report_with_a_curve_per_term_and_every_grid(make_confi
     assert sources == ["../samples/step_0000003.png", "../samples/step_0000006.png"]
     assert all((run / "report" / source).resolve().is_file() for source in sources)
     assert 'class="pill finished"' in page and "--resume" not in page
+    assert_well_formed(page)
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page  # nothing fetched
 
 
@@ -179,6 +209,7 @@ def test_scores_over_time_mark_the_kept_best_and_evaluations_show_their_warnings
     assert 'class="best-label"' in fid_chart and "30 ★ best" in page and "best: step 30, kept in best/" in page
     assert "1 not finite" in page and chart_points(page, "nce")["lin"]["raw"] == 1
     assert "mode collapse?" in page and "⚠ 1 warning" in page and "gantrans eval of the model at step 30" in page
+    assert_well_formed(page)
 
 
 def test_charts_thin_long_series_leave_out_non_finite_values_and_keep_log_scales_honest():
@@ -262,6 +293,7 @@ def test_eval_html_page_has_the_table_examples_and_the_run_keeps_the_result(monk
     page = (tmp_path / "eval.html").read_text()
     assert page.count('<img src="data:image/png;base64,') == 2 * 4 * 3  # 2 directions x 4 examples x input, output, real image
     assert "horse → zebra" in page and "FID ↓" in page and "a real zebra" in page
+    assert_well_formed(page)
     assert len(list((tmp_path / "run" / "evaluations").glob("step_0000002.json"))) == 1
     assert "gantrans eval of the model at step 2" in page_of(tmp_path / "run")
 
