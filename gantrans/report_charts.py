@@ -50,12 +50,14 @@ class _Frame:
         return TOP + (self.y_high - value) / (self.y_high - self.y_low) * (self.height - TOP - BOTTOM)
 
 
-def loss_chart(points: Sequence[Point], colour: str, label: str) -> str:
-    """One loss term's chart: raw values and their EMA, on a linear and a log scale (the page picks one)."""
+def loss_chart(points: Sequence[Point], colour: str, label: str, smooth: bool = True) -> str:
+    """One loss term's chart: raw values and their EMA, on a linear and a log scale (the page picks
+    one). Without `smooth` (a schedule: the learning rate), the average is the values themselves."""
     points = [(step, value) for step, value in points if math.isfinite(value)]
     if not points:
         return _empty(label, "no finite values yet", LOSS_SIZE)
-    smooth = list(zip([step for step, _ in points], smoothed([value for _, value in points])))
+    values = [value for _, value in points]
+    smooth = list(zip([step for step, _ in points], smoothed(values) if smooth else values))
     raw, smooth = thinned(points), thinned(smooth)
     groups = [f'<g class="lin">{_loss_lines(_frame(points, log=False), raw, smooth, colour)}</g>']
     if all(value > 0 for _, value in points):

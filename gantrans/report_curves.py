@@ -59,7 +59,10 @@ def losses_card(run: RunFolder) -> Html:
         if names:
             charts = [_chart(run, name, term_label(name, run.domains), colour) for name in names]
             parts += [tag("h3", title), tag("div", join(charts), class_="charts")]
-    schedule = [_chart(run, "lr", "learning rate", SCHEDULE_COLOUR), _chart(run, "images_per_second", "images/s", SCHEDULE_COLOUR)]
+    schedule = [
+        _chart(run, "lr", "learning rate", SCHEDULE_COLOUR, smooth=False),
+        _chart(run, "images_per_second", "images/s", SCHEDULE_COLOUR),
+    ]
     parts += [tag("h3", "schedule and speed"), tag("div", join(schedule), class_="charts")]
     return tag("section", join(parts), class_="card", id="losses")
 
@@ -70,11 +73,11 @@ def _losses_head(lines: int) -> Html:
     return tag("div", join([tag("h2", "Losses"), tag("div", join([note, toggles]), class_="toggles")]), class_="head")
 
 
-def _chart(run: RunFolder, key: str, label: str, colour: str) -> Html:
-    """A figure: the term's name, its latest smoothed value, and its chart."""
+def _chart(run: RunFolder, key: str, label: str, colour: str, smooth: bool = True) -> Html:
+    """A figure: the term's name, its latest (smoothed) value, and its chart."""
     points = [(record["step"], float(record[key])) for record in run.logged if _is_number(record.get(key))]
     finite = [value for _, value in points if math.isfinite(value)]
-    latest = value_text(smoothed(finite)[-1]) if finite else "-"
+    latest = value_text((smoothed(finite) if smooth else finite)[-1]) if finite else "-"
     dropped = len(points) - len(finite)
     caption = join(
         [
@@ -82,7 +85,7 @@ def _chart(run: RunFolder, key: str, label: str, colour: str) -> Html:
             tag("span", latest + (f" · {dropped} not finite" if dropped else ""), class_="value", title="latest (smoothed)"),
         ]
     )
-    return tag("figure", join([tag("figcaption", caption), Html(loss_chart(points, colour, label))]), data_term=key)
+    return tag("figure", join([tag("figcaption", caption), Html(loss_chart(points, colour, label, smooth))]), data_term=key)
 
 
 def _is_number(value: object) -> bool:

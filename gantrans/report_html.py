@@ -147,7 +147,7 @@ ul.warnings li{background:#fff7e6;border-left:4px solid #d97706;border-radius:4p
 .step-label{font-weight:600;min-width:10ch;font-variant-numeric:tabular-nums}
 .slider figure img{display:block;width:100%;height:auto;margin:0 auto;border:1px solid #e3e6eb;border-radius:6px;image-rendering:pixelated}
 .examples{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px}
-.example{display:flex;gap:6px;align-items:flex-start}
+.example{display:flex;gap:6px;align-items:flex-start;background:#f8f9fb;border:1px solid #e3e6eb;border-radius:8px;padding:6px}
 .example figure{flex:1;text-align:center;font-size:12px;color:#687082}
 .example img{width:100%;height:auto;border-radius:6px;border:1px solid #e3e6eb;image-rendering:pixelated;display:block}
 .badge{display:inline-block;background:#fff1db;color:#995100;border-radius:999px;padding:0 8px;font-size:12px;font-weight:600;margin-left:6px}

@@ -56,7 +56,7 @@ def _header(run: RunFolder) -> Html:
     if status and status.updated_at > status.started_at > 0:
         words.append(f"{_duration(status.updated_at - status.started_at)} this session")
     if status and status.updated_at:
-        words.append(f"updated {_clock(status.updated_at)}")
+        words.append(f"updated {_clock(status.updated_at)}" + (" (reload for the latest)" if state == "running" else ""))
     lines = [tag("div", " · ".join(words))]
     if state == "gone" and status is not None:
         lines.append(tag("div", f"The training process (PID {status.pid}) is gone: killed, or its machine went down.", class_="muted"))
