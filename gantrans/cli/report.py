@@ -13,7 +13,7 @@ from gantrans.cli.app import app, user_errors
 @app.command("report", no_args_is_help=True)
 @user_errors
 def report(
-    run: Path = typer.Argument(..., help="The run folder (train's --out).", show_default=False),
+    run: Path = typer.Argument(..., metavar="RUN", help="The run folder (train's --out).", show_default=False),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Write the page here, with copies of the sample grids, instead of RUN/report/.  [default: RUN/report]"
     ),
