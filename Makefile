@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 # torch first and by itself: a bare `torch` requirement could otherwise pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install weights demo lint test test-fast bench bench-quality clean
+.PHONY: install weights demo lint test test-fast test-browser bench bench-quality clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev,export]"
+	$(BIN)/pip install -q -e ".[dev,export,tensorboard]"
 	touch $@
 
 demo: install
@@ -44,6 +44,18 @@ test: install weights lint
 # The suite without the tests marked slow (pyproject.toml's markers): for the edit-test loop; `make test` and CI run all.
 test-fast: install weights
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The report pages in a real browser (the tests marked browser): websocket-client from the `browser` extra, and a
+# Chromium ($$GANTRANS_CHROMIUM, or one on the PATH), installed with apt-get when there is none and we are root.
+# Where neither can be had, the tests skip and say why; `make test` runs them too when both are there.
+CHROMIUM_FOUND = [ -n "$$GANTRANS_CHROMIUM" ] || command -v chromium || command -v chromium-browser || command -v google-chrome
+test-browser: install
+	-$(BIN)/pip install -q -e ".[dev,browser]"
+	@{ $(CHROMIUM_FOUND); } >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && apt-get install -y -qq chromium || echo "test-browser: could not install chromium: the browser tests will skip"; \
+		else echo "test-browser: no chromium, and no apt-get as root to install it: the browser tests will skip"; fi; }
+	$(BIN)/python -m pytest -q -m browser
 
 # Speed and peak memory of every method, reference settings against fast ones (gantrans bench).
 # Meant for a GPU machine; on CPU it checks the harness at 64 px (tens of minutes on 2 cores).

@@ -197,6 +197,11 @@ class TrainConfig:
         0, low=0, resumable=True, help="Steps between FID/KID evaluations on fixed images (logged; the best model is kept in <out>/best)."
     )
     eval_images: int = setting(50, low=2, help="Images per domain for --eval-every (test split first).")
+    tensorboard: bool = setting(
+        False,
+        resumable=True,
+        help="Also write TensorBoard event files into <out>: losses, learning rate, speed, evaluations, sample grids (needs pip install 'gantrans[tensorboard]').",
+    )
     max_bad_steps: int = setting(
         10,
         low=1,

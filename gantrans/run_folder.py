@@ -7,6 +7,10 @@ failed run finds there.
   samples/step_NNNNNNN.png    sample grids
   snapshots/                  kept copies of the generators (--snapshot-every)
   best/generators.safetensors the generators with the best mean FID so far (--eval-every)
+  status.json                 the run's state, step, device and speed (`gantrans/run_status.py`)
+  report/index.html           the run's report page (`gantrans/report.py`)
+  evaluations/step_NNNNNNN.json  results of `gantrans eval` of the run's model, for the report
+  events.out.tfevents.*       TensorBoard's files (--tensorboard)
 """
 
 from __future__ import annotations

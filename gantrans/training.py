@@ -46,6 +46,7 @@ from gantrans.run_setup import (
     training_data,
     training_method,
 )
+from gantrans.run_watch import check_outputs, watch_run
 from gantrans.step import DivergenceWatch, LossMeter, learning_rate_factor, set_learning_rate, step_seed, train_step
 from gantrans.training_state import training_state_contents
 
@@ -63,7 +64,8 @@ def train(
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
         with torch.random.fork_rng(devices=cuda_devices), contextlib.ExitStack() as held:
-            yield from _train(config, resume, overwrite, should_stop, world, held)
+            # The status file, the run report and TensorBoard follow the events (main process only).
+            yield from watch_run(_train(config, resume, overwrite, should_stop, world, held), config, world.is_main)
     finally:
         if created_group:
             dist.destroy_process_group()
@@ -73,6 +75,7 @@ def check_launch(config: TrainConfig, resume: bool, overwrite: bool, processes: 
     """The checks a run would fail at once, made before starting `processes` workers (which would
     each report them)."""
     check_batch_split(config.batch_size, processes)
+    check_outputs(config)
     method_files(config)
     check_run_dir(Path(config.out or default_run_dir(config)), resume, overwrite)
 

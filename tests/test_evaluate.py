@@ -364,9 +364,12 @@ def test_reference_dir_scores_against_paired_truth(two_domains, tmp_path, capsys
             (tmp_path / "ref" / "y").mkdir(parents=True, exist_ok=True) or tmp_path / "ref" / "y" / path.name
         )
     exact = evaluate_fake(two_domains, lambda x: 255 - x, lambda y: 255 - y, reference_dir=tmp_path / "ref")
-    from gantrans.cli.evaluate import _direction_rows, _print_eval_table
+    from gantrans.cli.evaluate import _print_eval_table
+    from gantrans.eval_table import direction_rows
 
-    _print_eval_table({f"{d.source} → {d.target}": _direction_rows(d) for d in exact.directions})  # y -> x first: no reference rows there
+    _print_eval_table(
+        {f"{d.source} → {d.target}": direction_rows(vars(d)) for d in exact.directions}
+    )  # y -> x first: no reference rows there
     x_to_y = {r.source: r for r in exact.directions}["x"]
     assert x_to_y.reference_l1 == 0 and x_to_y.reference_psnr == math.inf and x_to_y.reference_ssim == pytest.approx(1.0)
     assert {r.source: r for r in exact.directions}["y"].reference_l1 is None  # no truth given for y -> x

@@ -23,7 +23,7 @@ from conftest import assert_one_line_error, invoke
 ROOT = Path(__file__).resolve().parent.parent
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?![\w-])")
 # Flags of other programs that messages and the README quote: pip's, torchrun's, ruff's
-# (`ruff format --check`) and the quality benchmark script's (`--dataset`).
+# (`ruff format --check`), the quality benchmark script's (`--dataset`) and TensorBoard's (`--logdir`).
 OTHER_PROGRAMS = {
     "--check",
     "--no-binary",
@@ -34,6 +34,7 @@ OTHER_PROGRAMS = {
     "--rdzv-backend",
     "--rdzv-endpoint",
     "--dataset",
+    "--logdir",
 }
 
 

@@ -8,9 +8,10 @@ from gantrans.cli import train  # train, settings
 from gantrans.cli import translate
 from gantrans.cli import export
 from gantrans.cli import evaluate  # eval
+from gantrans.cli import report
 from gantrans.cli import models  # bench, import, fetch-weights, models
 from gantrans.cli.app import app, main
 
 # isort: on
 
-__all__ = ["app", "main", "evaluate", "export", "models", "train", "translate"]
+__all__ = ["app", "main", "evaluate", "export", "models", "report", "train", "translate"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,6 +12,7 @@ from rich.console import Console
 
 from gantrans.cli.app import DeviceOption, app, stderr, user_errors
 from gantrans.errors import UsageError
+from gantrans.eval_table import direction_rows, metric_table
 
 
 @app.command("eval", no_args_is_help=True)
@@ -36,6 +38,9 @@ def evaluate(
         None, "--fid", help="Two image folders: FID and KID between them, as pytorch-fid computes FID."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the results as one JSON object on stdout."),
+    html: Optional[Path] = typer.Option(
+        None, "--html", metavar="FILE", help="Also write the evaluation as one HTML page: the table, warnings and example translations."
+    ),
     batch_size: int = typer.Option(32, help="Images per Inception forward pass."),
     device: str = DeviceOption,
 ) -> None:
@@ -49,7 +54,11 @@ def evaluate(
 
     \b
     Examples: gantrans eval --model runs/horse2zebra-cyclegan --data data/horse2zebra
+              gantrans eval --model runs/h2z --data data/h2z --html h2z.html
               gantrans eval --fid data/test/zebra out/zebra --json
+
+    A model in a training run's folder keeps the result in RUN/evaluations/, and its report
+    (RUN/report/index.html) shows it.
 
     The pretrained networks are downloaded on first use (or by `gantrans fetch-weights`).
     """
@@ -61,10 +70,13 @@ def evaluate(
         raise UsageError("--model needs --data DIR: the folder of the domains it was trained on")
     if batch_size < 1 or (limit is not None and limit < 2):
         raise UsageError("--batch-size must be positive and --n at least 2")
+    if html is not None and (fid is not None or html.is_dir()):
+        raise UsageError(f"--html {html}: name a file for the page of a model's evaluation (with --model)")
     if fid is not None:
         _compare_folders(fid, resolve_device(device), batch_size, json_output)
     else:
-        _evaluate_model(model, data, split, limit, classifier, reference_dir, json_output, batch_size, device)
+        options = _ModelOptions(split, limit, classifier, reference_dir, json_output, batch_size, device, html)
+        _evaluate_model(model, data, options)
 
 
 def _compare_folders(folders: tuple[Path, Path], device: Any, batch_size: int, json_output: bool) -> None:
@@ -96,17 +108,21 @@ def _compare_folders(folders: tuple[Path, Path], device: Any, batch_size: int, j
         _print_eval_table({" vs ".join(comparison.folders): rows})
 
 
-def _evaluate_model(
-    model: Path,
-    data: Path,
-    split: str,
-    limit: Optional[int],
-    classifier: Optional[Path],
-    reference_dir: Optional[Path],
-    json_output: bool,
-    batch_size: int,
-    device: str,
-) -> None:
+@dataclass(frozen=True)
+class _ModelOptions:
+    """How `eval --model` runs, as given on the command line."""
+
+    split: str
+    limit: Optional[int]
+    classifier: Optional[Path]
+    reference_dir: Optional[Path]
+    json_output: bool
+    batch_size: int
+    device: str
+    html: Optional[Path]
+
+
+def _evaluate_model(model: Path, data: Path, options: _ModelOptions) -> None:
     """`eval --model`: the data is checked (two images a domain) before the networks are loaded."""
     import json
 
@@ -116,26 +132,49 @@ def _evaluate_model(
     from gantrans.inception import load_inception
     from gantrans.translate import Translator
 
-    translator = Translator.load(model, device)
-    evaluation.evaluation_files(data, translator.domains, split, limit)
-    resolved = resolve_device(device)
-    judge = classifier
+    translator = Translator.load(model, options.device)
+    evaluation.evaluation_files(data, translator.domains, options.split, options.limit)
+    resolved = resolve_device(options.device)
+    judge = options.classifier
     if judge is None and translator.info.method == "stargan" and (translator.info.path.parent / "training_state.safetensors").is_file():
         judge = translator.info.path.parent
         stderr.print("domain accuracy by the model's own classifier (--classifier RUN for an independent one)", soft_wrap=True)
     judges = evaluation.Judges(
         load_inception(resolved), load_lpips(resolved), evaluation.load_domain_classifier(judge, resolved) if judge else None
     )
-    result = evaluation.evaluate_model(translator, data, judges, split, limit, reference_dir, batch_size)
+    result = evaluation.evaluate_model(translator, data, judges, options.split, options.limit, options.reference_dir, options.batch_size)
     stderr.print(f"evaluated on the {result.split} split of {data}", soft_wrap=True)
     _warn_skipped(result.skipped)
     for direction in result.directions:
         for warning in direction.warnings:
             print(f"gantrans: warning: {warning}", file=sys.stderr)
-    if json_output:
+    _write_pages(translator, data, result, options)
+    if options.json_output:
         print(json.dumps(result.to_dict()))
     else:
-        _print_eval_table({f"{d.source} → {d.target}": _direction_rows(d) for d in result.directions})
+        _print_eval_table({f"{d.source} → {d.target}": direction_rows(vars(d)) for d in result.directions})
+
+
+def _write_pages(translator: Any, data: Path, result: Any, options: _ModelOptions) -> None:
+    """The --html page, and the result kept in the model's run folder (whose report then shows it);
+    their paths on stderr, as stdout carries the table or JSON."""
+    from gantrans.report import keep_evaluation
+
+    if options.html is not None:
+        from gantrans.eval_page import direction_examples, write_evaluation_page
+
+        examples = {
+            (d.source, d.target): direction_examples(translator, data, options.split, d.source, d.target, options.reference_dir)
+            for d in result.directions
+        }
+        stderr.print(f"evaluation page: {write_evaluation_page(options.html, result, examples, options.reference_dir)}", soft_wrap=True)
+    try:
+        report = keep_evaluation(translator.info.path.parent, translator.info.step, result.to_dict())
+    except OSError as error:  # a read-only run folder: the evaluation itself stands
+        print(f"gantrans: warning: could not keep the evaluation in {translator.info.path.parent}: {error}", file=sys.stderr)
+        return
+    if report is not None:
+        stderr.print(f"run report: {report}", soft_wrap=True)
 
 
 def _warn_skipped(messages: tuple[str, ...]) -> None:
@@ -143,43 +182,12 @@ def _warn_skipped(messages: tuple[str, ...]) -> None:
         print(f"gantrans: warning: skipped {message}", file=sys.stderr)
 
 
-def _direction_rows(report: Any) -> dict[str, str]:
-    """One direction's numbers as table cells (metric -> text); '-' where a metric does not apply."""
-
-    def number(value: Optional[float], pattern: str) -> str:
-        return "-" if value is None else pattern.format(value)
-
-    return {
-        "images": str(report.images),
-        "FID ↓": f"{report.fid:.2f}",
-        "KID × 1000 ↓": f"{1000 * report.kid:.2f} ± {1000 * report.kid_std:.2f}",
-        "LPIPS input → output": f"{report.content_lpips:.3f}",
-        "diversity (real)": f"{report.diversity:.3f} ({report.real_diversity:.3f})",
-        "copied from training": number(report.copied, "{:.0%}"),
-        **({} if report.domain_accuracy is None else {"domain accuracy ↑": f"{report.domain_accuracy:.0%}"}),
-        "cycle L1 ↓": number(report.cycle_l1, "{:.4f}"),
-        "cycle PSNR ↑": number(report.cycle_psnr, "{:.2f} dB"),
-        "cycle error gain: noise, JPEG": "-"
-        if report.hidden_information is None
-        else f"{report.hidden_information:.2f}, {report.hidden_information_jpeg:.2f}",
-        **(
-            {}
-            if report.reference_l1 is None
-            else {
-                "reference L1 ↓": f"{report.reference_l1:.4f}",
-                "reference PSNR ↑": f"{report.reference_psnr:.2f} dB",
-                "reference SSIM ↑": f"{report.reference_ssim:.3f}",
-            }
-        ),
-    }
-
-
 def _print_eval_table(columns: dict[str, dict[str, str]]) -> None:
     """Metrics as rows, one column per direction (or folder pair)."""
     from rich.table import Table
 
-    table = Table("", *columns)
-    metrics = list(dict.fromkeys(metric for cells in columns.values() for metric in cells))  # every column's, in order
-    for metric in metrics:
-        table.add_row(metric, *(cells.get(metric, "-") for cells in columns.values()))
+    header, rows = metric_table(columns)
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)

@@ -36,7 +36,17 @@ EVERYDAY = (
     "set",
 )
 SPEED = ("precision", "compile", "channels_last", "on_device", "workers", "cache_mb", "gpus")
-RUN_OUTPUTS = ("log_every", "sample_every", "checkpoint_every", "snapshot_every", "eval_every", "eval_images", "max_bad_steps", "overwrite")
+RUN_OUTPUTS = (
+    "log_every",
+    "sample_every",
+    "checkpoint_every",
+    "snapshot_every",
+    "eval_every",
+    "eval_images",
+    "tensorboard",
+    "max_bad_steps",
+    "overwrite",
+)
 SHORT_FLAGS = {"root": "-d", "out": "-o"}
 METAVARS = {"root": "<dir>", "out": "<dir>"}
 
