@@ -3,6 +3,7 @@ outputs of files go, and the rules for writing them, are in `gantrans/outputs.py
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from gantrans.file_translation import translate_all, translate_batch, translate_
 from gantrans.images import image_to_uint8, tensor_to_image, to_model_range
 from gantrans.memory import NetworkProfile, auto_tile, free_memory, profile
 from gantrans.methods import Method
+from gantrans.onnx_backend import TILES_IN_PYTORCH, TILES_REFUSED, OnnxRuntime, check_backend
 from gantrans.tile_norm import instance_norm_layers
 from gantrans.tiling import TileSettings, pad_for_network, padded_side, round_up, thumbnail_size, translate_tiled
 from gantrans.translate_options import (
@@ -56,24 +58,40 @@ MAX_HALO = 128  # context around a tile, in input pixels: a ResNet-9's receptive
 # closer its statistics to the full image's; its one pass costs ~4% of a 48 MP image's.
 THUMBNAIL_PIXELS = 2**21
 
+log = logging.getLogger(__name__)
+
 
 class Translator:
     """Translate images with a trained model. Sizes are kept: inputs are padded to the generator's
-    stride and the result is cropped back. Images too large for memory go in tiles."""
+    stride and the result is cropped back. Images too large for memory go in tiles. The generators
+    run in PyTorch, or (`onnx`) whole images run in onnxruntime sessions; tiles always run in PyTorch."""
 
-    def __init__(self, method: Method, info: checkpoint.ModelInfo, device: torch.device, bf16: bool = False) -> None:
+    def __init__(
+        self, method: Method, info: checkpoint.ModelInfo, device: torch.device, bf16: bool = False, onnx: OnnxRuntime | None = None
+    ) -> None:
         self.method, self.info, self.device = method, info, device
         self.bf16 = bf16  # generators run under bf16 autocast; results are returned in fp32
+        self.onnx = onnx  # None: the generators run in PyTorch
         self._profiles: dict[tuple[str, str | None], NetworkProfile] = {}  # measured on first need, per direction
+        self._tiles_noted = False  # with onnx: that tiles run in PyTorch is said once
 
     @classmethod
-    def load(cls, path: Path | str, device: str = "auto", precision: str = "auto") -> Translator:
-        """The model at `path` on `device`; `precision` fp32, bf16, or auto (bf16 on a CUDA GPU that has it)."""
+    def load(cls, path: Path | str, device: str = "auto", precision: str = "auto", backend: str = "torch") -> Translator:
+        """The model at `path` on `device`; `precision` fp32, bf16, or auto (bf16 on a CUDA GPU that has it);
+        `backend` torch, or onnxruntime (on the CPU, fp32; each direction exported into the cache on first use)."""
         if precision not in PRECISIONS:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+        check_backend(backend, precision, device)
+        if backend == "onnxruntime":
+            onnx = OnnxRuntime.load(path)
+            return cls(onnx.method, onnx.info, torch.device("cpu"), onnx=onnx)
         resolved = resolve_device(device)
         method, info = checkpoint.load_model(path, resolved)
         return cls(method, info, resolved, uses_bf16(precision, resolved))
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.onnx is None else "onnxruntime"
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -102,6 +120,13 @@ class Translator:
         return self.method.stride, self.method.min_side
 
     def _forward(self, images: Tensor, target: str, source: str | None) -> Tensor:
+        """Padded images through the generators into `target`, in the backend's runtime."""
+        if self.onnx is not None:
+            return self.onnx.run(images, target, source)
+        return self._torch_forward(images, target, source)
+
+    def _torch_forward(self, images: Tensor, target: str, source: str | None) -> Tensor:
+        """In PyTorch, whatever the backend: what tiles and the memory probe need (hooks on its layers)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return self.method.translate(images, target, source)
 
@@ -120,10 +145,19 @@ class Translator:
         """`image` translated in tiles (`settings`: by default from tile_settings()), at its size."""
         self.check_target(target)
         settings = settings or self.tile_settings(target, source)
+        if self.onnx is not None and not self._tiles_noted:
+            self._tiles_noted = True
+            log.info(TILES_IN_PYTORCH.format(size=f"{image.width}x{image.height}"))
         layers = instance_norm_layers(self.method.generators[name] for name in self.method.generators_for(target))
         thumbnail = self._thumbnail(image, settings) if settings.norm == "thumbnail" and layers else None
         canvas = translate_tiled(
-            lambda tile: self._forward(tile, target, source), layers, np.asarray(image), settings, self.geometry, self.device, thumbnail
+            lambda tile: self._torch_forward(tile, target, source),
+            layers,
+            np.asarray(image),
+            settings,
+            self.geometry,
+            self.device,
+            thumbnail,
         )
         return Image.fromarray(canvas)
 
@@ -140,7 +174,9 @@ class Translator:
         if key not in self._profiles:
             networks = [self.method.generators[name] for name in self.method.generators_for(target)]
             with torch.inference_mode():
-                self._profiles[key] = profile(lambda probe: self._forward(probe, target, source), networks, self.geometry, self.device)
+                self._profiles[key] = profile(
+                    lambda probe: self._torch_forward(probe, target, source), networks, self.geometry, self.device
+                )
         return self._profiles[key]
 
     def tile_settings(
@@ -194,6 +230,8 @@ class Translator:
         """Images already at the network's size -> each one's translation, or the error that stopped it."""
         self.check_target(target)
         options = options or TranslateOptions()
+        if options.tile is not None and self.onnx is not None:
+            raise UsageError(TILES_REFUSED)
         results: list[Image.Image | GantransError | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(images):

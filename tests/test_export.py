@@ -182,10 +182,10 @@ def test_shared_latent_with_three_domains_names_the_source_in_the_file(tmp_path,
 
 
 def test_a_file_that_disagrees_with_pytorch_is_not_written(tmp_path, monkeypatch, onnxruntime):
-    from gantrans import export
+    from gantrans import onnx_file
 
     run = save_tiny_model("direct", tmp_path / "run")
-    monkeypatch.setattr(export, "SELF_CHECK_TOLERANCE", -1.0)  # any difference, even none, now disagrees
+    monkeypatch.setattr(onnx_file, "SELF_CHECK_TOLERANCE", -1.0)  # any difference, even none, now disagrees
     assert_one_line_error(invoke("export", str(run)), 1, "the exported model disagrees with PyTorch")
     assert sorted(path.name for path in run.iterdir()) == [checkpoint.MODEL_FILE]
 
@@ -304,9 +304,10 @@ def test_cpu_inference_benchmark_runs_and_records(tmp_path, onnxruntime):
 
 
 def test_the_cli_and_the_export_module_load_onnx_only_when_exporting():
-    """`gantrans --help` and every other command start without the exporter's packages (heavy, and optional)."""
+    """`gantrans --help` and every other command start without the exporter's packages (heavy, and optional);
+    so does the translator, whose onnxruntime backend imports them when it is chosen."""
     names = ("onnx", "onnxscript", "onnxruntime", "gantrans.training")
-    check = f"import sys, gantrans.cli, gantrans.export; print(' '.join(name for name in {names!r} if name in sys.modules))"
+    check = f"import sys, gantrans.cli, gantrans.export, gantrans.translate, gantrans.onnx_backend; print(' '.join(name for name in {names!r} if name in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", check], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120
     )

@@ -57,7 +57,13 @@ def translate(
         True, "--overwrite/--no-clobber", help="Replace existing output files, or keep them (inputs are never replaced)."
     ),
     device: str = DeviceOption,
-    precision: str = typer.Option("auto", help="bf16 (autocast), fp32, or auto: bf16 on CUDA."),
+    precision: str = typer.Option("auto", help="bf16 (autocast), fp32, or auto: bf16 on CUDA (fp32 with --backend onnxruntime)."),
+    backend: str = typer.Option(
+        "torch",
+        help="torch, or onnxruntime: images run through onnxruntime on the CPU, fp32 (~1.15x faster than torch on 2 cores at 256 px); "
+        "each direction is exported once into the cache ($GANTRANS_CACHE, else ~/.cache/gantrans); tiles still run in torch. "
+        "Needs pip install 'gantrans[export]'.",
+    ),
 ) -> None:
     """Translate images into domain --to; prints each written path on stdout.
 
@@ -68,14 +74,17 @@ def translate(
               gantrans translate face.jpg --to all --grid --model runs/celeba-stargan
               gantrans translate pano.jpg --to vangogh --scale train     # at the scale it learned
               gantrans translate 48mp.jpg --to vangogh --tile 512        # full size, in tiles
+              gantrans translate shots/ --to vangogh --backend onnxruntime   # on the CPU, a little faster
     """
     from gantrans import outputs as destinations
     from gantrans import translate as translation
+    from gantrans.onnx_backend import check_backend
 
     options = translation.TranslateOptions(size, scale, keep_scale, tile, tile_overlap, tile_norm)
+    check_backend(backend, precision, device, tile)
     inputs = _checked_inputs(inputs, batch_size)
     out_is_file = destinations.out_is_file(out)
-    translator = _load_translator(model, to, device, precision)
+    translator = _load_translator(model, to, device, precision, backend)
     targets = translator.targets if to == "all" else (to,)
     translator.check_target(targets[0])
     _check_sources(translator, targets, source)
@@ -98,14 +107,14 @@ def translate(
     _write_all(results, items, len(targets) + grid)
 
 
-def _load_translator(model: Optional[Path], to: str, device: str, precision: str) -> Any:
+def _load_translator(model: Optional[Path], to: str, device: str, precision: str, backend: str) -> Any:
     """The Translator of --model, or of the newest model that knows --to (named on stderr)."""
     from gantrans import translate as translation
 
     model_path = model or translation.find_model(
         None if to == "all" else to, on_skip=lambda message: print(f"gantrans: warning: skipped {message}", file=sys.stderr)
     )
-    translator = translation.Translator.load(model_path, device, precision)
+    translator = translation.Translator.load(model_path, device, precision, backend)
     if model is None:
         stderr.print(f"using model {model_path}", soft_wrap=True)
     return translator
