@@ -38,16 +38,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Everything but the browser tests, which `make test-browser` runs (CI runs both).
 test: install weights lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not browser"
 
-# The suite without the tests marked slow (pyproject.toml's markers): for the edit-test loop; `make test` and CI run all.
+# The suite without the tests marked slow (pyproject.toml's markers): for the edit-test loop; `make test` and CI run all (`make test-browser` the browser ones).
 test-fast: install weights
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The report pages in a real browser (the tests marked browser): websocket-client from the `browser` extra, and a
 # Chromium ($$GANTRANS_CHROMIUM, or one on the PATH), installed with apt-get when there is none and we are root.
-# Where neither can be had, the tests skip and say why; `make test` runs them too when both are there.
+# Where neither can be had, the tests skip and say why.
 CHROMIUM_FOUND = [ -n "$$GANTRANS_CHROMIUM" ] || command -v chromium || command -v chromium-browser || command -v google-chrome
 test-browser: install
 	-$(BIN)/pip install -q -e ".[dev,browser]"

@@ -91,11 +91,11 @@ def check_source(config: TrainConfig, source: InitSource, run_dir: Path) -> None
     if missing:
         raise CheckpointError(
             f"--init-from {source.path}: the model holds {', '.join(source.model.generators)} only, and {source.trained_as} "
-            f"trains {', '.join(missing)} too (an imported model needs both latest_net_G_A.pth and latest_net_G_B.pth)"
+            f"trains {', '.join(missing)} too" + (" (gantrans import the B -> A generator too)" if source.model.step == 0 else "")
         )
     if run_dir.resolve() == source.model.path.parent.resolve():
         raise UsageError(
-            f"--out {run_dir} is the folder of the model the run starts from: give a new --out (--resume continues that run instead)"
+            f"the new run's folder {run_dir} is the folder of the model it starts from: give another --out (--resume continues that run instead)"
         )
 
 

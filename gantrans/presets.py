@@ -17,7 +17,10 @@ from gantrans.settings import setting_of, setting_table
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    return Path("runs") / f"{Path(os.path.abspath(config.data.root)).name}-{config.preset or config.method}"
+    """runs/<data folder>-<method>, and -finetune for a run that starts from a model (which may well
+    live in the plain name's folder, trained on the same data)."""
+    name = f"{Path(os.path.abspath(config.data.root)).name}-{config.preset or config.method}"
+    return Path("runs") / (f"{name}-finetune" if config.init_from else name)
 
 
 def method_of(config_file: dict[str, Any] | None) -> str | None:

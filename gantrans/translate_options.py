@@ -52,9 +52,8 @@ class TranslateOptions:
         if self.tile is not None and not TILE_RANGE[0] <= self.tile <= TILE_RANGE[1]:
             raise UsageError(f"--tile must be between {TILE_RANGE[0]} and {TILE_RANGE[1]} pixels (got {self.tile})")
         if self.tile_overlap < 0 or self.tile_overlap >= (self.tile or TILE_RANGE[1]):
-            raise UsageError(
-                f"--tile-overlap must be at least 0 and less than the tile side {self.tile or TILE_RANGE[1]} (got {self.tile_overlap})"
-            )
+            side = f"the --tile side {self.tile}" if self.tile else f"the largest tile side {TILE_RANGE[1]}"
+            raise UsageError(f"--tile-overlap must be at least 0 and less than {side} (got {self.tile_overlap})")
         if self.tile_norm not in TILE_NORMS:
             raise UsageError(f"--tile-norm must be one of {', '.join(TILE_NORMS)} (got {self.tile_norm!r})")
 

@@ -26,6 +26,7 @@ from conftest import (
     assert_one_line_error,
     gantrans,
     invoke,
+    tiny_config,
     tiny_preset,
     wait_until_logged,
     write_domains,
@@ -242,6 +243,16 @@ def test_pipelines_paths_and_bytes_on_stdin(model_dir, tmp_path):
     result = subprocess.run(["bash", "-c", f"set -o pipefail; {shell}"], cwd=tmp_path, capture_output=True, timeout=120)
     assert result.stdout.decode().strip() == "piped/a.horse.png"
     assert b"Traceback" not in result.stderr  # the reader closing the pipe early is no crash
+
+
+def test_to_all_on_a_one_way_model_sends_stdin_bytes_into_its_one_target(tmp_path):
+    config = tiny_config(tmp_path / "data", tmp_path / "run", "direct")
+    method = checkpoint.build_method(config, ("photo", "painting"), training=False, seed=0)
+    checkpoint.save_model(tmp_path / "run" / checkpoint.MODEL_FILE, method, config, step=0)
+    image = make_inputs(tmp_path / "in")[0]
+    result = invoke("translate", "-", "--to", "all", "--model", str(tmp_path / "run"), input=image.read_bytes())
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(io.BytesIO(result.stdout_bytes)).size == (37, 51)
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from gantrans.events import Warned
 from gantrans.interop import import_generators
 from gantrans.methods import METHODS, PRESETS
 from gantrans.nn import ResnetGenerator
-from gantrans.presets import make_train_config, resume_config
+from gantrans.presets import default_run_dir, make_train_config, resume_config
 from gantrans.settings import setting_table
 from gantrans.training import train
 
@@ -109,7 +109,7 @@ def test_dry_run_shows_the_model_its_networks_and_the_new_training_settings(mode
         (["--upsample", "resize"], 2, "has --upsample transpose"),
         (["--method", "stargan"], 2, "--method stargan: {model} is a cyclegan model"),
         (["--set", "model.adversarial.spectral_norm=true"], 2, "has --spectral-norm off"),
-        (["--out", "{model}"], 2, "is the folder of the model the run starts from"),
+        (["--out", "{model}"], 2, "is the folder of the model it starts from"),
         (["--init-from", "{data}"], 1, "no model there (no generators.safetensors)"),
         (["--init-from", "{text}"], 1, "not a readable safetensors file"),
         (["--init-from", "{data}/nothing"], 1, "--init-from: no model at"),
@@ -260,3 +260,10 @@ def test_every_preset_fine_tunes_from_its_own_run(preset, tmp_path):
         source = state_part(tmp_path / "source", part)
         if source:
             assert_same(state_part(tmp_path / "ft", part), source)
+
+
+def test_a_fine_tune_has_its_own_default_folder_beside_the_model_it_starts_from(tmp_path):
+    config = tiny_config(tmp_path / "data", tmp_path / "unused", "cyclegan")
+    plain = dataclasses.replace(config, out="")
+    assert default_run_dir(plain) == Path("runs") / "data-cyclegan"
+    assert default_run_dir(dataclasses.replace(plain, init_from=str(tmp_path / "model"))) == Path("runs") / "data-cyclegan-finetune"

@@ -218,7 +218,7 @@ def test_tile_flags_translate_in_tiles_equal_to_the_whole_image_in_exact_mode(mo
     "flags, fragment",
     [
         (["--tile", "8"], "--tile must be between 16 and 16384 pixels (got 8)"),
-        (["--tile", "64", "--tile-overlap", "64"], "--tile-overlap must be at least 0 and less than the tile side 64 (got 64)"),
+        (["--tile", "64", "--tile-overlap", "64"], "--tile-overlap must be at least 0 and less than the --tile side 64 (got 64)"),
         (["--tile-norm", "fast"], "--tile-norm must be one of thumbnail, exact (got 'fast')"),
         (["--scale", "native"], "--scale must be one of input, train (got 'native')"),
         (["--scale", "train", "--size", "64"], "--size and --scale train both choose the scale the network sees"),

@@ -93,7 +93,7 @@ def translate(
     if inputs == ["-"]:
         if len(targets) > 1 or grid:
             raise UsageError("'-' writes one image to stdout: use a single --to DOMAIN, without --grid")
-        _translate_stdin_bytes(translator, to, outputs, source, options, note)
+        _translate_stdin_bytes(translator, targets[0], outputs, source, options, note)
         return
     if out_is_file and (len(inputs) != 1 or Path(inputs[0]).is_dir() or len(targets) > 1 or grid):
         raise UsageError(f"--out {out} is a file name, but there is more than one output: give a folder")
