@@ -1,11 +1,15 @@
 """What a run folder holds, read as plain values for the run report (config.json, log.jsonl,
 status.json, samples/, evaluations/), and where `gantrans eval` keeps its results of a run's model.
-No torch here: a report can be rebuilt on any machine that has the run folder."""
+No torch here: a report can be rebuilt on any machine that has the run folder.
+
+A file of the folder that is damaged or of the wrong shape (hand-edited, half-written, from another
+tool) is read as missing, and a value of the wrong type in it as absent: a report never fails on one."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +44,14 @@ class RunFolder:
 
     @property
     def domains(self) -> tuple[str, ...]:
-        return tuple(str(name) for name in self.config.get("data", {}).get("domains", ()))
+        names = config_section(self.config, "data").get("domains")
+        return tuple(str(name) for name in names) if isinstance(names, list) else ()
+
+
+def config_section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """config.json's `name` section ("data", "model"), or {} when it is missing or not an object."""
+    section = config.get(name)
+    return section if isinstance(section, dict) else {}
 
 
 def read_run(run_dir: Path) -> RunFolder:
@@ -59,17 +70,35 @@ def read_run(run_dir: Path) -> RunFolder:
     if status is not None:
         # After --overwrite the grids of an older, longer run may still be there: show this run's only.
         samples = [(step, path) for step, path in samples if step <= status.step]
-    evaluations = [_json_file(path) for path in sorted((run_dir / EVALUATIONS_FOLDER).glob("step_*.json"))]
+    evaluations = [_evaluation(_json_file(path)) for path in sorted((run_dir / EVALUATIONS_FOLDER).glob("step_*.json"))]
     return RunFolder(
         path=run_dir,
         config=config if isinstance(config, dict) else {},
         logged=tuple(record for record in records if "eval" not in record),
-        scored=tuple(record for record in records if isinstance(record.get("eval"), dict)),
+        scored=tuple(_scores(record) for record in records if isinstance(record.get("eval"), dict)),
         samples=tuple(samples),
         status=status,
-        evaluations=tuple(evaluation for evaluation in evaluations if isinstance(evaluation.get("directions"), list)),
+        evaluations=tuple(evaluation for evaluation in evaluations if evaluation is not None),
         has_checkpoint=(run_dir / "training_state.safetensors").is_file(),
     )
+
+
+def _scores(record: dict[str, Any]) -> dict[str, Any]:
+    """An --eval-every log line with only its directions' scores that are objects."""
+    return {**record, "eval": {name: scores for name, scores in record["eval"].items() if isinstance(scores, dict)}}
+
+
+def _evaluation(record: Any) -> dict[str, Any] | None:
+    """A saved `gantrans eval` result with its directions that are objects, their warnings as text;
+    None for anything else."""
+    if not isinstance(record, dict) or not isinstance(record.get("directions"), list):
+        return None
+    directions = []
+    for direction in record["directions"]:
+        if isinstance(direction, dict):
+            warnings = direction.get("warnings")
+            directions.append({**direction, "warnings": [str(m) for m in warnings] if isinstance(warnings, list) else []})
+    return {**record, "directions": directions}
 
 
 def _json_file(path: Path) -> Any:
@@ -103,6 +132,13 @@ def record_evaluation(run_dir: Path, step: int, result: dict[str, Any]) -> Path:
     path = Path(run_dir) / EVALUATIONS_FOLDER / f"step_{step:07d}.json"
     write_text_atomically(path, json.dumps(record, indent=1) + "\n")
     return path
+
+
+def forget_evaluations(run_dir: Path) -> None:
+    """Remove the kept `gantrans eval` results of a run folder (they judge a model a fresh start replaces)."""
+    folder = Path(run_dir) / EVALUATIONS_FOLDER
+    if folder.is_dir():
+        shutil.rmtree(folder)
 
 
 def is_run_folder(folder: Path) -> bool:

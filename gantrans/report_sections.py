@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from gantrans.report_curves import losses_card, scores_card
-from gantrans.report_data import RunFolder
+from gantrans.report_data import RunFolder, config_section
 from gantrans.report_html import Html, card, facts, join, page, tag, void, warning_list
 
 STATE_WORDS = {
@@ -44,7 +44,7 @@ def _state(run: RunFolder) -> str:
 
 def _header(run: RunFolder) -> Html:
     state, status = _state(run), run.status
-    total = status.total_steps if status else int(run.config.get("steps") or 0)
+    total = status.total_steps if status else _count(run.config.get("steps"), 0)
     step = run.step
     share = min(1.0, step / total) if total else 0.0
     words = [f"step {step:,}" + (f" of {total:,} ({share:.0%})" if total else "")]
@@ -83,7 +83,12 @@ def _next_step(run: RunFolder, state: str) -> Html:
 
 def _images_per_step(run: RunFolder) -> int:
     """Images per step, as the log's speed counts them: the batch in every domain."""
-    return int(run.config.get("batch_size") or 1) * max(1, len(run.domains))
+    return _count(run.config.get("batch_size"), 1) * max(1, len(run.domains))
+
+
+def _count(value: object, default: int) -> int:
+    """A positive whole number of config.json, or `default` (missing, or not a number: a damaged file)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
 def _method(config: dict[str, Any]) -> str:
@@ -93,16 +98,22 @@ def _method(config: dict[str, Any]) -> str:
 
 def _settings(run: RunFolder) -> Html:
     config, status = run.config, run.status
-    model, data = config.get("model") or {}, config.get("data") or {}
-    adversarial = model.get("adversarial") or {}
+    model, data = config_section(config, "model"), config_section(config, "data")
+    adversarial = config_section(model, "adversarial")
     sizes = status.domain_sizes if status else {}
     rows: list[tuple[str, object]] = [("method", _method(config))]
     rows.append(("domains", ", ".join(f"{name} ({sizes[name]:,})" if name in sizes else name for name in run.domains) or "?"))
     if "size" in data:
-        resized = f" (from {data['load_size']})" if "crop" in str(data.get("preprocess")) else ""
+        resized = f" (from {data.get('load_size', '?')})" if "crop" in str(data.get("preprocess")) else ""
         rows.append(("image size", f"{data['size']} px{resized}, {data.get('preprocess', '?')}"))
     rows.append(("batch size", str(config.get("batch_size", "?"))))
-    steps = f"{status.total_steps:,} steps" if status else f"{config['steps']:,} steps" if config.get("steps") else None
+    steps = (
+        f"{status.total_steps:,} steps"
+        if status
+        else f"{_count(config.get('steps'), 0):,} steps"
+        if _count(config.get("steps"), 0)
+        else None
+    )
     rows.append(("length", steps or f"{config.get('epochs', '?')} + {config.get('decay_epochs', '?')} epochs"))
     rows.append(("learning rate", f"{config.get('lr', '?')} ({config.get('optimizer', '?')})"))
     if adversarial:
@@ -112,7 +123,8 @@ def _settings(run: RunFolder) -> Html:
     weights = [f"{name[len('lambda_') :]} {value:g}" for name, value in model.items() if _is_weight(name, value)]
     if weights:
         rows.append(("loss weights", " · ".join(weights)))
-    rows.append(("generator EMA", f"{config['ema']:g}" if config.get("ema") else "off"))
+    ema = config.get("ema")
+    rows.append(("generator EMA", f"{ema:g}" if isinstance(ema, (int, float)) and ema else "off"))
     if status and status.device:
         processes = f" × {status.processes} processes" if status.processes > 1 else ""
         rows.append(("device", f"{status.device}, {status.precision}{processes}"))
@@ -196,4 +208,7 @@ def _duration(seconds: float) -> str:
 
 
 def _clock(moment: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
+    except (OverflowError, ValueError, OSError):  # a time no clock shows (a damaged status.json)
+        return "?"

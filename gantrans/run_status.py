@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -80,13 +81,31 @@ def read_status(run_dir: Path) -> RunStatus | None:
         return None
     if not isinstance(values, dict) or values.get("state") not in STATES:
         return None
-    known = {field.name for field in dataclasses.fields(RunStatus)}
-    values = {name: value for name, value in values.items() if name in known}
+    # A value of the wrong type (a hand-edited or foreign file) is left out: its field keeps its default.
+    values = {name: value for name, value in values.items() if name in _TYPES and _fits(value, _TYPES[name])}
     values["warnings"] = tuple(str(message) for message in values.get("warnings", ()))
+    sizes = values.get("domain_sizes", {})
+    values["domain_sizes"] = {str(name): size for name, size in sizes.items() if _fits(size, int)}
     try:
         return RunStatus(**values)
     except TypeError:  # a required field missing: treat as no status
         return None
+
+
+_TYPES: dict[str, Any] = {
+    **{name: int for name in ("step", "total_steps", "start_step", "processes", "more_warnings", "pid")},
+    **{name: str for name in ("state", "device", "precision", "message", "host")},
+    **{name: float for name in ("images_per_second", "started_at", "updated_at")},
+    "domain_sizes": dict,
+    "warnings": list,
+}
+
+
+def _fits(value: object, kind: Any) -> bool:
+    """Whether a JSON value is of a status field's kind (a float field takes any finite number)."""
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind) and (kind is not int or not isinstance(value, bool))
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -3,7 +3,11 @@
 evaluation, at the end, and when the run stops on an error), and the TensorBoard files of
 `--tensorboard`. Rebuilding the report reads the run folder, so it costs a fraction of a sample step.
 
-A report or status that cannot be written (full disk, a bug) is a warning, never the end of a run.
+A report, status or TensorBoard file that cannot be written (full disk, a bug) is a warning, never
+the end of a run: TensorBoard stops being written after its first failure.
+
+A fresh start (step 0, as `--overwrite` makes) forgets what the folder holds of a replaced run that
+the new one would not overwrite: its `gantrans eval` results and its TensorBoard event files.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from gantrans import events
 from gantrans.config import TrainConfig
 from gantrans.errors import DivergedError, GantransError
 from gantrans.report import write_report
+from gantrans.report_data import forget_evaluations
 from gantrans.run_status import RunStatus, this_process, write_status
 
 
@@ -66,12 +71,17 @@ class _Watcher:
     def see(self, event: events.Event) -> list[events.Event]:
         """Take `event` in; the warnings to pass on (a report that could not be written)."""
         if isinstance(event, events.Started):
-            self._started(event)
-            return self._write()
+            return self._started(event) + self._write()
         if self.status is None:
             return []
-        if self.tensorboard is not None:
-            self.tensorboard.see(event)
+        warned = self._to_tensorboard(event)
+        if isinstance(event, events.Finished):
+            warned += self._close_tensorboard()  # flushed now, while a failure can still be passed on
+        return warned + self._take(event)
+
+    def _take(self, event: events.Event) -> list[events.Event]:
+        """The status after `event`; its writing's warnings."""
+        assert self.status is not None
         if isinstance(event, events.StepDone):
             speed = event.images_per_second if event.images_per_second is not None else self.status.images_per_second
             self.status = dataclasses.replace(self.status, step=event.step, images_per_second=speed)
@@ -86,7 +96,7 @@ class _Watcher:
             return self._write()
         return []
 
-    def _started(self, event: events.Started) -> None:
+    def _started(self, event: events.Started) -> list[events.Event]:
         self.run_dir = Path(event.run_dir)
         now = time.time()
         self.status = RunStatus(
@@ -102,10 +112,62 @@ class _Watcher:
             updated_at=now,
             **this_process(),
         )
+        warned = self._forget_replaced_run() if event.start_step == 0 else []
         if self.writer_class is not None:
             from gantrans.tensorboard import TensorBoardLog
 
-            self.tensorboard = TensorBoardLog(self.run_dir, event.start_step, self.writer_class)
+            try:
+                self.tensorboard = TensorBoardLog(self.run_dir, event.start_step, self.writer_class)
+            except Exception as error:  # noqa: BLE001  (TensorBoard is a view of the run: it must never end one)
+                warned += self._tensorboard_failed(error)
+        return warned
+
+    def _forget_replaced_run(self) -> list[events.Event]:
+        """On a fresh start, remove the replaced run's evaluations and TensorBoard files: the report and
+        TensorBoard would show them as this run's. (A resumed run keeps both: they are its own.)"""
+        assert self.run_dir is not None
+        from gantrans.tensorboard import remove_event_files
+
+        try:
+            forget_evaluations(self.run_dir)
+            remove_event_files(self.run_dir)
+        except OSError as error:
+            return self._warned(f"the replaced run's evaluations or TensorBoard files could not be removed ({error})")
+        return []
+
+    def _to_tensorboard(self, event: events.Event) -> list[events.Event]:
+        """`event` into the TensorBoard files, if they are written; a warning when that fails."""
+        if self.tensorboard is None:
+            return []
+        try:
+            self.tensorboard.see(event)
+        except Exception as error:  # noqa: BLE001  (a full disk, an unreadable grid: training goes on)
+            return self._tensorboard_failed(error)
+        return []
+
+    def _close_tensorboard(self) -> list[events.Event]:
+        log, self.tensorboard = self.tensorboard, None
+        if log is None:
+            return []
+        try:
+            log.close()
+        except Exception as error:  # noqa: BLE001
+            return self._tensorboard_failed(error)
+        return []
+
+    def _tensorboard_failed(self, error: Exception) -> list[events.Event]:
+        """Stop writing TensorBoard after its first failure (so one warning), closing what is open."""
+        log, self.tensorboard = self.tensorboard, None
+        if log is not None:
+            with contextlib.suppress(Exception):  # it failed already: its own error is the one that matters
+                log.close()
+        return self._warned(f"the TensorBoard files could not be written ({type(error).__name__}: {error}); training goes on without them")
+
+    def _warned(self, message: str) -> list[events.Event]:
+        """A warning to pass on, also kept in the status (and so shown by the report)."""
+        if self.status is not None:
+            self.status = self.status.with_warning(message)
+        return [events.Warned(message)]
 
     def _write(self) -> list[events.Event]:
         """Write the status and rebuild the report; a warning (once) when that fails."""
@@ -137,5 +199,7 @@ class _Watcher:
         self._write()
 
     def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        """Close TensorBoard's files if the run ended before Finished; the run's own error, if any, is the
+        one raised (a failure here is one more symptom of the same end)."""
+        with contextlib.suppress(Exception):
+            self._close_tensorboard()

@@ -14,6 +14,7 @@ from gantrans import events
 from gantrans.errors import UsageError
 
 INSTALL = "pip install 'gantrans[tensorboard]'"
+EVENT_FILE = "events.out.tfevents."  # how torch's writer names its files
 
 
 def require_tensorboard() -> Any:
@@ -29,8 +30,11 @@ class TensorBoardLog:
     """Writes what the training events carry into event files in `run_dir`, where TensorBoard finds them."""
 
     def __init__(self, run_dir: Path, start_step: int, writer_class: Any) -> None:
-        # A resumed run purges what the old session logged after its checkpoint, as log.jsonl is truncated.
-        self.writer = writer_class(log_dir=str(run_dir), purge_step=start_step or None)
+        # TensorBoard hides what older files of the folder hold at steps >= purge_step: a resumed run
+        # purges what the old session logged after its checkpoint, as log.jsonl is truncated. A fresh
+        # start's 0 hides a replaced run's points too, but its files stay and not every reader of event
+        # files honours the purge: the watcher removes them (`remove_event_files`).
+        self.writer = writer_class(log_dir=str(run_dir), purge_step=start_step)
 
     def see(self, event: events.Event) -> None:
         if isinstance(event, events.StepDone) and event.losses is not None:
@@ -50,3 +54,11 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def remove_event_files(run_dir: Path) -> None:
+    """Remove the event files a replaced run left in `run_dir`, which a reader that ignores purge_step
+    would show beside the new run's; the folder's subfolders are not ours."""
+    for path in Path(run_dir).glob(f"{EVENT_FILE}*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)

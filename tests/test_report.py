@@ -4,6 +4,7 @@ tests/test_browser.py's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -333,3 +334,174 @@ def test_tensorboard_gets_losses_speed_and_sample_grids(make_config):
     logged = EventAccumulator(str(Path(config.out) / "eval"))
     logged.Reload()
     assert [point.value for point in logged.Scalars("eval/fid/horse->zebra")] == [50.0]
+
+
+# --- review fixes: nothing around the report ends a run or loses an evaluation ----------------------
+
+
+class _FailingWriter:
+    """A SummaryWriter stand-in that fails at `fail_at` ("init", "add_scalar", "add_image", "close")."""
+
+    made: list[_FailingWriter] = []
+
+    def __init__(self, fail_at: str, **kwargs: object) -> None:
+        self.fail_at, self.kwargs, self.calls = fail_at, kwargs, []
+        _FailingWriter.made.append(self)
+        self._maybe_fail("init")
+
+    def _maybe_fail(self, name: str) -> None:
+        self.calls.append(name)
+        if name == self.fail_at:
+            raise OSError(28, "No space left on device")
+
+    def add_scalar(self, *args: object) -> None:
+        self._maybe_fail("add_scalar")
+
+    def add_image(self, *args: object, **kwargs: object) -> None:
+        self._maybe_fail("add_image")
+
+    def flush(self) -> None:
+        self._maybe_fail("flush")
+
+    def close(self) -> None:
+        self._maybe_fail("close")
+
+
+def watched(run_events: list[events.Event], config, monkeypatch, writer_class: object) -> list[events.Event]:
+    """The events of `run_events` through watch_run with --tensorboard writing through `writer_class`."""
+    monkeypatch.setattr("gantrans.tensorboard.require_tensorboard", lambda: writer_class)
+    return list(watch_run((event for event in run_events), config, is_main=True))
+
+
+@pytest.mark.parametrize("fail_at", ["init", "add_scalar", "add_image", "close"])
+def test_a_tensorboard_failure_is_one_warning_and_the_run_finishes(tmp_path, make_config, monkeypatch, fail_at):
+    run = tmp_path / "run"
+    more = [
+        events.StepDone(3, 4, {"nce": 1.0}, 5.0, 1e-3),
+        events.StepDone(4, 4, {"nce": 0.9}, 5.0, 1e-3),
+        events.Finished(4, run, 1.0, False, 0),
+    ]
+    _FailingWriter.made = []
+    seen = watched(fake_run(run) + more, make_config(tensorboard=True), monkeypatch, lambda **kw: _FailingWriter(fail_at, **kw))
+    warnings = [event.message for event in seen if isinstance(event, events.Warned)]
+    assert len(warnings) == 1 and "TensorBoard files could not be written" in warnings[0] and "No space left" in warnings[0]
+    writer = _FailingWriter.made[0]
+    assert writer.calls.count(fail_at) == 1 and writer.calls[-1] in (fail_at, "close")  # nothing written after the failure
+    status = read_status(run)
+    assert (status.state, status.step) == ("finished", 4) and any("TensorBoard" in message for message in status.warnings)
+
+
+def test_an_unreadable_sample_grid_does_not_end_a_run_with_tensorboard(tmp_path, make_config, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the tensorboard package is not installed")
+    from gantrans.tensorboard import require_tensorboard
+
+    run = tmp_path / "run"
+    started = fake_run(run)
+    (run / "samples" / "step_0000002.png").write_bytes(b"half a png")  # being written, or damaged
+    seen = watched([*started, events.Finished(2, run, 1.0, False, 0)], make_config(tensorboard=True), monkeypatch, require_tensorboard())
+    assert len([event for event in seen if isinstance(event, events.Warned)]) == 1
+    assert read_status(run).state == "finished"
+
+
+def test_a_fresh_start_forgets_the_replaced_runs_evaluations_and_event_files_a_resumed_one_keeps_them(tmp_path, make_config, monkeypatch):
+    run = tmp_path / "run"
+    fake_run(run)
+    for session, start in (("resumed", 2), ("fresh", 0)):
+        (run / "evaluations").mkdir(exist_ok=True)
+        (run / "evaluations" / "step_0000002.json").write_text(json.dumps({"step": 2, "directions": []}))
+        (run / "events.out.tfevents.1.old-host.1.0").write_bytes(b"old")
+        (run / "eval").mkdir(exist_ok=True)  # a folder of someone else's, beside
+        _FailingWriter.made = []
+        started = dataclasses.replace(fake_run(run)[0], start_step=start)
+        watched(
+            [started, events.Finished(4, run, 1.0, False, 0)],
+            make_config(tensorboard=True),
+            monkeypatch,
+            lambda **kw: _FailingWriter("", **kw),
+        )
+        kept = (run / "evaluations" / "step_0000002.json").exists(), (run / "events.out.tfevents.1.old-host.1.0").exists()
+        assert kept == ((True, True) if session == "resumed" else (False, False)), session
+        assert _FailingWriter.made[0].kwargs["purge_step"] == start and (run / "eval").is_dir()
+    assert "gantrans eval of the model" not in page_of(run)
+
+
+def test_tensorboard_after_overwrite_shows_only_the_new_run(make_config):
+    pytest.importorskip("tensorboard", reason="the tensorboard package is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    list(train(make_config(steps=4, log_every=1, sample_every=100, tensorboard=True)))
+    config = make_config(steps=2, log_every=1, sample_every=100, tensorboard=True)
+    list(train(config, overwrite=True))
+    logged = EventAccumulator(config.out, purge_orphaned_data=False)  # as a reader that ignores purge_step sees it
+    logged.Reload()
+    assert [point.step for point in logged.Scalars("loss/cycle_x")] == [1, 2]
+
+
+def test_wrong_typed_run_folder_files_make_a_report_not_a_traceback(tmp_path):
+    run = tmp_path / "run"
+    fake_run(run)
+    config = {"method": "cut", "data": "x", "model": 5, "steps": "many", "batch_size": "x", "ema": "on", "lr": [1]}
+    (run / "config.json").write_text(json.dumps(config))
+    with (run / "log.jsonl").open("a") as log:
+        log.write(json.dumps({"step": 3, "eval": {"a->b": 5, "b->a": {"fid": "x", "kid": 0.1}}, "best": True}) + "\n")
+    (run / "evaluations").mkdir()
+    (run / "evaluations" / "step_0000001.json").write_text("[]")
+    bad_direction = {"source": "a", "target": "b", "images": 4, "fid": "x", "kid": "y", "hidden_information": "z", "warnings": 3}
+    evaluation = {"step": 2, "directions": [7, bad_direction]}
+    (run / "evaluations" / "step_0000002.json").write_text(json.dumps(evaluation))
+    status = {"state": "running", "step": 2, "start_step": "0", "total_steps": 4, "updated_at": "Infinity", "started_at": 1e300}
+    status |= {"images_per_second": float("nan"), "domain_sizes": {"a": "x", "b": 2}, "warnings": 5, "message": ["x"]}
+    (run / "status.json").write_text(json.dumps(status))  # NaN and Infinity: what Python's json writes and reads
+    result = invoke("report", str(run))
+    assert result.exit_code == 0 and "Traceback" not in result.stderr, result.stderr
+    page = page_of(run)
+    assert "gantrans eval of the model at step 2" in page and 'class="pill running"' in page
+    assert_well_formed(page)
+    (run / "config.json").write_text(json.dumps({"data": {"domains": 3, "size": 16, "preprocess": "crop"}}))
+    (run / "status.json").write_text(json.dumps({"state": "finished", "step": 2, "total_steps": 4, "domain_sizes": 3, "warnings": [1]}))
+    assert invoke("report", str(run)).exit_code == 0 and 'class="pill finished"' in page_of(run)
+    (run / "status.json").write_text(json.dumps({"state": "finished", "step": "2", "total_steps": 4}))  # read as no status
+    assert invoke("report", str(run)).exit_code == 0 and 'class="pill unknown"' in page_of(run)
+
+
+def test_keeping_an_evaluation_beside_a_damaged_one_works(tmp_path):
+    from gantrans.report import keep_evaluation
+
+    run = tmp_path / "run"
+    fake_run(run)
+    (run / "evaluations").mkdir()
+    (run / "evaluations" / "step_0000001.json").write_text("[]")
+    (run / "config.json").write_text(json.dumps({"data": "x"}))
+    direction = {"source": "a", "target": "b", "images": 4, "fid": 70.0, "kid": 0.05, "kid_std": 0.01, "warnings": []}
+    assert keep_evaluation(run, 2, {"split": "test", "data": "d", "directions": [direction]}) == run / "report" / "index.html"
+    assert "gantrans eval of the model at step 2" in page_of(run)
+
+
+@pytest.mark.slow
+def test_eval_prints_its_results_before_the_extras_that_can_only_warn(monkeypatch, tmp_path):
+    from test_evaluate import CheapFeatures, CheapLPIPS
+
+    monkeypatch.setattr("gantrans.inception.load_inception", lambda device: CheapFeatures())
+    monkeypatch.setattr("gantrans.features.load_lpips", lambda device: CheapLPIPS())
+    monkeypatch.setenv("GANTRANS_CACHE", str(tmp_path / "cache"))
+    for split, count in (("train", 3), ("test", 4)):
+        write_domains(tmp_path / "data" / split, ("horse", "zebra"), count, size=(20, 20), seed=count)
+    list(train(tiny_config(tmp_path / "data", tmp_path / "run", steps=2)))
+    base = ["eval", "--model", str(tmp_path / "run"), "--data", str(tmp_path / "data")]
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
+
+    monkeypatch.setattr("gantrans.eval_page.direction_examples", out_of_memory)
+    monkeypatch.setattr("gantrans.report.keep_evaluation", out_of_memory)
+    result = invoke(*base, "--json", "--html", str(tmp_path / "eval.html"))
+    assert result.exit_code == 0 and "Traceback" not in result.stderr, result.stderr
+    assert json.loads(result.stdout)["directions"] and (tmp_path / "eval.html").is_file()  # the page, without examples
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("gantrans: warning:")]
+    assert [("example" in line, "could not keep" in line) for line in warnings[-2:]] == [(True, False), (False, True)]
+    assert all("out of memory" in line for line in warnings[-2:])
+    (tmp_path / "file").write_text("")
+    result = invoke(*base, "--html", str(tmp_path / "file" / "eval.html"))  # a page that cannot be written
+    assert result.exit_code == 1 and "FID" in result.stdout and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("gantrans: error:")]
+    assert len(errors) == 1 and "could not write the evaluation page" in errors[0]

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from gantrans.cli.app import DeviceOption, app, stderr, user_errors
-from gantrans.errors import UsageError
+from gantrans.errors import GantransError, UsageError
 from gantrans.eval_table import direction_rows, metric_table
 
 
@@ -59,6 +59,10 @@ def evaluate(
 
     A model in a training run's folder keeps the result in RUN/evaluations/, and its report
     (RUN/report/index.html) shows it.
+
+    The results are printed first: what comes after (the example translations, keeping the result)
+    can only fail with a warning. Only an --html page that could not be written fails the command
+    (exit 1, after the results), as the file asked for is missing.
 
     The pretrained networks are downloaded on first use (or by `gantrans fetch-weights`).
     """
@@ -148,33 +152,62 @@ def _evaluate_model(model: Path, data: Path, options: _ModelOptions) -> None:
     for direction in result.directions:
         for warning in direction.warnings:
             print(f"gantrans: warning: {warning}", file=sys.stderr)
-    _write_pages(translator, data, result, options)
+    # The results first: an evaluation can take long, and nothing after it may lose it.
     if options.json_output:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps(result.to_dict()), flush=True)
     else:
         _print_eval_table({f"{d.source} → {d.target}": direction_rows(vars(d)) for d in result.directions})
+    page_written = _write_page(translator, data, result, options) if options.html is not None else True
+    _keep(translator, result)
+    if not page_written:
+        raise typer.Exit(1)
 
 
-def _write_pages(translator: Any, data: Path, result: Any, options: _ModelOptions) -> None:
-    """The --html page, and the result kept in the model's run folder (whose report then shows it);
-    their paths on stderr, as stdout carries the table or JSON."""
+def _write_page(translator: Any, data: Path, result: Any, options: _ModelOptions) -> bool:
+    """The --html page, its path on stderr (stdout carries the table or JSON); examples that cannot be
+    made are a warning (the page goes without them), a page that cannot be written one error line."""
+    from gantrans.eval_page import direction_examples, write_evaluation_page
+
+    assert options.html is not None
+    examples = {}
+    try:
+        for d in result.directions:
+            examples[(d.source, d.target)] = direction_examples(translator, data, options.split, d.source, d.target, options.reference_dir)
+    except Exception as error:  # noqa: BLE001  (out of memory, an unreadable image: the page goes without)
+        _warn(f"the evaluation page has no example translations: {_reason(error)}")
+        examples = {}
+    try:
+        stderr.print(f"evaluation page: {write_evaluation_page(options.html, result, examples, options.reference_dir)}", soft_wrap=True)
+    except Exception as error:  # noqa: BLE001  (the results are printed: say what is missing, in one line)
+        print(f"gantrans: error: could not write the evaluation page {options.html}: {_reason(error)}", file=sys.stderr)
+        return False
+    return True
+
+
+def _keep(translator: Any, result: Any) -> None:
+    """The result kept in the model's run folder (whose report then shows it), the report's path on
+    stderr; a warning when that fails (a read-only folder, a damaged file): the evaluation stands."""
     from gantrans.report import keep_evaluation
 
-    if options.html is not None:
-        from gantrans.eval_page import direction_examples, write_evaluation_page
-
-        examples = {
-            (d.source, d.target): direction_examples(translator, data, options.split, d.source, d.target, options.reference_dir)
-            for d in result.directions
-        }
-        stderr.print(f"evaluation page: {write_evaluation_page(options.html, result, examples, options.reference_dir)}", soft_wrap=True)
+    folder = translator.info.path.parent
     try:
-        report = keep_evaluation(translator.info.path.parent, translator.info.step, result.to_dict())
-    except OSError as error:  # a read-only run folder: the evaluation itself stands
-        print(f"gantrans: warning: could not keep the evaluation in {translator.info.path.parent}: {error}", file=sys.stderr)
+        report = keep_evaluation(folder, translator.info.step, result.to_dict())
+    except Exception as error:  # noqa: BLE001
+        _warn(f"could not keep the evaluation in {folder}: {_reason(error)}")
         return
     if report is not None:
         stderr.print(f"run report: {report}", soft_wrap=True)
+
+
+def _reason(error: Exception) -> str:
+    """An error in a few words, on one line."""
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    text = " ".join(text.split()) or type(error).__name__
+    return text if isinstance(error, (OSError, GantransError)) else f"{type(error).__name__}: {text}"
+
+
+def _warn(message: str) -> None:
+    print(f"gantrans: warning: {message}", file=sys.stderr)
 
 
 def _warn_skipped(messages: tuple[str, ...]) -> None:
