@@ -36,9 +36,12 @@ FORMAT = "gantrans-model"
 FORMAT_VERSION = 3
 # Format 1 (to 2026-12-01) kept each method's discriminator settings flat in its config; format 2
 # nests them in the method config's `adversarial` block. `upgraded_config` reads the old shape.
-# Format 3 (from 2026-12-01): StarGAN's generator sees its target in conditional norms, a new
-# architecture chosen by the new setting `label_conditioning` ("norm"); the generator of formats 1-2
-# had label maps at its input, and `with_format_defaults` reads their configs as "input".
+# Format 3 (from 2026-12-01): StarGAN's generator, and shared-latent's --fully-shared encoder and
+# decoder, see the domain in conditional norms, a new architecture chosen by the new setting
+# `label_conditioning` ("norm"); the networks of formats 1-2 had label maps at their input, and
+# `with_format_defaults` reads their configs as "input".
+# Methods whose networks took the domain as label maps before format 3.
+LABEL_MAP_METHODS = ("stargan", "shared-latent")
 ADVERSARIAL_SETTINGS = ("ndf", "n_layers_d", "spectral_norm", "gan_loss", "lambda_gp", "lambda_r1")
 MODEL_FILE = "generators.safetensors"
 STATE_FILE = "training_state.safetensors"
@@ -69,11 +72,11 @@ def upgraded_config(values: dict[str, Any], version: int) -> dict[str, Any]:
 
 def with_format_defaults(values: dict[str, Any], version: int) -> dict[str, Any]:
     """The config saved in a model file of format `version`, with each setting added since given the
-    value that file's networks were built with: StarGAN before format 3 fed its target as label maps
-    at the input (`label_conditioning` "input"). Only for model files, whose configs are complete: in a
-    `--config` file a missing setting means today's default."""
+    value that file's networks were built with: StarGAN and shared-latent (--fully-shared) before
+    format 3 fed the domain as label maps at the input (`label_conditioning` "input"). Only for model
+    files, whose configs are complete: in a `--config` file a missing setting means today's default."""
     model = values.get("model")
-    if version >= 3 or values.get("method") != "stargan" or not isinstance(model, dict) or "label_conditioning" in model:
+    if version >= 3 or values.get("method") not in LABEL_MAP_METHODS or not isinstance(model, dict) or "label_conditioning" in model:
         return values
     return {**values, "model": {**model, "label_conditioning": "input"}}
 

@@ -34,10 +34,11 @@ def onnxruntime():
     return pytest.importorskip("onnxruntime", reason=NEEDS)
 
 
-def save_tiny_model(preset: str, folder: Path, domains: tuple[str, ...] | None = None) -> Path:
-    """A tiny model of `preset` with seeded random weights, saved as a run folder (no training needed)."""
+def save_tiny_model(preset: str, folder: Path, domains: tuple[str, ...] | None = None, **overrides: object) -> Path:
+    """A tiny model of `preset` (with settings `overrides`) with seeded random weights, saved as a run
+    folder (no training needed)."""
     tiny = tiny_preset(preset)
-    config = tiny_config(folder.parent / "no-data", folder, method=preset, **tiny.overrides)
+    config = tiny_config(folder.parent / "no-data", folder, method=preset, **{**tiny.overrides, **overrides})
     method = checkpoint.build_method(config, domains or tiny.domains, training=False, seed=0)
     checkpoint.save_model(folder / checkpoint.MODEL_FILE, method, config, step=3)
     return folder
@@ -179,6 +180,29 @@ def test_shared_latent_with_three_domains_names_the_source_in_the_file(tmp_path,
     translator = Translator.load(run, device="cpu", precision="fp32")
     expected = translator.translate_tensor(torch.from_numpy(images), "anime", "sketch").numpy()
     assert np.abs(run_padded(paths[1], images) - expected).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_fully_shared_files_run_as_gantrans_translates_and_keep_their_target(tmp_path, onnxruntime):
+    """One encoder and one decoder told the domains in their norms: each file bakes in its source and
+    target, and runs as PyTorch does."""
+    tiny = tiny_preset("shared-latent")
+    config = tiny_config(tmp_path / "no-data", tmp_path / "run", method="shared-latent", fully_shared=True)
+    method = checkpoint.build_method(config, tiny.domains, training=False, seed=0)
+    with torch.no_grad():  # conditional norms start equal for every domain: make them differ, as training does
+        for parameter in method.generators.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.1)
+    checkpoint.save_model(tmp_path / "run" / checkpoint.MODEL_FILE, method, config, step=3)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 3, 12, 20)).astype(np.float32)
+    translator = Translator.load(tmp_path / "run", device="cpu", precision="fp32")
+    outputs = {}
+    for source in tiny.domains:
+        (path,) = export_model(tmp_path / "run", source=source)
+        target = metadata(path)["target"]
+        outputs[source] = run_padded(path, images)
+        expected = translator.translate_tensor(torch.from_numpy(images), target, source).numpy()
+        assert np.abs(outputs[source] - expected).max() <= 1e-4, (source, target)
+    assert np.abs(outputs[tiny.domains[0]] - outputs[tiny.domains[1]]).max() > 1e-3
 
 
 def test_a_file_that_disagrees_with_pytorch_is_not_written(tmp_path, monkeypatch, onnxruntime):

@@ -106,12 +106,17 @@ def test_save_load_gives_identical_outputs_for_every_domain(method_name, data, t
             assert torch.equal(translator.translate_tensor(batch[0], domain), method.translate(batch[0], domain))
 
 
-@pytest.mark.parametrize("method_name", [name for name in sorted(PRESETS) if len(tiny_preset(name).translates_into) >= 2])
-def test_each_target_gets_its_own_translation(method_name, data, tmp_path):
+@pytest.mark.parametrize(
+    "method_name, overrides",
+    [pytest.param(name, {}, id=name) for name in sorted(PRESETS) if len(tiny_preset(name).translates_into) >= 2]
+    + [pytest.param("shared-latent", {"fully_shared": True}, id="shared-latent-fully-shared")],  # one encoder and decoder for all
+)
+def test_each_target_gets_its_own_translation(method_name, overrides, data, tmp_path):
     """The same images translated into two targets must differ by far more than float rounding (~1e-6),
-    whatever the weights: a generator shared by several targets (StarGAN's) must see the target it is
-    asked for. Before format 3 StarGAN fed it as input label maps, which an instance norm cancels."""
-    _, method, _, batch = build(method_name, data, tmp_path)
+    whatever the weights: a generator shared by several targets (StarGAN's, shared-latent's fully-shared
+    decoder) must see the target it is asked for. Before format 3 both fed it as input label maps,
+    which an instance norm cancels."""
+    _, method, _, batch = build(method_name, data, tmp_path, **overrides)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():  # away from the initial weights (conditional norms start equal for every target)
         for parameter in method.generators.parameters():

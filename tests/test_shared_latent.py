@@ -1,21 +1,31 @@
-"""The shared-latent method: its four remedies, each on and off, and translation both ways."""
+"""The shared-latent method: its four remedies, each on and off, and translation both ways; the
+fully-shared networks see the domain in their norms (model format 3), and model files of format 2
+(label maps at the input) load as they were."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from itertools import combinations
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from gantrans import checkpoint
 from gantrans.cli import app
 from gantrans.errors import UsageError
+from gantrans.events import Warned
 from gantrans.methods import PRESETS, AdversarialConfig
+from gantrans.nn import ImageDecoder, ImageEncoder
+from gantrans.training import train
 from gantrans.translate import Translator
 
-from conftest import fresh_fakes, tiny_flags, write_images
+from conftest import fresh_fakes, tiny_config, tiny_flags, write_domains, write_images
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 TINY = {"ngf": 4, "n_blocks": 2}
 
@@ -99,11 +109,90 @@ def test_latent_loss_moves_the_encoders_to_confuse_the_latent_discriminator(kind
 def test_fully_shared_networks_translate_both_ways_from_the_domain_label():
     method = build(fully_shared=True)
     assert set(method.generators) == {"encoder", "decoder"}
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # away from the initial weights (conditional norms start equal for every domain)
+        for parameter in method.generators.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
     method.eval()
     dark, bright = two_looks()
     with torch.no_grad():
         to_anime, to_real = method.translate(dark, "anime", "real"), method.translate(dark, "real", "real")
-    assert to_anime.shape == dark.shape and not torch.equal(to_anime, to_real)
+    assert to_anime.shape == dark.shape and (to_anime - to_real).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("conditioning, differs", [("norm", True), ("input", False)])
+def test_a_trained_fully_shared_model_translates_into_each_domain_differently(conditioning, differs, tmp_path):
+    """Two steps tell the domains apart by far more than float rounding (~1e-6) with the domain in the
+    norms; label maps at the input are cancelled by the first instance norm, so no training can (the
+    bug that format 3 fixes: before it, into zebra, into horse and horse -> horse were all one image)."""
+    domains = ("horse", "zebra")
+    write_domains(tmp_path / "data", domains, 3, size=(20, 20))
+    config = tiny_config(
+        tmp_path / "data", tmp_path / "run", "shared-latent", steps=2, lr=1e-3, ema=0.0, fully_shared=True, label_conditioning=conditioning
+    )
+    cautions = [event.message for event in train(config) if isinstance(event, Warned)]
+    assert any("every target gives the same image" in message for message in cautions) != differs, cautions
+    translator = Translator.load(config.out, "cpu", "fp32")
+    images = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        outputs = [translator.translate_tensor(images, target, source) for source in domains for target in domains]
+    difference = min(float((first - second).abs().max()) for first, second in combinations(outputs, 2))
+    largest = max(float((first - second).abs().max()) for first, second in combinations(outputs, 2))
+    assert difference > 1e-3 if differs else largest < 1e-4, (difference, largest)
+
+
+def test_label_conditioning_changes_nothing_without_fully_shared():
+    """Only the fully-shared networks see the domain; per-domain networks are the same with either value
+    (model files before format 3 read as "input" whether fully shared or not)."""
+    norm, labels = build(label_conditioning="norm"), build(label_conditioning="input")
+    assert isinstance(norm.generators["encoder_0"], ImageEncoder) and isinstance(norm.generators["decoder_1"], ImageDecoder)
+    assert norm.generators.state_dict().keys() == labels.generators.state_dict().keys()
+    labels.generators.load_state_dict(norm.generators.state_dict())
+    norm.eval()
+    labels.eval()
+    with torch.no_grad():
+        assert torch.equal(norm.translate(two_looks()[0], "anime"), labels.translate(two_looks()[0], "anime"))
+    assert norm.cautions() == labels.cautions() == []
+
+
+# --- model files of format 2 ---------------------------------------------------------------------------
+
+
+def test_a_fully_shared_model_file_of_format_2_loads_and_translates_exactly_as_before():
+    """tests/fixtures/shared-latent-2026-12-01.safetensors: a tiny fully-shared model (ngf 4, one block,
+    photo/anime/sketch; seeded weights plus N(0, 0.1) noise) saved by the code of 2026-12-01 (format 2),
+    with that code's translations of one 16x20 input from each domain into each domain in
+    shared-latent-2026-12-01.expected.safetensors ("source.target")."""
+    fixture = FIXTURES / "shared-latent-2026-12-01.safetensors"
+    expected = load_file(str(FIXTURES / "shared-latent-2026-12-01.expected.safetensors"))
+    info = checkpoint.read_model_info(fixture)
+    assert (info.config.method, info.config.model.fully_shared, info.config.model.label_conditioning) == ("shared-latent", True, "input")
+    translator = Translator.load(fixture, "cpu", "fp32")
+    assert translator.method.generators["encoder"].model[1].in_channels == 3 + 3  # the label maps at the input
+    for name, translation in expected.items():
+        if name != "input":
+            source, target = name.split(".")
+            assert torch.allclose(translator.translate_tensor(expected["input"], target, source), translation, atol=1e-6), name
+
+
+def test_only_shared_latent_model_files_before_format_3_read_as_label_maps_at_the_input():
+    saved = json.loads(tiny(fully_shared=True).to_json())
+    del saved["model"]["label_conditioning"]  # as formats 1 and 2 wrote it
+    assert checkpoint.config_from_dict(saved, version=2).model.label_conditioning == "input"
+    assert checkpoint.config_from_dict(saved, version=3).model.label_conditioning == "norm"
+    saved["model"]["label_conditioning"] = "norm"
+    assert checkpoint.config_from_dict(saved, version=2).model.label_conditioning == "norm"
+
+
+def test_a_fully_shared_model_file_of_the_new_format_holds_the_conditional_norms(tmp_path):
+    method = build(("photo", "anime", "sketch"), fully_shared=True)
+    checkpoint.save_model(tmp_path / "model.safetensors", method, tiny(fully_shared=True), step=1)
+    info = checkpoint.read_model_info(tmp_path / "model.safetensors")
+    assert info.config.model.label_conditioning == "norm"
+    shapes = checkpoint.expected_tensors(info)
+    assert shapes["encoder.layers.0.conv.1.weight"][0] == (4, 3, 7, 7)  # no label channels at the input
+    assert shapes["encoder.layers.0.norm.scale"][0] == (3, 4)  # one row per domain, from the first norm
+    assert shapes["decoder.layers.0.norm1.shift"][0] == (3, 16)  # the decoder's residual block, 4 ngf channels
 
 
 def test_vae_samples_codes_in_training_and_uses_their_means_to_translate():

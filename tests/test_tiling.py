@@ -77,12 +77,17 @@ def test_tiles_partition_the_image_and_their_blend_weights_sum_to_one(length, ti
 # --- exact statistics: tiles give the whole image --------------------------------------------------
 
 
-@pytest.mark.parametrize("method_name", sorted(PRESETS))
-def test_exact_tiles_equal_the_whole_translation_for_every_method(method_name, tmp_path):
-    """Instance-normalised (cyclegan, stargan, cut, shared-latent ...), batch-normalised (discogan, pix2pix) or
-    U-Net generators alike: the whole image's statistics and a halo of the receptive field reproduce
-    the whole translation, within 2 grey levels (rounding)."""
-    translator = Translator.load(save_tiny_model(tmp_path / "run", method_name), device="cpu")
+@pytest.mark.parametrize(
+    "method_name, overrides",
+    [pytest.param(name, {}, id=name) for name in sorted(PRESETS)]
+    + [pytest.param("shared-latent", {"fully_shared": True}, id="shared-latent-fully-shared")],
+)
+def test_exact_tiles_equal_the_whole_translation_for_every_method(method_name, overrides, tmp_path):
+    """Instance-normalised (cyclegan, stargan, cut, shared-latent ...), conditionally normalised
+    (stargan, fully-shared shared-latent), batch-normalised (discogan, pix2pix) or U-Net generators
+    alike: the whole image's statistics and a halo of the receptive field reproduce the whole
+    translation, within 2 grey levels (rounding)."""
+    translator = Translator.load(save_tiny_model(tmp_path / "run", method_name, **overrides), device="cpu")
     image, target = ramp_image(200, 152), translator.targets[-1]
     settings = translator.tile_settings(target, options=TranslateOptions(tile=48, tile_norm="exact"))
     assert len(spans(padded_side(200, *translator.geometry), settings, *translator.geometry)) >= 3

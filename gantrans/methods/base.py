@@ -21,6 +21,13 @@ from gantrans.errors import UsageError
 
 Batch = Sequence[Tensor]  # one image batch per domain, in the order of `Method.domains`
 
+# How a network shared by several domains (StarGAN's generator, shared-latent's --fully-shared encoder and
+# decoder) sees the domain: "norm", as a per-domain scale and shift after its instance norms (Dumoulin et
+# al. 2017); "input", as one-hot label maps beside the image, which the first instance norm cancels (a
+# constant map is a constant per-channel shift after a convolution): kept so that model files before
+# format 3 still load.
+LABEL_CONDITIONING = ("norm", "input")
+
 
 @dataclass(frozen=True)
 class AdversarialConfig:

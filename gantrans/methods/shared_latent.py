@@ -6,7 +6,9 @@ x from domain i into domain j is De_j(E_i(x)). Two auto-encoders trained on thei
 on what a code means; four remedies make them agree, each one switchable:
   1. shared layers: the last residual blocks of every encoder and the first of every decoder are one
      set of weights (--shared-layers N), or one encoder and one decoder serve every domain, told
-     which by label maps (--fully-shared);
+     which by a per-domain scale and shift after each instance norm (--fully-shared; conditional
+     instance normalisation, Dumoulin et al. 2017). Model files before format 3 told them by label
+     maps at the input, which the first instance norm cancels (--label-conditioning input);
   2. a latent domain discriminator guesses which domain a code came from, and the encoders learn to
      confuse it (--latent-adversary confusion|reversal|off);
   3. cycle consistency: x -> E_i -> De_j -> E_j -> De_i ~ x (--lambda-cycle);
@@ -22,13 +24,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import AdversarialConfig, Batch, Losses, Method, discriminator_penalties, with_cycle_noise
-from gantrans.nn import UPSAMPLE_MODES, ImageDecoder, ImageEncoder, LatentDiscriminator, PatchDiscriminator, ResidualBlock, init_weights
+from gantrans.methods.base import LABEL_CONDITIONING, AdversarialConfig, Batch, Losses, Method, discriminator_penalties, with_cycle_noise
+from gantrans.nn import (
+    UPSAMPLE_MODES,
+    ConditionalImageDecoder,
+    ConditionalImageEncoder,
+    ImageDecoder,
+    ImageEncoder,
+    LatentDiscriminator,
+    PatchDiscriminator,
+    ResidualBlock,
+    init_weights,
+)
 
 LATENT_ADVERSARIES = (*losses.LATENT_OBJECTIVES, "off")
 
@@ -45,7 +58,17 @@ class SharedLatentConfig:
         1, network=True, low=0, help="shared-latent remedy 1: residual blocks shared by all encoders' ends and decoders' starts (0: off)."
     )
     fully_shared: bool = setting(
-        False, network=True, help="shared-latent remedy 1, extreme: one encoder and one decoder told the domain by label maps."
+        False,
+        network=True,
+        help="shared-latent remedy 1, extreme: one encoder and one decoder for every domain, told which (--label-conditioning).",
+    )
+    label_conditioning: str = setting(
+        "norm",
+        network=True,
+        choices=LABEL_CONDITIONING,
+        help="With --fully-shared, how the encoder and decoder see the domain: norm (a per-domain scale and shift after "
+        "every instance norm) or input (one-hot label maps beside the image; the first instance norm removes them, so "
+        "every target gives the same image: for model files before format 3).",
     )
     upsample: str = setting(
         "resize",
@@ -108,22 +131,40 @@ class SharedLatent(Method):
             for discriminator in self.discriminators.values():
                 discriminator.use_spectral_norm()
 
+    def cautions(self) -> list[str]:
+        if self.config.fully_shared and self.config.label_conditioning == "input":
+            return [
+                "--fully-shared --label-conditioning input: the first instance norms of the encoder and decoder remove the label "
+                "maps, so every target gives the same image; it is kept for old model files (new runs: --label-conditioning norm)"
+            ]
+        return []
+
     # --- the two halves -------------------------------------------------------------------------
 
     def encode(self, images: Tensor, domain: int) -> Tensor:
         """E_domain(images): the code (the Gaussian's mean, for a VAE)."""
         if self.config.fully_shared:
-            return self.generators["encoder"](_with_labels(images, domain, len(self.domains)))
+            return self._fully_shared("encoder", images, domain)
         codes = self.generators[f"encoder_{domain}"](images)
         return self.generators["shared_encoder"](codes) if "shared_encoder" in self.generators else codes
 
     def decode(self, codes: Tensor, domain: int) -> Tensor:
         """De_domain(codes): images of `domain`."""
         if self.config.fully_shared:
-            return self.generators["decoder"](_with_labels(codes, domain, len(self.domains)))
+            return self._fully_shared("decoder", codes, domain)
         if "shared_decoder" in self.generators:
             codes = self.generators["shared_decoder"](codes)
         return self.generators[f"decoder_{domain}"](codes)
+
+    def _fully_shared(self, name: str, features: Tensor, domain: int) -> Tensor:
+        """The one `name` network ("encoder", "decoder") of --fully-shared on `features` of (or into)
+        `domain`: told it by one-hot rows that select its norms' scale and shift, or (label_conditioning
+        "input", model files before format 3) by one-hot label maps beside the features."""
+        n_domains = len(self.domains)
+        if self.config.label_conditioning == "input":
+            return self.generators[name](_with_labels(features, domain, n_domains))
+        row = F.one_hot(torch.tensor([domain], device=features.device), n_domains).to(features.dtype)
+        return self.generators[name](features, row.expand(features.shape[0], -1))
 
     def _sample(self, codes: Tensor) -> Tensor:
         # The VAE's reparameterisation with UNIT's fixed unit variance; the mean at translation time.
@@ -241,8 +282,13 @@ class SharedLatent(Method):
 
 def _autoencoders(config: SharedLatentConfig, n_domains: int) -> dict[str, nn.Module]:
     """The generator modules: encoder_i and decoder_i per domain with the shared blocks between them,
-    or one encoder and one decoder conditioned on the domain."""
+    or one encoder and one decoder conditioned on the domain (in their norms, or by label maps)."""
     ngf, levels, upsample = config.ngf, config.n_downsampling, config.upsample
+    if config.fully_shared and config.label_conditioning == "norm":
+        return {
+            "encoder": ConditionalImageEncoder(n_domains, ngf, levels, config.n_blocks),
+            "decoder": ConditionalImageDecoder(n_domains, ngf, levels, config.n_blocks, upsample=upsample),
+        }
     if config.fully_shared:
         return {
             "encoder": ImageEncoder(ngf, levels, config.n_blocks, in_channels=3 + n_domains),
@@ -261,7 +307,8 @@ def _autoencoders(config: SharedLatentConfig, n_domains: int) -> dict[str, nn.Mo
 
 
 def _with_labels(images: Tensor, domain: int, n_domains: int) -> Tensor:
-    """`images` with n_domains one-hot label maps appended as channels (`domain`'s map is ones)."""
+    """`images` with n_domains one-hot label maps appended as channels (`domain`'s map is ones): how
+    --fully-shared networks saw the domain before model format 3."""
     maps = images.new_zeros(images.shape[0], n_domains, *images.shape[2:])
     maps[:, domain] = 1
     return torch.cat([images, maps], dim=1)

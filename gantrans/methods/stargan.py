@@ -26,12 +26,8 @@ from torch import Tensor
 from gantrans import losses
 from gantrans.config import check_settings, setting
 from gantrans.errors import UsageError
-from gantrans.methods.base import AdversarialConfig, Batch, Losses, Method, discriminator_penalties
+from gantrans.methods.base import LABEL_CONDITIONING, AdversarialConfig, Batch, Losses, Method, discriminator_penalties
 from gantrans.nn import UPSAMPLE_MODES, ClassifyingDiscriminator, ConditionalResnetGenerator, ResnetGenerator, init_weights
-
-# How the generator sees its target: "norm", in its norms; "input", as label maps beside the image (the
-# paper's way, which an instance norm cancels: kept so that model files before format 3 still load).
-LABEL_CONDITIONING = ("norm", "input")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Building blocks: generators, encoders and decoders, discriminators, normalisation and
 initialisation. No method logic here."""
 
-from gantrans.nn.autoencoders import ImageDecoder, ImageEncoder
+from gantrans.nn.autoencoders import ConditionalImageDecoder, ConditionalImageEncoder, ImageDecoder, ImageEncoder
 from gantrans.nn.discriminators import DISCRIMINATORS, ClassifyingDiscriminator, LatentDiscriminator, PatchDiscriminator
 from gantrans.nn.generators import UPSAMPLE_MODES, ConditionalResnetGenerator, EncoderDecoderGenerator, ResidualBlock, ResnetGenerator
 from gantrans.nn.init import init_weights
@@ -13,6 +13,8 @@ __all__ = [
     "NORMS",
     "UPSAMPLE_MODES",
     "ClassifyingDiscriminator",
+    "ConditionalImageDecoder",
+    "ConditionalImageEncoder",
     "ConditionalInstanceNorm2d",
     "ConditionalResnetGenerator",
     "EncoderDecoderGenerator",
