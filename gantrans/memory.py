@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from gantrans.tile_norm import Forward
+from gantrans.tiling import round_up
 
 # The share of free memory that one forward pass may plan to use: the rest is for the images
 # themselves, the allocator's slack and whatever else runs.
@@ -69,7 +70,7 @@ def profile(forward: Forward, networks: Iterable[nn.Module], geometry: tuple[int
     """Measure `forward` on one probe image with hooks on the leaf modules of `networks`. `geometry`
     is the generator's (stride, min_side). Call under torch.inference_mode."""
     stride, min_side = geometry
-    side = -(-max(64, min_side, 2 * stride) // stride) * stride
+    side = round_up(max(64, min_side, 2 * stride), stride)
     largest, radius = 0, 0.0
 
     def hook(module: nn.Module, inputs: tuple[object, ...], output: object) -> None:

@@ -35,6 +35,7 @@ from gantrans.errors import GantransError
 from gantrans.images import NORMALIZATION
 from gantrans.methods import Method
 from gantrans.storage import temporary_name
+from gantrans.tiling import padded_side
 
 if TYPE_CHECKING:
     import onnx
@@ -159,7 +160,7 @@ def export_onnx(method: Method, direction: Direction, path: Path, metadata: Mapp
 
 def smallest_side(stride: int, min_side: int) -> int:
     """The smallest side a generator takes: a multiple of `stride`, at least `min_side`."""
-    return max(min_side, stride) + (-max(min_side, stride)) % stride
+    return padded_side(1, stride, min_side)
 
 
 def _tidy(proto: onnx.ModelProto) -> None:

@@ -60,10 +60,16 @@ def pad_for_network(images: Tensor, stride: int, min_side: int) -> Tensor:
     """Images padded at the bottom and right to sides the generator takes. Reflection continues the
     image naturally; it needs the pad to be smaller than the side (else the edge is repeated)."""
     height, width = images.shape[-2:]
-    pad_bottom, pad_right = padded_side(height, stride, min_side) - height, padded_side(width, stride, min_side) - width
+    return padded_to(images, padded_side(height, stride, min_side), padded_side(width, stride, min_side))
+
+
+def padded_to(images: Tensor, height: int, width: int) -> Tensor:
+    """Images padded at the bottom and right to `height` x `width`: reflected where the pad is smaller
+    than the side, else the edge repeated."""
+    pad_bottom, pad_right = height - images.shape[-2], width - images.shape[-1]
     if not (pad_bottom or pad_right):
         return images
-    mode = "reflect" if pad_bottom < height and pad_right < width else "replicate"
+    mode = "reflect" if pad_bottom < images.shape[-2] and pad_right < images.shape[-1] else "replicate"
     return F.pad(images, (0, pad_right, 0, pad_bottom), mode=mode)
 
 
@@ -163,11 +169,7 @@ def _load(image: np.ndarray, region: Region, device: torch.device) -> Tensor:
     # A copy of the window: the image's array may be read-only (PIL's), and torch wants to own what it reads.
     part = torch.from_numpy(np.array(image[region.top : min(region.bottom, height), region.left : min(region.right, width)]))
     tile = part.to(device).permute(2, 0, 1).contiguous().float().div_(127.5).sub_(1.0)[None]
-    pad_bottom, pad_right = region.bottom - region.top - tile.shape[-2], region.right - region.left - tile.shape[-1]
-    if pad_bottom or pad_right:
-        mode = "reflect" if pad_bottom < tile.shape[-2] and pad_right < tile.shape[-1] else "replicate"
-        tile = F.pad(tile, (0, pad_right, 0, pad_bottom), mode=mode)
-    return tile
+    return padded_to(tile, region.bottom - region.top, region.right - region.left)
 
 
 def _whole_image_statistics(
