@@ -79,7 +79,7 @@ def read_run(run_dir: Path) -> RunFolder:
         samples=tuple(samples),
         status=status,
         evaluations=tuple(evaluation for evaluation in evaluations if evaluation is not None),
-        has_checkpoint=(run_dir / "training_state.safetensors").is_file(),
+        has_checkpoint=(run_dir / "training_state.safetensors").is_file(),  # checkpoint.STATE_FILE, whose module imports torch
     )
 
 

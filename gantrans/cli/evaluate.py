@@ -130,6 +130,7 @@ def _evaluate_model(model: Path, data: Path, options: _ModelOptions) -> None:
     """`eval --model`: the data is checked (two images a domain) before the networks are loaded."""
     import json
 
+    from gantrans import checkpoint
     from gantrans import evaluate as evaluation
     from gantrans.device import resolve_device
     from gantrans.features import load_lpips
@@ -140,7 +141,7 @@ def _evaluate_model(model: Path, data: Path, options: _ModelOptions) -> None:
     evaluation.evaluation_files(data, translator.domains, options.split, options.limit)
     resolved = resolve_device(options.device)
     judge = options.classifier
-    if judge is None and translator.info.method == "stargan" and (translator.info.path.parent / "training_state.safetensors").is_file():
+    if judge is None and translator.info.method == "stargan" and (translator.info.path.parent / checkpoint.STATE_FILE).is_file():
         judge = translator.info.path.parent
         stderr.print("domain accuracy by the model's own classifier (--classifier RUN for an independent one)", soft_wrap=True)
     judges = evaluation.Judges(
