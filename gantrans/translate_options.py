@@ -120,9 +120,11 @@ def scale_hint(label: str, size: tuple[int, int], options: TranslateOptions, dat
     seen = size[0] if side == "width" else min(size)
     if seen < HINT_FACTOR * pixels:
         return None
+    # An image over MAX_WHOLE_PIXELS goes through in tiles already: --tile is no advice for it.
+    at_full_size = "" if size[0] * size[1] > MAX_WHOLE_PIXELS else ", --tile at full size"
     return (
         f"{label} is {size[0]}x{size[1]}, {seen / pixels:.0f}x the scale this model was trained at ({side} side {pixels} px): "
-        "--scale train translates at that scale, --tile at full size (--scale input keeps this and hides this note)"
+        f"--scale train translates at that scale{at_full_size} (--scale input keeps this and hides this note)"
     )
 
 

@@ -82,3 +82,6 @@ def test_a_large_input_gets_one_hint_per_run(model_dir, tmp_path):
         assert "note" not in translate(model_dir, str(tmp_path / "in"), *chosen).stderr
     assert "note" not in translate(model_dir, str(tmp_path / "in" / "c.png")).stderr  # 36 px: less than 3x 20 px
     assert scale_hint("x", (59, 200), TranslateOptions(), DataConfig(size=16, load_size=20)) is None
+    # A photo tiled anyway (over 16.8 MP) is told of --scale train only.
+    large = scale_hint("x", (8000, 6000), TranslateOptions(), DataConfig())
+    assert large is not None and "--scale train" in large and "--tile" not in large
