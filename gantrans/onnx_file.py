@@ -34,7 +34,7 @@ from gantrans import __version__, checkpoint
 from gantrans.errors import GantransError
 from gantrans.images import NORMALIZATION
 from gantrans.methods import Method
-from gantrans.storage import temporary_name
+from gantrans.storage import write_atomically
 from gantrans.tiling import padded_side
 
 if TYPE_CHECKING:
@@ -217,15 +217,16 @@ def _check_against_torch(data: bytes, module: nn.Module, stride: int, min_side: 
 
 
 def _write_whole(path: Path, data: bytes) -> None:
-    """`data` to a hidden temporary name beside `path`, flushed, then renamed over it."""
-    temporary = temporary_name(path)
+    """`data` written whole over `path`; an error names the file asked for, not the temporary."""
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:  # a read-only folder, a full disk: name the file asked for, not the temporary
+        write_atomically(path, lambda temporary: _write_synced(temporary, data))
+    except OSError as error:  # a read-only folder, a full disk
         raise GantransError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """`data` to `path`, flushed to disk: an exported model is kept, unlike a translated image."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gantrans.storage import write_atomically
+
 STATUS_FILE = "status.json"
 STATES = ("running", "finished", "interrupted", "diverged", "failed")
 MAX_WARNINGS = 20  # the first ones are kept in full; the rest are counted
@@ -109,12 +111,7 @@ def _fits(value: object, kind: Any) -> bool:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write `text` under a hidden temporary name (the pattern a starting run cleans up after a kill),
-    then rename it over `path`: a browser or a reader never gets half a file."""
+    """Write `text` whole over `path` (storage.write_atomically), creating its folder: a browser or a
+    reader never gets half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))

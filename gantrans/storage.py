@@ -8,16 +8,17 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; runs are not guarded there
     fcntl = None  # type: ignore[assignment]
 
-from safetensors.torch import save_file
-from torch import Tensor
-
 from gantrans.errors import GantransError
+
+if TYPE_CHECKING:  # torch only where tensors are saved: the report's writers use this module without it
+    from torch import Tensor
 
 LOCK_FILE = ".lock"
 _TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")  # what `temporary_name` makes
@@ -30,6 +31,8 @@ def temporary_name(path: Path) -> Path:
 
 def atomic_save(tensors: Mapping[str, Tensor], path: Path, metadata: Mapping[str, str]) -> None:
     """save_file to a temporary name, flush to disk, then rename over `path`."""
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_name(path)
     cpu_tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
