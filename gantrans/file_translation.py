@@ -123,7 +123,8 @@ def _flush(
     translator: Translator, pending: list[_Job | Result], target: str, source: str | None, outputs: Outputs, options: TranslateOptions
 ) -> Iterator[Result]:
     jobs = _jobs(pending)
-    results = iter(translate_batch(translator, [job.image for job in jobs], target, source, options=options) if jobs else [])
+    # The jobs' images are at the network's size already (_prepare): straight to the translator.
+    results = iter(translator.translate_prepared([job.image for job in jobs], target, source, options) if jobs else [])
     for entry in pending:
         if isinstance(entry, Result):
             yield entry
