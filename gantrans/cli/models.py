@@ -166,6 +166,8 @@ def import_model(
 def _mapping_lines(recognised: Recognised, verbose: bool, shown: int = 8) -> list[str]:
     """The mapping, file key -> our key with its shape: all of it with --verbose, else its start
     (or one line when the file uses our names), then what was zeroed, reordered and left out."""
+    from gantrans.interop.sources import statistic_of
+
     mapping = recognised.mapping
     if not verbose and all(item.source == item.target or item.source.endswith("." + item.target) for item in mapping):
         lines = [f"{len(mapping)} tensors, under our names"]
@@ -187,9 +189,7 @@ def _mapping_lines(recognised: Recognised, verbose: bool, shown: int = 8) -> lis
         if count and not verbose:
             lines.append(f"{count} {what}")
     if recognised.dropped:
-        statistics = sum(
-            1 for key in recognised.dropped if key.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
-        )
+        statistics = sum(1 for key in recognised.dropped if statistic_of(key))
         kinds = [
             f"{count} {what}"
             for count, what in (

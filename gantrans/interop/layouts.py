@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from gantrans.checkpoint import MAX_PARAMETERS
-from gantrans.interop.sources import STATISTICS, SourceTensor
+from gantrans.interop.sources import SourceTensor, statistic_of
 from gantrans.methods import CycleGANConfig, Pix2PixConfig
 from gantrans.nn import EncoderDecoderGenerator, ResnetGenerator
 
@@ -117,8 +117,7 @@ def slots(architecture: Architecture) -> list[Slot] | None:
                     absorbing[f"{name}.{conv_name}.weight"] = conv.out_channels
     result = []
     for key, tensor in state.items():
-        leaf = key.rsplit(".", 1)[-1]
-        statistic = leaf if leaf in STATISTICS else ""
+        statistic = statistic_of(key)
         optional = key in biases or statistic == "num_batches_tracked"
         result.append(Slot(key, tuple(tensor.shape), tensor.dtype, statistic, optional, absorbing.get(key, 0)))
     return result

@@ -47,10 +47,13 @@ class TensorGroup:
 
     def items(self) -> list[SourceTensor]:
         """The group's tensors as matching sees them, in stored order."""
-        return [SourceTensor(key, tuple(tensor.shape), _statistic(key), tensor.is_floating_point()) for key, tensor in self.tensors.items()]
+        return [
+            SourceTensor(key, tuple(tensor.shape), statistic_of(key), tensor.is_floating_point()) for key, tensor in self.tensors.items()
+        ]
 
 
-def _statistic(key: str) -> str:
+def statistic_of(key: str) -> str:
+    """Which normalisation statistic (one of STATISTICS) the tensor `key` is, or "" for a parameter."""
     leaf = key.rsplit(".", 1)[-1]
     return leaf if leaf in STATISTICS else ""
 
